@@ -1,0 +1,1 @@
+../../../bpf/include/ppctl_abi.h

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* conntrack.h: connection entries, their state and their aging.
+ *
+ * A connection owns two entries (see ppctl_abi.h). State bits live in both, so
+ * that either direction decides with one lookup; the rare transitions (SYN-ACK,
+ * handshake ACK, header acknowledged, FIN, RST) update the peer entry too.
+ * Entries age by idle time, with a timeout chosen by the connection's state; a
+ * bpf_timer sweeps the table every gc_interval seconds. */
+#ifndef PPCTL_CONNTRACK_H
+#define PPCTL_CONNTRACK_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "maps.h"
+
+static __always_inline struct ppctl_config *config_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&ppctl_config, &zero);
+}
+
+static __always_inline struct ppctl_stats *stats_get(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&ppctl_stats, &zero);
+}
+
+/* The key of the other direction of the connection `e` belongs to: the packets
+ * that match it come from where e's rewritten packets go. */
+static __always_inline void ct_peer_key(const struct ppctl_ct_entry *e, struct ppctl_ct_key *peer)
+{
+	__builtin_memset(peer, 0, sizeof(*peer));
+	peer->saddr = e->nat_daddr;
+	peer->daddr = e->nat_saddr;
+	peer->sport = e->nat_dport;
+	peer->dport = e->nat_sport;
+	peer->family = PPCTL_FAMILY_IPV4;
+	peer->proto = PPCTL_PROTO_TCP;
+}
+
+/* Sets state bits in an entry and in its peer. */
+static __always_inline void ct_set_state(struct ppctl_ct_entry *e, __u32 bits)
+{
+	struct ppctl_ct_key peer_key;
+	struct ppctl_ct_entry *peer;
+
+	if ((e->state & bits) == bits)
+		return;
+	__sync_fetch_and_or(&e->state, bits);
+	ct_peer_key(e, &peer_key);
+	peer = bpf_map_lookup_elem(&ppctl_conntrack, &peer_key);
+	if (peer)
+		__sync_fetch_and_or(&peer->state, bits);
+}
+
+static __always_inline void ct_touch(struct ppctl_ct_entry *e, __u64 now)
+{
+	if (now - e->last_seen_ns > CT_REFRESH_NS)
+		e->last_seen_ns = now;
+}
+
+/* Idle timeout (ns) of a connection in state `state`. */
+static __always_inline __u64 ct_timeout_ns(const struct ppctl_config *cfg, __u32 state)
+{
+	__u32 seconds;
+
+	if (state & PPCTL_CT_RST)
+		seconds = cfg->timeout_rst;
+	else if ((state & PPCTL_CT_FIN_CLIENT) && (state & PPCTL_CT_FIN_BACKEND))
+		seconds = cfg->timeout_close;
+	else if (state & (PPCTL_CT_FIN_CLIENT | PPCTL_CT_FIN_BACKEND))
+		seconds = cfg->timeout_fin;
+	else if (state & PPCTL_CT_ESTABLISHED)
+		seconds = cfg->timeout_established;
+	else
+		seconds = cfg->timeout_syn;
+	return (__u64)seconds * NS_PER_SEC;
+}
+
+/* A connection is over once both sides closed or one reset it: its tuple may be
+ * taken by a new connection at once. Otherwise it is over when idle too long. */
+static __always_inline int ct_is_reclaimable(const struct ppctl_config *cfg,
+					     const struct ppctl_ct_entry *e, __u64 now)
+{
+	if (e->state & PPCTL_CT_RST)
+		return 1;
+	if ((e->state & PPCTL_CT_FIN_CLIENT) && (e->state & PPCTL_CT_FIN_BACKEND))
+		return 1;
+	return now - e->last_seen_ns > ct_timeout_ns(cfg, e->state);
+}
+
+/* Removes both entries of the connection that `key`/`e` belong to. */
+static __always_inline void ct_delete_connection(const struct ppctl_ct_key *key,
+						 const struct ppctl_ct_entry *e)
+{
+	struct ppctl_ct_key peer_key;
+
+	ct_peer_key(e, &peer_key);
+	bpf_map_delete_elem(&ppctl_conntrack, &peer_key);
+	bpf_map_delete_elem(&ppctl_conntrack, key);
+}
+
+/* MARK: - The sweeper */
+
+struct gc_ctx {
+	struct ppctl_config *cfg;
+	__u64 now;
+	__u64 expired;
+};
+
+static long gc_visit(struct bpf_map *map, struct ppctl_ct_key *key,
+		     struct ppctl_ct_entry *e, struct gc_ctx *ctx)
+{
+	struct ppctl_ct_key peer_key;
+	struct ppctl_ct_entry *peer;
+	__u64 last = e->last_seen_ns;
+
+	ct_peer_key(e, &peer_key);
+	peer = bpf_map_lookup_elem(&ppctl_conntrack, &peer_key);
+	if (peer) {
+		/* The pair is judged once, from its ORIGINAL entry. */
+		if (e->dir != PPCTL_DIR_ORIGINAL)
+			return 0;
+		if (peer->last_seen_ns > last)
+			last = peer->last_seen_ns;
+	}
+	if (ctx->now - last <= ct_timeout_ns(ctx->cfg, e->state))
+		return 0;
+	if (peer) {
+		bpf_map_delete_elem(&ppctl_conntrack, &peer_key);
+		ctx->expired++;
+	}
+	bpf_map_delete_elem(&ppctl_conntrack, key);
+	ctx->expired++;
+	return 0;
+}
+
+static int gc_tick(void *map, __u32 *key, struct ppctl_gc_state *gc)
+{
+	struct gc_ctx ctx = { .now = bpf_ktime_get_coarse_ns() };
+	struct ppctl_stats *stats;
+	__u64 interval = PPCTL_DEFAULT_GC_INTERVAL * NS_PER_SEC;
+
+	ctx.cfg = config_get();
+	if (ctx.cfg) {
+		if (ctx.cfg->gc_interval)
+			interval = (__u64)ctx.cfg->gc_interval * NS_PER_SEC;
+		bpf_for_each_map_elem(&ppctl_conntrack, gc_visit, &ctx, 0);
+	}
+	stats = stats_get();
+	if (stats)
+		stats->gc_expired += ctx.expired;
+	bpf_timer_start(&gc->timer, interval, 0);
+	return 0;
+}
+
+/* Arms the sweeper the first time a connection is created (and again after the
+ * control plane reset the timer on an upgrade). */
+static __always_inline void gc_arm(void)
+{
+	__u32 zero = 0;
+	struct ppctl_gc_state *gc = bpf_map_lookup_elem(&ppctl_gc, &zero);
+
+	if (!gc || gc->armed)
+		return;
+	gc->armed = 1;
+	if (bpf_timer_init(&gc->timer, &ppctl_gc, CLOCK_MONOTONIC) != 0)
+		return;
+	bpf_timer_set_callback(&gc->timer, gc_tick);
+	bpf_timer_start(&gc->timer, PPCTL_DEFAULT_GC_INTERVAL * NS_PER_SEC, 0);
+}
+
+#endif /* PPCTL_CONNTRACK_H */

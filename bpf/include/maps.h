@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* maps.h: every map of the tc datapath. Maps are pinned by name under the
+ * instance's pin directory, so that the control plane and later loads (upgrades)
+ * find the same state. Keys and values are defined in ppctl_abi.h. */
+#ifndef PPCTL_MAPS_H
+#define PPCTL_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "ppctl_abi.h"
+
+struct bpf_map;  /* opaque: the callbacks of bpf_for_each_map_elem get one */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PPCTL_MAX_SERVICES);
+	__type(key, struct ppctl_service_key);
+	__type(value, struct ppctl_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PPCTL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct ppctl_ring);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PPCTL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct ppctl_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_backends SEC(".maps");
+
+/* Two entries per connection; the loader sets max_entries from --max-conns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * PPCTL_DEFAULT_MAX_CONNS);
+	__type(key, struct ppctl_ct_key);
+	__type(value, struct ppctl_ct_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ppctl_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PPCTL_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct ppctl_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ppctl_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_stats SEC(".maps");
+
+/* The conntrack sweeper's timer (armed by the first new connection). */
+struct ppctl_gc_state {
+	struct bpf_timer timer;
+	__u32 armed;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ppctl_gc_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_gc SEC(".maps");
+
+/* Per-CPU scratch space for rebuilding a segment (too big for the stack). */
+struct ppctl_scratch {
+	__u8 buf[PPCTL_MAX_HEADER_LEN];   /* the PROXY header */
+	__u8 tcp[60];                     /* a copy of the TCP header, for its checksum */
+	struct ppctl_ct_entry fwd;        /* the two entries of a new connection */
+	struct ppctl_ct_entry rev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ppctl_scratch);
+} ppctl_scratch SEC(".maps");
+
+#endif /* PPCTL_MAPS_H */

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* nat.h: rewriting a packet for its connection, and finding where it goes. */
+#ifndef PPCTL_NAT_H
+#define PPCTL_NAT_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/socket.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "csum.h"
+#include "parse.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* Rewrites MACs (when the forwarding decision is cached), addresses, ports,
+ * sequence and ack numbers of the packet in one pass, and fixes both checksums.
+ * `extra_diff` is the checksum diff of changes already made to the TCP header
+ * (SACK blocks). Returns 0 or a negative error. */
+static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct packet *p,
+					  const struct ppctl_ct_entry *e,
+					  __u32 seq, __u32 ack, __u32 extra_diff)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct tcphdr *tcp;
+	__u32 addr_diff, l4_diff, old_ports, new_ports;
+	__u16 ports[2] = { e->nat_sport, e->nat_dport };
+
+	if (p->l4_off > ETH_HLEN + IPV4_HLEN_MAX)
+		return -1;
+	tcp = data + p->l4_off;
+	if ((void *)(ip + 1) > data_end || (void *)(tcp + 1) > data_end)
+		return -1;
+
+	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
+		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
+	}
+
+	addr_diff = csum_add(csum_diff32(ip->saddr, e->nat_saddr.w[0]),
+			     csum_diff32(ip->daddr, e->nat_daddr.w[0]));
+	ip->saddr = e->nat_saddr.w[0];
+	ip->daddr = e->nat_daddr.w[0];
+	ip->check = csum_apply_diff(ip->check, addr_diff);
+
+	__builtin_memcpy(&old_ports, &tcp->source, 4);
+	__builtin_memcpy(&new_ports, ports, 4);
+	__builtin_memcpy(&tcp->source, ports, 4);
+	l4_diff = csum_add(extra_diff, csum_diff32(old_ports, new_ports));
+	seq = bpf_htonl(seq);
+	ack = bpf_htonl(ack);
+	if (tcp->seq != seq) {
+		l4_diff = csum_add(l4_diff, csum_diff32(tcp->seq, seq));
+		tcp->seq = seq;
+	}
+	if (tcp->ack_seq != ack) {
+		l4_diff = csum_add(l4_diff, csum_diff32(tcp->ack_seq, ack));
+		tcp->ack_seq = ack;
+	}
+
+	if (bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0, addr_diff, BPF_F_PSEUDO_HDR))
+		return -1;
+	if (bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0, l4_diff, 0))
+		return -1;
+	return 0;
+}
+
+/* Sends a rewritten packet on its way. */
+static __always_inline int forward(const struct ppctl_ct_entry *e)
+{
+	if (e->local_flags & PPCTL_CT_L_FWD_CACHED)
+		return bpf_redirect(e->ifindex, 0);
+	if (e->ifindex)
+		return bpf_redirect_neigh(e->ifindex, NULL, 0, 0);
+	return TC_ACT_OK;           /* the stack routes it */
+}
+
+/* Looks up the route towards e->nat_daddr and caches the egress interface and
+ * MACs in the entry. With want_src, also returns the preferred source address of
+ * that route (the SNAT address of a new connection). Returns 0 when a route was
+ * found (the MACs may still be unknown: no neighbour entry yet). */
+static __always_inline int route_entry(struct __sk_buff *skb, struct ppctl_ct_entry *e,
+				       __be32 *src, int want_src)
+{
+	struct bpf_fib_lookup fib = {};
+	long rc;
+
+	fib.family = AF_INET;
+	fib.l4_protocol = IPPROTO_TCP;
+	fib.sport = e->nat_sport;
+	fib.dport = e->nat_dport;
+	fib.ifindex = skb->ingress_ifindex;
+	fib.ipv4_src = want_src ? 0 : e->nat_saddr.w[0];
+	fib.ipv4_dst = e->nat_daddr.w[0];
+
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), want_src ? BPF_FIB_LOOKUP_SRC : 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -1;
+	if (src)
+		*src = fib.ipv4_src;
+	e->ifindex = fib.ifindex;
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(e->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(e->dmac, fib.dmac, ETH_ALEN);
+		e->local_flags |= PPCTL_CT_L_FWD_CACHED;
+	}
+	return 0;
+}
+
+#endif /* PPCTL_NAT_H */

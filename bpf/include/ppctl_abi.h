@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * ppctl_abi.h: everything that crosses the boundary between the eBPF programs
+ * and the Swift control plane. Map keys, map values, flags and limits are
+ * defined here once; the Swift side imports this header through the
+ * DatapathABI module, the programs include it directly.
+ *
+ * Conventions
+ * - Addresses are 16 bytes. An IPv4 address sits in the first 4 bytes (network
+ *   order) and the other 12 are zero; `family` says which one it is.
+ * - Ports are stored in network byte order, as on the wire.
+ * - Every struct is padded explicitly so that its size and layout are the same
+ *   for clang -target bpf and for the host compiler.
+ */
+#ifndef PPCTL_ABI_H
+#define PPCTL_ABI_H
+
+#include <linux/types.h>
+
+/* MARK: - Limits */
+
+#define PPCTL_MAX_SERVICES      16384
+#define PPCTL_MAX_BACKENDS      131072
+/* Slots in a service's endpoint ring: endpoint choice is ring[hash % size]. */
+#define PPCTL_RING_SIZE         256
+/* Default number of connections the conntrack map holds (two entries each). */
+#define PPCTL_DEFAULT_MAX_CONNS 131072
+/* Attached interfaces the control plane remembers. */
+#define PPCTL_MAX_IFACES        64
+/* Longest PROXY header a connection can carry (v2 fixed part + TLVs). */
+#define PPCTL_MAX_HEADER_LEN    256
+
+/* MARK: - Address families and protocols (as stored in keys) */
+
+#define PPCTL_FAMILY_IPV4 4
+#define PPCTL_FAMILY_IPV6 6
+#define PPCTL_PROTO_TCP   6
+
+struct ppctl_addr {
+	__u32 w[4];                 /* network order; IPv4 in w[0] */
+};
+
+/* MARK: - Services (map "ppctl_services") */
+
+struct ppctl_service_key {
+	struct ppctl_addr vip;
+	__u16 port;                 /* network order */
+	__u8 family;
+	__u8 proto;
+};
+
+/* Service flags. */
+#define PPCTL_SVC_PROXY_V2   (1u << 0)  /* write a PROXY v2 header towards the backend */
+#define PPCTL_SVC_PROXY_V1   (1u << 1)  /* write a PROXY v1 text header (issue 7) */
+#define PPCTL_SVC_SNAT_ADDR  (1u << 2)  /* use `snat` instead of the egress interface address */
+
+struct ppctl_service {
+	__u32 id;                   /* index into ppctl_rings */
+	__u32 flags;                /* PPCTL_SVC_* */
+	struct ppctl_addr snat;     /* source address towards backends if PPCTL_SVC_SNAT_ADDR */
+	__u16 backend_count;        /* 0: the service refuses new connections */
+	__u16 reserved;
+	__u32 reserved2;
+};
+
+/* MARK: - Endpoint rings (map "ppctl_rings", array indexed by service id) */
+
+/* Each slot holds a backend id (index into ppctl_backends). The control plane
+ * fills the slots in proportion to the backends' weights. */
+struct ppctl_ring {
+	__u32 backend[PPCTL_RING_SIZE];
+};
+
+/* MARK: - Backends (map "ppctl_backends", array indexed by backend id) */
+
+struct ppctl_backend {
+	struct ppctl_addr addr;
+	__u16 port;                 /* network order */
+	__u8 family;
+	__u8 flags;                 /* reserved */
+	__u32 service_id;           /* owner, for the control plane's bookkeeping */
+	__u32 weight;
+	__u32 reserved;
+};
+
+/* MARK: - Connection tracking (map "ppctl_conntrack") */
+
+/*
+ * Every connection has two entries: one keyed by the tuple the client sends
+ * (client -> VIP, direction ORIGINAL) and one keyed by the tuple the backend
+ * sends (backend -> SNAT address, direction REPLY). Each entry says how to
+ * rewrite the packets that match it, and carries a copy of the connection's
+ * sequence state, so that either direction is translated with one lookup.
+ */
+struct ppctl_ct_key {
+	struct ppctl_addr saddr;
+	struct ppctl_addr daddr;
+	__u16 sport;                /* network order */
+	__u16 dport;                /* network order */
+	__u8 family;
+	__u8 proto;
+	__u8 pad[2];
+};
+
+#define PPCTL_DIR_ORIGINAL 0    /* client -> backend */
+#define PPCTL_DIR_REPLY    1    /* backend -> client */
+
+/* Connection state bits, kept identical in both entries of a connection. */
+#define PPCTL_CT_SYN_ACK_SEEN  (1u << 0)  /* the backend answered the SYN */
+#define PPCTL_CT_ESTABLISHED   (1u << 1)  /* the client completed the handshake */
+#define PPCTL_CT_FIN_CLIENT    (1u << 2)
+#define PPCTL_CT_FIN_BACKEND   (1u << 3)
+#define PPCTL_CT_RST           (1u << 4)
+#define PPCTL_CT_HDR_SENT      (1u << 5)  /* the PROXY header went out at least once */
+#define PPCTL_CT_HDR_ACKED     (1u << 6)  /* the backend acknowledged the whole header */
+
+/* Per-direction bits (not mirrored). */
+#define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
+#define PPCTL_CT_L_DATA_SEEN   (1u << 1)  /* client data at ISN+1 went out once */
+
+struct ppctl_ct_entry {
+	/* Rewrite for packets matching the key. */
+	struct ppctl_addr nat_saddr;
+	struct ppctl_addr nat_daddr;
+	__u16 nat_sport;            /* network order */
+	__u16 nat_dport;            /* network order */
+	__u8 dir;                   /* PPCTL_DIR_* */
+	__u8 local_flags;           /* PPCTL_CT_L_* for this direction only */
+	__u16 pad1;
+	__u32 state;                /* PPCTL_CT_* (mirrored in both entries, set atomically) */
+
+	/* Sequence state: the client's ISN (host order) and the number of bytes
+	 * the balancer inserted at ISN+1 (the PROXY header length; 0 for plain
+	 * services). Client->backend seq += hdr_len; backend->client ack and
+	 * SACK -= hdr_len. */
+	__u32 client_isn;
+	__u16 hdr_len;
+	__u16 pad0;
+
+	__u32 service_id;
+	__u32 backend_id;
+
+	/* Forwarding decision cached at the first packet of this direction. */
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u32 pad2;
+
+	__u64 created_ns;           /* bpf_ktime_get_coarse_ns() */
+	__u64 last_seen_ns;         /* refreshed at most once per second */
+};
+
+/* MARK: - Configuration (map "ppctl_config", one element at key 0) */
+
+struct ppctl_config {
+	__u16 snat_port_min;        /* host order, inclusive */
+	__u16 snat_port_max;        /* host order, inclusive */
+	__u32 reserved;
+	/* Idle timeouts in seconds. */
+	__u32 timeout_syn;          /* handshake not completed */
+	__u32 timeout_established;
+	__u32 timeout_fin;          /* one side sent FIN */
+	__u32 timeout_close;        /* both sides sent FIN */
+	__u32 timeout_rst;
+	__u32 gc_interval;          /* seconds between conntrack sweeps */
+};
+
+#define PPCTL_DEFAULT_SNAT_PORT_MIN  1024
+#define PPCTL_DEFAULT_SNAT_PORT_MAX  32767  /* below Linux's ephemeral range */
+#define PPCTL_DEFAULT_TIMEOUT_SYN    30
+#define PPCTL_DEFAULT_TIMEOUT_EST    7440   /* 2 h keepalive + 4 min */
+#define PPCTL_DEFAULT_TIMEOUT_FIN    120
+#define PPCTL_DEFAULT_TIMEOUT_CLOSE  10
+#define PPCTL_DEFAULT_TIMEOUT_RST    2
+#define PPCTL_DEFAULT_GC_INTERVAL    2
+
+/* MARK: - Attached interfaces (map "ppctl_ifaces", key: ifindex) */
+
+struct ppctl_iface {
+	char name[16];
+	__u32 flags;                /* reserved */
+	__u32 reserved;
+};
+
+/* MARK: - Statistics (map "ppctl_stats", per-CPU array, one element at key 0) */
+
+struct ppctl_stats {
+	__u64 packets_to_backend;
+	__u64 bytes_to_backend;
+	__u64 packets_to_client;
+	__u64 bytes_to_client;
+	__u64 connections;          /* new connections accepted */
+	__u64 headers_injected;     /* first transmission of a PROXY header */
+	__u64 headers_resent;       /* header sent again because it was not yet acknowledged */
+	__u64 data_split;           /* client data that arrived before the header went out */
+	__u64 tfo_trimmed;          /* data carried on a SYN, removed */
+	__u64 refused_no_backend;   /* SYN to a service without backends */
+	__u64 refused_table_full;   /* SYN refused: conntrack full or no SNAT port */
+	__u64 dropped_no_conn;      /* non-SYN to a service without a connection entry */
+	__u64 dropped_malformed;    /* packet to a service that failed to parse */
+	__u64 conns_reused;         /* SYN with a new ISN on a tuple still tracked */
+	__u64 gc_expired;           /* entries removed by the sweeper */
+	__u64 fwd_errors;           /* redirect or rewrite failures */
+};
+
+#endif /* PPCTL_ABI_H */

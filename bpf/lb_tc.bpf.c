@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * lb_tc.bpf.c: ppctl's tc datapath, top to bottom as a packet lives it.
+ *
+ * One program at clsact ingress on every interface of the balancer. A packet
+ * either belongs to a tracked connection (one lookup tells which direction) and
+ * is rewritten and redirected, or it is a SYN to a service and creates one, or it
+ * is none of ppctl's business and goes to the stack untouched.
+ *
+ *   client --SYN--> [ingress] new_connection: pick a backend, route, SNAT port,
+ *                             two conntrack entries; SYN rewritten, redirected.
+ *   backend --SYN-ACK--> [ingress] to_client: rewritten back to VIP -> client.
+ *   client --ACK--> [ingress] to_backend: for a PROXY service, this ACK at ISN+1
+ *                             grows into the segment that carries the header.
+ *   afterwards: client->backend seq += hdr_len, backend->client ack/SACK -= hdr_len.
+ *
+ * docs/datapath.md tells the same story with the arithmetic worked out.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "consts.h"
+#include "maps.h"
+#include "parse.h"
+#include "csum.h"
+#include "conntrack.h"
+#include "nat.h"
+#include "seq.h"
+#include "proxy_header.h"
+
+/* MARK: - Rebuilding a segment */
+
+/* Finishes a segment whose payload was just replaced by `payload` (len bytes,
+ * zero-padded to a multiple of 4 in its buffer): addresses and ports from the
+ * entry, seq, IP length, and both checksums computed afresh. Works whether the
+ * skb carries a full TCP checksum or only the pseudo-header sum
+ * (CHECKSUM_PARTIAL): the field is set to the pseudo-header sum, and the rest is
+ * added with a non-pseudo diff, which the kernel applies only to full checksums. */
+static __always_inline int finish_segment(struct __sk_buff *skb, const struct packet *p,
+					  const struct ppctl_ct_entry *e, __u32 seq,
+					  const __u8 *payload, __u32 len, __u8 clear_flags)
+{
+	struct {
+		__be32 saddr, daddr;
+		__u8 zero, proto;
+		__be16 len;
+	} pseudo = {};
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	__u32 tcp_hlen = p->tcp_hlen;
+	__u32 tot_len, addr_diff, sum;
+	__u16 ports[2] = { e->nat_sport, e->nat_dport };
+	__u16 pseudo_sum;
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__s64 part;
+
+	if (!scratch || tcp_hlen < TCP_HLEN_MIN || tcp_hlen > TCP_HLEN_MAX ||
+	    len > PPCTL_MAX_HEADER_LEN)
+		return -1;
+	if (p->l4_off > ETH_HLEN + IPV4_HLEN_MAX)
+		return -1;
+
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = data + ETH_HLEN;
+	tcp = data + p->l4_off;
+	if ((void *)(ip + 1) > data_end || (void *)(tcp + 1) > data_end)
+		return -1;
+
+	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
+		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
+	}
+
+	tot_len = p->l4_off - ETH_HLEN + tcp_hlen + len;
+	addr_diff = csum_add(csum_diff32(ip->saddr, e->nat_saddr.w[0]),
+			     csum_diff32(ip->daddr, e->nat_daddr.w[0]));
+	addr_diff = csum_add(addr_diff, csum_diff32(ip->tot_len, bpf_htons(tot_len)));
+	ip->saddr = e->nat_saddr.w[0];
+	ip->daddr = e->nat_daddr.w[0];
+	ip->tot_len = bpf_htons(tot_len);
+	ip->check = csum_apply_diff(ip->check, addr_diff);
+
+	__builtin_memcpy(&tcp->source, ports, 4);
+	tcp->seq = bpf_htonl(seq);
+	((__u8 *)tcp)[13] = (((__u8 *)tcp)[13] & ~clear_flags) | (len ? TCPF_PSH : 0);
+	tcp->check = 0;
+
+	pseudo.saddr = e->nat_saddr.w[0];
+	pseudo.daddr = e->nat_daddr.w[0];
+	pseudo.proto = IPPROTO_TCP;
+	pseudo.len = bpf_htons(tcp_hlen + len);
+	part = bpf_csum_diff(NULL, 0, (__be32 *)&pseudo, sizeof(pseudo), 0);
+	if (part < 0)
+		return -1;
+	sum = (__u32)part;
+	pseudo_sum = csum_fold_nocomp(sum);
+
+	if (bpf_skb_load_bytes(skb, p->l4_off, scratch->tcp, tcp_hlen))
+		return -1;
+	part = bpf_csum_diff(NULL, 0, (__be32 *)scratch->tcp, tcp_hlen, 0);
+	if (part < 0)
+		return -1;
+	sum = csum_add(sum, (__u32)part);
+	if (len) {
+		__u32 padded = (len + 3) & ~3u;
+		if (padded > PPCTL_MAX_HEADER_LEN)
+			return -1;
+		part = bpf_csum_diff(NULL, 0, (__be32 *)payload, padded, 0);
+		if (part < 0)
+			return -1;
+		sum = csum_add(sum, (__u32)part);
+	}
+
+	if (bpf_skb_store_bytes(skb, p->l4_off + TCP_CSUM_OFF, &pseudo_sum, 2, 0))
+		return -1;
+	return bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0,
+				   csum_add(sum, pseudo_sum), 0) ? -1 : 0;
+}
+
+/* MARK: - The PROXY header */
+
+/*
+ * Turns this client segment at ISN+1 into the segment that carries the PROXY
+ * header: its payload (if any) is replaced by the header, seq is ISN+1, and the
+ * TCP header stays where it is (the skb grows or shrinks at the tail, so
+ * csum_start stays right, and a GSO packet becomes a plain small one). A FIN is
+ * kept only if the segment had no data: then it follows the header in the
+ * backend's sequence space exactly where it followed nothing in the client's.
+ */
+static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
+				       struct ppctl_ct_entry *e, struct ppctl_stats *stats)
+{
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	__u32 len;
+	__u8 clear = p->payload_len ? TCPF_FIN : 0;
+
+	if (!scratch)
+		return TC_ACT_SHOT;
+	__builtin_memset(scratch->buf, 0, 32);
+	len = proxy_header_build(scratch->buf, &p->key);
+	if (len != e->hdr_len || len > PPCTL_MAX_HEADER_LEN)
+		return TC_ACT_SHOT;
+
+	if (bpf_skb_change_tail(skb, p->l4_off + p->tcp_hlen + len, 0))
+		goto fail;
+	if (bpf_skb_store_bytes(skb, p->l4_off + p->tcp_hlen, scratch->buf, len, 0))
+		goto fail;
+	if (finish_segment(skb, p, e, e->client_isn + 1, scratch->buf, len, clear))
+		goto fail;
+
+	if (stats) {
+		if (e->state & PPCTL_CT_HDR_SENT)
+			stats->headers_resent++;
+		else
+			stats->headers_injected++;
+		stats->packets_to_backend++;
+		stats->bytes_to_backend += skb->len;
+	}
+	__sync_fetch_and_or(&e->state, PPCTL_CT_HDR_SENT);
+	return forward(e);
+fail:
+	/* The client will send this segment again; nothing was forwarded. */
+	if (stats)
+		stats->fwd_errors++;
+	return TC_ACT_SHOT;
+}
+
+/*
+ * Client data at ISN+1 while the header is not known to be through: either the
+ * header never went out (the handshake ACK was lost before us) or this is a
+ * retransmission because it was lost after us. The data goes on as it is
+ * (translated, as a clone), and the original skb becomes the header segment.
+ */
+static __noinline int send_header_before_data(struct __sk_buff *skb, struct packet *p,
+						   struct ppctl_ct_entry *e,
+						   struct ppctl_stats *stats)
+{
+	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
+		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0) == 0 &&
+		    bpf_clone_redirect(skb, e->ifindex, 0) == 0 && stats) {
+			stats->data_split++;
+			stats->packets_to_backend++;
+			stats->bytes_to_backend += skb->len;
+		}
+	}
+	/* Without a clone the client's retransmission brings the data. */
+	return send_header(skb, p, e, stats);
+}
+
+/* MARK: - Client -> backend */
+
+static __always_inline int to_backend(struct __sk_buff *skb, struct packet *p,
+				      struct ppctl_ct_entry *e, struct ppctl_stats *stats,
+				      __u64 now)
+{
+	__u32 seq = p->seq;
+
+	ct_touch(e, now);
+	if (!(e->local_flags & PPCTL_CT_L_FWD_CACHED))
+		route_entry(skb, e, NULL, 0);   /* the neighbour may be known by now */
+
+	if (p->flags & TCPF_RST)
+		ct_set_state(e, PPCTL_CT_RST);
+	if (p->flags & TCPF_FIN)
+		ct_set_state(e, PPCTL_CT_FIN_CLIENT);
+	if ((p->flags & TCPF_ACK) && !(p->flags & TCPF_SYN) &&
+	    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED)) == PPCTL_CT_SYN_ACK_SEEN)
+		ct_set_state(e, PPCTL_CT_ESTABLISHED);
+
+	if (e->hdr_len && !(p->flags & TCPF_SYN)) {
+		if (p->seq == e->client_isn + 1 && !(p->flags & TCPF_RST) &&
+		    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_HDR_ACKED)) == PPCTL_CT_SYN_ACK_SEEN) {
+			if (p->payload_len == 0)
+				return send_header(skb, p, e, stats);
+			if (!(e->state & PPCTL_CT_HDR_SENT) || (e->local_flags & PPCTL_CT_L_DATA_SEEN))
+				return send_header_before_data(skb, p, e, stats);
+			/* First transmission of the data, right behind the header. */
+			e->local_flags |= PPCTL_CT_L_DATA_SEEN;
+		}
+		seq += e->hdr_len;
+	}
+
+	if (rewrite_packet(skb, p, e, seq, p->ack, 0)) {
+		if (stats)
+			stats->fwd_errors++;
+		return TC_ACT_SHOT;
+	}
+	if (stats) {
+		stats->packets_to_backend++;
+		stats->bytes_to_backend += skb->len;
+	}
+	return forward(e);
+}
+
+/* MARK: - Backend -> client */
+
+static __always_inline int to_client(struct __sk_buff *skb, struct packet *p,
+				     struct ppctl_ct_entry *e, struct ppctl_stats *stats,
+				     __u64 now)
+{
+	__u32 ack = p->ack;
+	__u32 sack_diff = 0;
+
+	ct_touch(e, now);
+	if ((p->flags & (TCPF_SYN | TCPF_ACK)) == (TCPF_SYN | TCPF_ACK))
+		ct_set_state(e, PPCTL_CT_SYN_ACK_SEEN);
+	if (p->flags & TCPF_RST)
+		ct_set_state(e, PPCTL_CT_RST);
+	if (p->flags & TCPF_FIN)
+		ct_set_state(e, PPCTL_CT_FIN_BACKEND);
+
+	if (e->hdr_len && (p->flags & TCPF_ACK)) {
+		ack = ack_to_client(p->ack, e->client_isn, e->hdr_len);
+		if (!(e->state & PPCTL_CT_HDR_ACKED) &&
+		    seq_geq(p->ack, e->client_isn + 1 + e->hdr_len))
+			ct_set_state(e, PPCTL_CT_HDR_ACKED);
+		sack_diff = translate_sack(skb, p, e->client_isn, e->hdr_len);
+	}
+
+	if (rewrite_packet(skb, p, e, p->seq, ack, sack_diff)) {
+		if (stats)
+			stats->fwd_errors++;
+		return TC_ACT_SHOT;
+	}
+	if (stats) {
+		stats->packets_to_client++;
+		stats->bytes_to_client += skb->len;
+	}
+	return forward(e);
+}
+
+/* MARK: - New connections */
+
+/* Removes data carried on a SYN (TCP Fast Open). The backend's SYN-ACK then acks
+ * only the SYN and the client sends the data again after the handshake, behind
+ * the header. */
+static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
+					    const struct ppctl_ct_entry *e, struct ppctl_stats *stats)
+{
+	if (bpf_skb_change_tail(skb, p->l4_off + p->tcp_hlen, 0))
+		return -1;
+	if (finish_segment(skb, p, e, p->seq, NULL, 0, 0))
+		return -1;
+	p->payload_len = 0;
+	if (stats)
+		stats->tfo_trimmed++;
+	return 0;
+}
+
+static __always_inline __u32 snat_port_seed(const struct packet *p)
+{
+	__u32 h = p->key.saddr.w[0] * 0x9E3779B1u;
+
+	return (h ^ (h >> 16)) + bpf_ntohs(p->key.sport);
+}
+
+/* Finds a free SNAT port towards the backend and inserts the REPLY entry under
+ * it. The first candidate depends only on the client's address and port, so a
+ * client that reuses its port gets the same SNAT port again (the backend then
+ * sees one 4-tuple with growing ISNs and timestamps, which TIME_WAIT accepts).
+ * A port whose previous connection is over is taken over at once. */
+static __always_inline int snat_port_alloc(const struct packet *p, const struct ppctl_config *cfg,
+					   struct ppctl_ct_entry *fwd,
+					   const struct ppctl_ct_entry *rev,
+					   struct ppctl_ct_key *rkey, __u64 now)
+{
+	__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max;
+	__u32 seed = snat_port_seed(p);
+	__u32 range, i;
+
+	if (lo == 0 || hi < lo) {
+		lo = PPCTL_DEFAULT_SNAT_PORT_MIN;
+		hi = PPCTL_DEFAULT_SNAT_PORT_MAX;
+	}
+	range = hi - lo + 1;
+
+	__builtin_memset(rkey, 0, sizeof(*rkey));
+	rkey->saddr = fwd->nat_daddr;
+	rkey->daddr = fwd->nat_saddr;
+	rkey->sport = fwd->nat_dport;
+	rkey->family = PPCTL_FAMILY_IPV4;
+	rkey->proto = PPCTL_PROTO_TCP;
+
+	for (i = 0; i < SNAT_PORT_TRIES; i++) {
+		struct ppctl_ct_entry *old;
+
+		rkey->dport = bpf_htons(lo + (seed + i) % range);
+		if (bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST) == 0)
+			goto found;
+		old = bpf_map_lookup_elem(&ppctl_conntrack, rkey);
+		if (old && ct_is_reclaimable(cfg, old, now)) {
+			ct_delete_connection(rkey, old);
+			if (bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST) == 0)
+				goto found;
+		}
+	}
+	return -1;
+found:
+	fwd->nat_sport = rkey->dport;
+	return 0;
+}
+
+static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
+					  const struct ppctl_service *svc,
+					  struct ppctl_stats *stats, __u64 now)
+{
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	struct ppctl_ct_entry *fwd, *rev;
+	struct ppctl_ct_key rkey;
+	struct ppctl_config *cfg = config_get();
+	struct ppctl_backend *be;
+	struct ppctl_ring *ring;
+	struct ethhdr *eth;
+	void *data, *data_end;
+	__u32 backend_id, slot;
+	__be32 src = 0;
+
+	if (!cfg || !scratch)
+		return TC_ACT_SHOT;
+	fwd = &scratch->fwd;
+	rev = &scratch->rev;
+	__builtin_memset(fwd, 0, sizeof(*fwd));
+	__builtin_memset(rev, 0, sizeof(*rev));
+	if (svc->backend_count == 0)
+		goto no_backend;
+	ring = bpf_map_lookup_elem(&ppctl_rings, &svc->id);
+	if (!ring)
+		goto no_backend;
+	slot = bpf_get_hash_recalc(skb) & (PPCTL_RING_SIZE - 1);
+	backend_id = ring->backend[slot];
+	be = bpf_map_lookup_elem(&ppctl_backends, &backend_id);
+	if (!be || be->family != PPCTL_FAMILY_IPV4 || be->service_id != svc->id)
+		goto no_backend;
+
+	/* ORIGINAL: client -> VIP becomes SNAT address:port -> backend. */
+	fwd->nat_daddr = be->addr;
+	fwd->nat_dport = be->port;
+	fwd->dir = PPCTL_DIR_ORIGINAL;
+	fwd->client_isn = p->seq;
+	fwd->hdr_len = proxy_header_len(svc);
+	fwd->service_id = svc->id;
+	fwd->backend_id = backend_id;
+	fwd->created_ns = now;
+	fwd->last_seen_ns = now;
+	if (svc->flags & PPCTL_SVC_SNAT_ADDR) {
+		fwd->nat_saddr = svc->snat;
+		if (route_entry(skb, fwd, NULL, 0))
+			goto no_route;
+	} else {
+		if (route_entry(skb, fwd, &src, 1) || !src)
+			goto no_route;
+		fwd->nat_saddr.w[0] = src;
+	}
+
+	/* REPLY: backend -> SNAT address:port becomes VIP -> client, sent back the
+	 * way the SYN came. */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	rev->nat_saddr = p->key.daddr;
+	rev->nat_daddr = p->key.saddr;
+	rev->nat_sport = p->key.dport;
+	rev->nat_dport = p->key.sport;
+	rev->dir = PPCTL_DIR_REPLY;
+	rev->client_isn = fwd->client_isn;
+	rev->hdr_len = fwd->hdr_len;
+	rev->service_id = fwd->service_id;
+	rev->backend_id = fwd->backend_id;
+	rev->created_ns = now;
+	rev->last_seen_ns = now;
+	rev->ifindex = skb->ingress_ifindex;
+	__builtin_memcpy(rev->smac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(rev->dmac, eth->h_source, ETH_ALEN);
+	rev->local_flags = PPCTL_CT_L_FWD_CACHED;
+
+	if (snat_port_alloc(p, cfg, fwd, rev, &rkey, now))
+		goto table_full;
+	if (bpf_map_update_elem(&ppctl_conntrack, &p->key, fwd, BPF_NOEXIST)) {
+		bpf_map_delete_elem(&ppctl_conntrack, &rkey);
+		goto table_full;
+	}
+	gc_arm();
+	if (stats)
+		stats->connections++;
+
+	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats))
+		goto fail;
+	if (rewrite_packet(skb, p, fwd, p->seq, p->ack, 0))
+		goto fail;
+	if (stats) {
+		stats->packets_to_backend++;
+		stats->bytes_to_backend += skb->len;
+	}
+	return forward(fwd);
+
+no_backend:
+	if (stats)
+		stats->refused_no_backend++;
+	return TC_ACT_SHOT;
+no_route:
+fail:
+	if (stats)
+		stats->fwd_errors++;
+	return TC_ACT_SHOT;
+table_full:
+	if (stats)
+		stats->refused_table_full++;
+	return TC_ACT_SHOT;
+}
+
+/* MARK: - Entry point */
+
+SEC("tc")
+int ppctl_tc_ingress(struct __sk_buff *skb)
+{
+	struct packet p = {};
+	struct ppctl_service_key skey = {};
+	struct ppctl_service *svc;
+	struct ppctl_ct_entry *e;
+	struct ppctl_stats *stats;
+	__u64 now;
+
+	pull_headers(skb);
+	if (parse_ipv4_tcp(skb, &p) != PARSE_OK)
+		return TC_ACT_OK;
+
+	stats = stats_get();
+	now = bpf_ktime_get_coarse_ns();
+	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
+	if (e) {
+		if (e->dir == PPCTL_DIR_REPLY)
+			return to_client(skb, &p, e, stats, now);
+		if (!(p.flags & TCPF_SYN) || p.seq == e->client_isn)
+			return to_backend(skb, &p, e, stats, now);
+		/* A SYN with a new ISN on a tracked tuple: the client reuses its port
+		 * for a new connection. It gets fresh state and a fresh header. */
+		ct_delete_connection(&p.key, e);
+		if (stats)
+			stats->conns_reused++;
+	}
+
+	skey.vip = p.key.daddr;
+	skey.port = p.key.dport;
+	skey.family = PPCTL_FAMILY_IPV4;
+	skey.proto = PPCTL_PROTO_TCP;
+	svc = bpf_map_lookup_elem(&ppctl_services, &skey);
+	if (!svc)
+		return TC_ACT_OK;
+
+	if ((p.flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) != TCPF_SYN) {
+		/* Not the start of a connection, and none is known: nothing to
+		 * translate it with. */
+		if (stats)
+			stats->dropped_no_conn++;
+		return TC_ACT_SHOT;
+	}
+	return new_connection(skb, &p, svc, stats, now);
+}
+
+char LICENSE[] SEC("license") = "GPL";
