@@ -49,9 +49,13 @@ let package = Package(
 
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
         .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
+        // Root tests in network namespaces. The plugin embeds the test-only eBPF
+        // programs of bpf/testing (the fault injector) in this target.
+        .target(name: "FaultABI", path: "Tests/FaultABI"),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ProxyProtocol", "Balancer", "DatapathABI"]
+            dependencies: ["ProxyProtocol", "Balancer", "Datapath", "DatapathABI", "FaultABI"],
+            plugins: ["BPFObjectsPlugin"]
         ),
     ]
 )

@@ -8,13 +8,21 @@ import PackagePlugin
 struct BPFObjectsPlugin: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let bpf = context.package.directoryURL.appending(path: "bpf")
-        let output = context.pluginWorkDirectoryURL.appending(path: "BPFObjectBytes.swift")
+        // Test targets get the test-only programs (the fault injector); the
+        // datapath gets bpf/*.bpf.c.
+        let isTest = target.name.hasSuffix("Tests")
+        let sourceDir = isTest ? bpf.appending(path: "testing") : bpf
+        let enumName = isTest ? "TestBPFObjectBytes" : "BPFObjectBytes"
+        let output = context.pluginWorkDirectoryURL.appending(path: "\(enumName).swift")
         let objects = context.pluginWorkDirectoryURL.appending(path: "objects")
         return [
             .buildCommand(
-                displayName: "Compiling eBPF programs in bpf/",
+                displayName: "Compiling eBPF programs in \(sourceDir.lastPathComponent)/",
                 executable: URL(fileURLWithPath: "/bin/sh"),
-                arguments: [bpf.appending(path: "build.sh").path, output.path, objects.path],
+                arguments: [
+                    bpf.appending(path: "build.sh").path, output.path, objects.path,
+                    sourceDir.path, enumName,
+                ],
                 inputFiles: try sources(under: bpf),
                 outputFiles: [output]
             )

@@ -1,0 +1,1 @@
+/* Header-only module: the structs live in include/. */

@@ -1,0 +1,1 @@
+../../../bpf/testing/fault_abi.h
