@@ -470,9 +470,15 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	struct ppctl_ct_entry *e;
 	struct ppctl_stats *stats;
 	__u64 now;
+	int rc;
 
 	pull_headers(skb);
-	if (parse_ipv4_tcp(skb, &p) != PARSE_OK)
+	rc = parse_ipv4_tcp(skb, &p);
+	if (rc == PARSE_NEED_PULL) {
+		bpf_skb_pull_data(skb, ETH_HLEN + IPV4_HLEN_MAX + TCP_HLEN_MIN);
+		rc = parse_ipv4_tcp(skb, &p);
+	}
+	if (rc != PARSE_OK)
 		return TC_ACT_OK;
 
 	stats = stats_get();

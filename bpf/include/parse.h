@@ -28,12 +28,15 @@ enum parse_result {
 	PARSE_NOT_TCP4,             /* not ours to look at: hand it to the stack */
 	PARSE_FRAGMENT,             /* an IPv4 fragment: no TCP header to trust */
 	PARSE_MALFORMED,            /* IPv4/TCP with inconsistent lengths */
+	PARSE_NEED_PULL,            /* IP options pushed TCP out of the linear area */
 };
 
-/* Makes sure the Ethernet, IP and TCP headers sit in the linear part of the skb. */
+/* Makes sure the Ethernet, IPv4 and base TCP headers sit in the linear part of the
+ * skb. Locally generated TCP always has them there, so this is nearly free; pulling
+ * more than needed would copy payload out of the fragments of every GSO packet. */
 static __always_inline void pull_headers(struct __sk_buff *skb)
 {
-	__u32 want = ETH_HLEN + IPV4_HLEN_MAX + TCP_HLEN_MAX;
+	__u32 want = ETH_HLEN + IPV4_HLEN_MIN + TCP_HLEN_MIN;
 	__u32 linear = skb->data_end - skb->data;
 
 	if (linear >= want || linear >= skb->len)
@@ -70,7 +73,7 @@ static __always_inline int parse_ipv4_tcp(struct __sk_buff *skb, struct packet *
 	p->l4_off = ETH_HLEN + ip_hlen;
 	tcp = data + p->l4_off;
 	if ((void *)(tcp + 1) > data_end)
-		return PARSE_MALFORMED;
+		return PARSE_NEED_PULL;
 	p->tcp_hlen = tcp->doff * 4;
 	if (p->tcp_hlen < TCP_HLEN_MIN || ip_hlen + p->tcp_hlen > tot_len)
 		return PARSE_MALFORMED;
