@@ -422,7 +422,7 @@ static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev->ifindex = skb->ingress_ifindex;
 	__builtin_memcpy(rev->smac, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(rev->dmac, eth->h_source, ETH_ALEN);
-	rev->local_flags = PPCTL_CT_L_FWD_CACHED;
+	rev->local_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
 
 	if (snat_port_alloc(p, cfg, fwd, rev, &rkey, now))
 		goto table_full;

@@ -1,5 +1,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -57,4 +63,55 @@ int ppctl_mount_bpffs(const char *path)
 	if (mount("bpf", path, "bpf", 0, "mode=0700") < 0)
 		return -errno;
 	return 0;
+}
+
+/* Reads a small integer from /sys/class/net/NAME/FILE; -1 if it cannot. */
+static long read_sysfs_long(const char *name, const char *file)
+{
+	char path[128];
+	long value = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/%s", name, file);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &value) != 1)
+		value = -1;
+	fclose(f);
+	return value;
+}
+
+int ppctl_iface_redirects_to_peer(const char *name)
+{
+	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq ifr;
+	char peer_name[IF_NAMESIZE];
+	long ifindex, iflink;
+	int fd, rc;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (strlen(name) >= sizeof(ifr.ifr_name))
+		return -EINVAL;
+	strcpy(ifr.ifr_name, name);
+	ifr.ifr_data = (void *)&info;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = ioctl(fd, SIOCETHTOOL, &ifr);
+	close(fd);
+	if (rc < 0)
+		return errno == EOPNOTSUPP ? 0 : -errno;
+	if (strcmp(info.driver, "veth") != 0 && strcmp(info.driver, "netkit") != 0)
+		return 0;
+
+	/* bpf_redirect_peer drops packets whose peer is in the same namespace. */
+	ifindex = read_sysfs_long(name, "ifindex");
+	iflink = read_sysfs_long(name, "iflink");
+	if (ifindex < 0 || iflink < 0)
+		return 0;
+	if (iflink != ifindex && if_indextoname((unsigned)iflink, peer_name) &&
+	    read_sysfs_long(peer_name, "iflink") == ifindex)
+		return 0;
+	return 1;
 }

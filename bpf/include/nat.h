@@ -13,6 +13,7 @@
 #include "consts.h"
 #include "csum.h"
 #include "parse.h"
+#include "maps.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -76,11 +77,21 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 /* Sends a rewritten packet on its way. */
 static __always_inline int forward(const struct ppctl_ct_entry *e)
 {
+	if (e->local_flags & PPCTL_CT_L_PEER)
+		return bpf_redirect_peer(e->ifindex, 0);
 	if (e->local_flags & PPCTL_CT_L_FWD_CACHED)
 		return bpf_redirect(e->ifindex, 0);
 	if (e->ifindex)
 		return bpf_redirect_neigh(e->ifindex, NULL, 0, 0);
 	return TC_ACT_OK;           /* the stack routes it */
+}
+
+/* How to leave through an interface: PPCTL_CT_L_PEER for attached veths. */
+static __always_inline __u8 egress_flags(__u32 ifindex)
+{
+	struct ppctl_iface *iface = bpf_map_lookup_elem(&ppctl_ifaces, &ifindex);
+
+	return iface && (iface->flags & PPCTL_IFACE_PEER) ? PPCTL_CT_L_PEER : 0;
 }
 
 /* Looks up the route towards e->nat_daddr and caches the egress interface and
@@ -110,7 +121,7 @@ static __always_inline int route_entry(struct __sk_buff *skb, struct ppctl_ct_en
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		__builtin_memcpy(e->smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(e->dmac, fib.dmac, ETH_ALEN);
-		e->local_flags |= PPCTL_CT_L_FWD_CACHED;
+		e->local_flags |= PPCTL_CT_L_FWD_CACHED | egress_flags(e->ifindex);
 	}
 	return 0;
 }

@@ -117,6 +117,7 @@ struct ppctl_ct_key {
 /* Per-direction bits (not mirrored). */
 #define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
 #define PPCTL_CT_L_DATA_SEEN   (1u << 1)  /* client data at ISN+1 went out once */
+#define PPCTL_CT_L_PEER        (1u << 2)  /* egress is a veth: bpf_redirect_peer */
 
 struct ppctl_ct_entry {
 	/* Rewrite for packets matching the key. */
@@ -176,9 +177,13 @@ struct ppctl_config {
 
 /* MARK: - Attached interfaces (map "ppctl_ifaces", key: ifindex) */
 
+/* The interface is a veth (or netkit): packets leaving through it are handed
+ * straight to its peer's ingress (bpf_redirect_peer), skipping its egress path. */
+#define PPCTL_IFACE_PEER       (1u << 0)
+
 struct ppctl_iface {
 	char name[16];
-	__u32 flags;                /* reserved */
+	__u32 flags;                /* PPCTL_IFACE_* */
 	__u32 reserved;
 };
 

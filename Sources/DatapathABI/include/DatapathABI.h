@@ -21,4 +21,9 @@ int ppctl_is_bpffs(const char *path);
 /// Mounts bpffs at `path` (mode 0700). Returns 0 or -errno.
 int ppctl_mount_bpffs(const char *path);
 
+/// 1 if packets can leave through interface `name` with bpf_redirect_peer: it is a
+/// veth or netkit device whose peer lives in another network namespace. 0 if not,
+/// -errno on error.
+int ppctl_iface_redirects_to_peer(const char *name);
+
 #endif
