@@ -34,69 +34,57 @@
 
 /* Finishes a segment whose payload was just replaced by `payload` (len bytes,
  * zero-padded to a multiple of 4 in its buffer): addresses and ports from the
- * entry, seq, IP length, and both checksums computed afresh. Works whether the
+ * entry, seq, IP length, and the TCP checksum computed afresh. Works whether the
  * skb carries a full TCP checksum or only the pseudo-header sum
- * (CHECKSUM_PARTIAL): the field is set to the pseudo-header sum, and the rest is
- * added with a non-pseudo diff, which the kernel applies only to full checksums. */
+ * (CHECKSUM_PARTIAL): the field is set to the pseudo-header sum P, and the rest is
+ * added with a non-pseudo diff, which the kernel applies only to full checksums.
+ * The diff is P + sum(TCP header) + sum(payload) + P: applied to a field holding
+ * P it yields the full checksum (docs/datapath.md, "Checksums"). */
 static __always_inline int finish_segment(struct __sk_buff *skb, const struct packet *p,
 					  const struct ppctl_ct_entry *e, __u32 seq,
 					  const __u8 *payload, __u32 len, __u8 clear_flags)
 {
-	struct {
-		__be32 saddr, daddr;
-		__u8 zero, proto;
-		__be16 len;
-	} pseudo = {};
 	__u32 zero = 0;
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
-	__u32 tcp_hlen = p->tcp_hlen;
-	__u32 tot_len, addr_diff, sum;
+	__u32 tcp_hlen = p->tcp_hlen, l3_hlen = p->l4_off - ETH_HLEN;
 	__u16 ports[2] = { e->nat_sport, e->nat_dport };
+	__u32 sum;
 	__u16 pseudo_sum;
 	void *data, *data_end;
 	struct ethhdr *eth;
-	struct iphdr *ip;
 	struct tcphdr *tcp;
 	__s64 part;
 
 	if (!scratch || tcp_hlen < TCP_HLEN_MIN || tcp_hlen > TCP_HLEN_MAX ||
-	    len > PPCTL_MAX_HEADER_LEN)
+	    len > PPCTL_MAX_HEADER_LEN || p->l4_off > ETH_HLEN + IPV6_HLEN_MAX)
 		return -1;
-	if (p->l4_off > ETH_HLEN + IPV4_HLEN_MAX)
+	if (rewrite_ip(skb, p, e, l3_hlen + tcp_hlen + len) < 0)
 		return -1;
 
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	eth = data;
-	ip = data + ETH_HLEN;
-	tcp = data + p->l4_off;
-	if ((void *)(ip + 1) > data_end || (void *)(tcp + 1) > data_end)
+	tcp = data + (p->l4_off & L4_OFF_MASK);
+	if ((void *)(eth + 1) > data_end || (void *)(tcp + 1) > data_end)
 		return -1;
-
 	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
 		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
 	}
-
-	tot_len = p->l4_off - ETH_HLEN + tcp_hlen + len;
-	addr_diff = csum_add(csum_diff32(ip->saddr, e->nat_saddr.w[0]),
-			     csum_diff32(ip->daddr, e->nat_daddr.w[0]));
-	addr_diff = csum_add(addr_diff, csum_diff32(ip->tot_len, bpf_htons(tot_len)));
-	ip->saddr = e->nat_saddr.w[0];
-	ip->daddr = e->nat_daddr.w[0];
-	ip->tot_len = bpf_htons(tot_len);
-	ip->check = csum_apply_diff(ip->check, addr_diff);
-
 	__builtin_memcpy(&tcp->source, ports, 4);
 	tcp->seq = bpf_htonl(seq);
 	((__u8 *)tcp)[13] = (((__u8 *)tcp)[13] & ~clear_flags) | (len ? TCPF_PSH : 0);
 	tcp->check = 0;
 
-	pseudo.saddr = e->nat_saddr.w[0];
-	pseudo.daddr = e->nat_daddr.w[0];
-	pseudo.proto = IPPROTO_TCP;
-	pseudo.len = bpf_htons(tcp_hlen + len);
-	part = bpf_csum_diff(NULL, 0, (__be32 *)&pseudo, sizeof(pseudo), 0);
+	/* Pseudo header: the addresses, then the TCP length and protocol. IPv4's
+	 * 12-byte layout (addr, addr, zero, proto, len16) sums the same as this
+	 * 40-byte one with 4-byte addresses and zeros in between. */
+	__builtin_memset(&scratch->pseudo, 0, sizeof(scratch->pseudo));
+	scratch->pseudo.saddr = e->nat_saddr;
+	scratch->pseudo.daddr = e->nat_daddr;
+	scratch->pseudo.len = bpf_htonl(tcp_hlen + len);
+	scratch->pseudo.proto = IPPROTO_TCP;
+	part = bpf_csum_diff(NULL, 0, (__be32 *)&scratch->pseudo, sizeof(scratch->pseudo), 0);
 	if (part < 0)
 		return -1;
 	sum = (__u32)part;
@@ -144,10 +132,12 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 
 	if (!scratch)
 		return TC_ACT_SHOT;
-	__builtin_memset(scratch->buf, 0, 32);
-	len = proxy_header_build(scratch->buf, &p->key);
-	if (len != e->hdr_len || len > PPCTL_MAX_HEADER_LEN)
-		return TC_ACT_SHOT;
+	len = proxy_header_build(scratch, &p->key, e->hdr_flags, e->service_id,
+				 e->unique_id);
+	/* clang knows the bound from the builder's body; the verifier must see it. */
+	asm volatile("" : "+r"(len));
+	if (len == 0 || len != e->hdr_len || len > PPCTL_MAX_HEADER_LEN)
+		goto fail;   /* the service's TLVs changed under a live connection */
 
 	if (bpf_skb_change_tail(skb, p->l4_off + p->tcp_hlen + len, 0))
 		goto fail;
@@ -179,7 +169,7 @@ fail:
  * retransmission because it was lost after us. The data goes on as it is
  * (translated, as a clone), and the original skb becomes the header segment.
  */
-static __noinline int send_header_before_data(struct __sk_buff *skb, struct packet *p,
+static __always_inline int send_header_before_data(struct __sk_buff *skb, struct packet *p,
 						   struct ppctl_ct_entry *e,
 						   struct ppctl_stats *stats)
 {
@@ -197,11 +187,16 @@ static __noinline int send_header_before_data(struct __sk_buff *skb, struct pack
 
 /* MARK: - Client -> backend */
 
-static __always_inline int to_backend(struct __sk_buff *skb, struct packet *p,
-				      struct ppctl_ct_entry *e, struct ppctl_stats *stats,
-				      __u64 now)
+/* Global functions (here and below) are verified once, on their own: it keeps the
+ * verifier's work far below its limit. Their pointer arguments may be NULL. */
+__noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
+			  struct ppctl_stats *stats, __u64 now)
 {
-	__u32 seq = p->seq;
+	__u32 seq;
+
+	if (!skb || !p || !e)
+		return TC_ACT_SHOT;
+	seq = p->seq;
 
 	ct_touch(e, now);
 	if (!(e->local_flags & PPCTL_CT_L_FWD_CACHED))
@@ -242,12 +237,14 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct packet *p,
 
 /* MARK: - Backend -> client */
 
-static __always_inline int to_client(struct __sk_buff *skb, struct packet *p,
-				     struct ppctl_ct_entry *e, struct ppctl_stats *stats,
-				     __u64 now)
+__noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
+			 struct ppctl_stats *stats, __u64 now)
 {
-	__u32 ack = p->ack;
-	__u32 sack_diff = 0;
+	__u32 ack, sack_diff = 0;
+
+	if (!skb || !p || !e)
+		return TC_ACT_SHOT;
+	ack = p->ack;
 
 	ct_touch(e, now);
 	if ((p->flags & (TCPF_SYN | TCPF_ACK)) == (TCPF_SYN | TCPF_ACK))
@@ -326,7 +323,7 @@ static __always_inline int snat_port_alloc(const struct packet *p, const struct 
 	rkey->saddr = fwd->nat_daddr;
 	rkey->daddr = fwd->nat_saddr;
 	rkey->sport = fwd->nat_dport;
-	rkey->family = PPCTL_FAMILY_IPV4;
+	rkey->family = fwd->family;
 	rkey->proto = PPCTL_PROTO_TCP;
 
 	for (i = 0; i < SNAT_PORT_TRIES; i++) {
@@ -348,9 +345,9 @@ found:
 	return 0;
 }
 
-static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
-					  const struct ppctl_service *svc,
-					  struct ppctl_stats *stats, __u64 now)
+__noinline int new_connection(struct __sk_buff *skb, struct packet *p,
+			      const struct ppctl_service *svc, struct ppctl_stats *stats,
+			      __u64 now)
 {
 	__u32 zero = 0;
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
@@ -362,9 +359,8 @@ static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	struct ethhdr *eth;
 	void *data, *data_end;
 	__u32 backend_id, slot;
-	__be32 src = 0;
 
-	if (!cfg || !scratch)
+	if (!skb || !p || !svc || !cfg || !scratch)
 		return TC_ACT_SHOT;
 	fwd = &scratch->fwd;
 	rev = &scratch->rev;
@@ -378,15 +374,24 @@ static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	slot = bpf_get_hash_recalc(skb) & (PPCTL_RING_SIZE - 1);
 	backend_id = ring->backend[slot];
 	be = bpf_map_lookup_elem(&ppctl_backends, &backend_id);
-	if (!be || be->family != PPCTL_FAMILY_IPV4 || be->service_id != svc->id)
+	if (!be || be->family != p->key.family || be->service_id != svc->id)
 		goto no_backend;
 
 	/* ORIGINAL: client -> VIP becomes SNAT address:port -> backend. */
 	fwd->nat_daddr = be->addr;
 	fwd->nat_dport = be->port;
 	fwd->dir = PPCTL_DIR_ORIGINAL;
+	fwd->family = p->key.family;
 	fwd->client_isn = p->seq;
-	fwd->hdr_len = proxy_header_len(svc);
+	fwd->hdr_flags = svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 |
+				       PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C);
+	if (fwd->hdr_flags & PPCTL_SVC_UNIQUE_ID)
+		fwd->unique_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	/* The header's length is the connection's sequence delta: build it once. */
+	fwd->hdr_len = proxy_header_build(scratch, &p->key, fwd->hdr_flags, svc->id,
+					  fwd->unique_id);
+	if ((svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2)) && !fwd->hdr_len)
+		goto fail;
 	fwd->service_id = svc->id;
 	fwd->backend_id = backend_id;
 	fwd->created_ns = now;
@@ -396,9 +401,8 @@ static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 		if (route_entry(skb, fwd, NULL, 0))
 			goto no_route;
 	} else {
-		if (route_entry(skb, fwd, &src, 1) || !src)
+		if (route_entry(skb, fwd, &fwd->nat_saddr, 1) || !fwd->nat_saddr.w[0])
 			goto no_route;
-		fwd->nat_saddr.w[0] = src;
 	}
 
 	/* REPLY: backend -> SNAT address:port becomes VIP -> client, sent back the
@@ -413,8 +417,11 @@ static __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev->nat_sport = p->key.dport;
 	rev->nat_dport = p->key.sport;
 	rev->dir = PPCTL_DIR_REPLY;
+	rev->family = fwd->family;
 	rev->client_isn = fwd->client_isn;
 	rev->hdr_len = fwd->hdr_len;
+	rev->hdr_flags = fwd->hdr_flags;
+	rev->unique_id = fwd->unique_id;
 	rev->service_id = fwd->service_id;
 	rev->backend_id = fwd->backend_id;
 	rev->created_ns = now;
@@ -473,10 +480,12 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	int rc;
 
 	pull_headers(skb);
-	rc = parse_ipv4_tcp(skb, &p);
+	rc = parse_packet(skb, &p);
 	if (rc == PARSE_NEED_PULL) {
-		bpf_skb_pull_data(skb, ETH_HLEN + IPV4_HLEN_MAX + TCP_HLEN_MIN);
-		rc = parse_ipv4_tcp(skb, &p);
+		__u32 want = ETH_HLEN + IPV6_HLEN_MAX + TCP_HLEN_MIN;
+
+		bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
+		rc = parse_packet(skb, &p);
 	}
 	if (rc != PARSE_OK)
 		return TC_ACT_OK;
@@ -498,7 +507,7 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 
 	skey.vip = p.key.daddr;
 	skey.port = p.key.dport;
-	skey.family = PPCTL_FAMILY_IPV4;
+	skey.family = p.key.family;
 	skey.proto = PPCTL_PROTO_TCP;
 	svc = bpf_map_lookup_elem(&ppctl_services, &skey);
 	if (!svc)

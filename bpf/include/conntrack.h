@@ -35,7 +35,7 @@ static __always_inline void ct_peer_key(const struct ppctl_ct_entry *e, struct p
 	peer->daddr = e->nat_saddr;
 	peer->sport = e->nat_dport;
 	peer->dport = e->nat_sport;
-	peer->family = PPCTL_FAMILY_IPV4;
+	peer->family = e->family;
 	peer->proto = PPCTL_PROTO_TCP;
 }
 

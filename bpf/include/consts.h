@@ -8,6 +8,19 @@
 #define ETH_P_IP            0x0800
 #define ETH_P_IPV6          0x86DD
 
+#define IPV6_HLEN           40
+/* Extension headers skipped before TCP: at most this many, within this length. */
+#define IPV6_MAX_EXT_HEADERS 4
+#define IPV6_HLEN_MAX       (IPV6_HLEN + 64)
+#define IPV6_EXT_HOPOPTS    0
+#define IPV6_EXT_ROUTING    43
+#define IPV6_EXT_FRAGMENT   44
+#define IPV6_EXT_DSTOPTS    60
+
+/* parse.h guarantees l4_off <= ETH_HLEN + IPV6_HLEN_MAX (118); masking with this
+ * shows the verifier a bound it can keep through spills. */
+#define L4_OFF_MASK         0x7f
+
 #define IPV4_HLEN_MIN       20
 #define IPV4_HLEN_MAX       60
 #define IPV4_FLAG_MF        0x2000
@@ -47,7 +60,17 @@
 #define PP2_SIGNATURE_LEN   12
 #define PP2_HEADER_LEN      16
 #define PP2_VERSION_PROXY   0x21    /* version 2, command PROXY */
+#define PP2_VERSION_LOCAL   0x20
 #define PP2_FAM_TCP4        0x11
+#define PP2_FAM_TCP6        0x21
 #define PP2_ADDR_LEN_IPV4   12
+#define PP2_ADDR_LEN_IPV6   36
+#define PP2_TYPE_CRC32C     0x03
+#define PP2_TYPE_UNIQUE_ID  0x05
+#define PP2_TLV_HLEN        3
+#define PP2_UNIQUE_ID_LEN   16      /* 64 random bits as lowercase hex */
+#define PP2_CRC32C_LEN      4
+/* PROXY protocol v1 (section 2.1): the longest line is 107 bytes. */
+#define PP1_MAX_LEN         107
 
 #endif /* PPCTL_CONSTS_H */

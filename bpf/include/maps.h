@@ -29,6 +29,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PPCTL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct ppctl_service_tlvs);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_service_tlvs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PPCTL_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct ppctl_backend);
@@ -87,6 +95,11 @@ struct {
 struct ppctl_scratch {
 	__u8 buf[PPCTL_MAX_HEADER_LEN];   /* the PROXY header */
 	__u8 tcp[60];                     /* a copy of the TCP header, for its checksum */
+	struct {                          /* the TCP pseudo header, IPv6 layout */
+		struct ppctl_addr saddr, daddr;
+		__be32 len;
+		__u8 zero[3], proto;
+	} pseudo;
 	struct ppctl_ct_entry fwd;        /* the two entries of a new connection */
 	struct ppctl_ct_entry rev;
 };

@@ -6,8 +6,8 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/tcp.h>
-#include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "consts.h"
@@ -18,39 +18,102 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* Checksum diff of replacing one address by another (4 or 16 bytes). */
+static __always_inline __u32 addr_diff(const struct ppctl_addr *from, const struct ppctl_addr *to,
+				       __u8 family)
+{
+	__u32 diff = csum_diff32(from->w[0], to->w[0]);
+
+	if (family == PPCTL_FAMILY_IPV6) {
+		diff = csum_add(diff, csum_diff32(from->w[1], to->w[1]));
+		diff = csum_add(diff, csum_diff32(from->w[2], to->w[2]));
+		diff = csum_add(diff, csum_diff32(from->w[3], to->w[3]));
+	}
+	return diff;
+}
+
+/* Rewrites the IP addresses of the packet to the entry's, and the IP length if
+ * new_l3_len is not 0. Returns the pseudo-header checksum diff (addresses, and
+ * the TCP length when the length changed) or -1 if the headers are not there. */
+static __always_inline __s64 rewrite_ip(struct __sk_buff *skb, const struct packet *p,
+					const struct ppctl_ct_entry *e, __u32 new_l3_len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 diff = addr_diff(&p->key.saddr, &e->nat_saddr, p->key.family);
+
+	diff = csum_add(diff, addr_diff(&p->key.daddr, &e->nat_daddr, p->key.family));
+
+	if (p->key.family == PPCTL_FAMILY_IPV4) {
+		struct iphdr *ip = data + ETH_HLEN;
+		__u32 ip_diff = diff;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		ip->saddr = e->nat_saddr.w[0];
+		ip->daddr = e->nat_daddr.w[0];
+		if (new_l3_len) {
+			__u16 old_len = ip->tot_len, new_len = bpf_htons(new_l3_len);
+			__u32 ip_hlen = p->l4_off - ETH_HLEN;
+			/* TCP length in the pseudo header, and tot_len in the IP header. */
+			diff = csum_add(diff, csum_diff32(bpf_htons(bpf_ntohs(old_len) - ip_hlen),
+							  bpf_htons(new_l3_len - ip_hlen)));
+			ip_diff = csum_add(ip_diff, csum_diff32(old_len, new_len));
+			ip->tot_len = new_len;
+		}
+		ip->check = csum_apply_diff(ip->check, ip_diff);
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__builtin_memcpy(&ip6->saddr, &e->nat_saddr, 16);
+		__builtin_memcpy(&ip6->daddr, &e->nat_daddr, 16);
+		if (new_l3_len) {
+			__u16 old_len = ip6->payload_len;
+			__u32 ext_len = p->l4_off - ETH_HLEN - IPV6_HLEN;
+			__u16 new_len = bpf_htons(new_l3_len - IPV6_HLEN);
+			diff = csum_add(diff, csum_diff32(bpf_htons(bpf_ntohs(old_len) - ext_len),
+							  bpf_htons(new_l3_len - IPV6_HLEN - ext_len)));
+			ip6->payload_len = new_len;
+		}
+	}
+	return diff;
+}
 
 /* Rewrites MACs (when the forwarding decision is cached), addresses, ports,
- * sequence and ack numbers of the packet in one pass, and fixes both checksums.
+ * sequence and ack numbers of the packet in one pass, and fixes the checksums.
  * `extra_diff` is the checksum diff of changes already made to the TCP header
  * (SACK blocks). Returns 0 or a negative error. */
 static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct packet *p,
 					  const struct ppctl_ct_entry *e,
 					  __u32 seq, __u32 ack, __u32 extra_diff)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + ETH_HLEN;
+	void *data, *data_end;
+	struct ethhdr *eth;
 	struct tcphdr *tcp;
-	__u32 addr_diff, l4_diff, old_ports, new_ports;
+	__u32 l4_diff, old_ports, new_ports;
 	__u16 ports[2] = { e->nat_sport, e->nat_dport };
+	__s64 pseudo_diff;
 
-	if (p->l4_off > ETH_HLEN + IPV4_HLEN_MAX)
-		return -1;
-	tcp = data + p->l4_off;
-	if ((void *)(ip + 1) > data_end || (void *)(tcp + 1) > data_end)
+	pseudo_diff = rewrite_ip(skb, p, e, 0);
+	if (pseudo_diff < 0)
 		return -1;
 
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	tcp = data + (p->l4_off & L4_OFF_MASK);
+	if ((void *)(eth + 1) > data_end || (void *)(tcp + 1) > data_end)
+		return -1;
 	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
 		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
 	}
-
-	addr_diff = csum_add(csum_diff32(ip->saddr, e->nat_saddr.w[0]),
-			     csum_diff32(ip->daddr, e->nat_daddr.w[0]));
-	ip->saddr = e->nat_saddr.w[0];
-	ip->daddr = e->nat_daddr.w[0];
-	ip->check = csum_apply_diff(ip->check, addr_diff);
 
 	__builtin_memcpy(&old_ports, &tcp->source, 4);
 	__builtin_memcpy(&new_ports, ports, 4);
@@ -67,7 +130,8 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 		tcp->ack_seq = ack;
 	}
 
-	if (bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0, addr_diff, BPF_F_PSEUDO_HDR))
+	if (bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0, (__u32)pseudo_diff,
+				BPF_F_PSEUDO_HDR))
 		return -1;
 	if (bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0, l4_diff, 0))
 		return -1;
@@ -99,24 +163,36 @@ static __always_inline __u8 egress_flags(__u32 ifindex)
  * that route (the SNAT address of a new connection). Returns 0 when a route was
  * found (the MACs may still be unknown: no neighbour entry yet). */
 static __always_inline int route_entry(struct __sk_buff *skb, struct ppctl_ct_entry *e,
-				       __be32 *src, int want_src)
+				       struct ppctl_addr *src, int want_src)
 {
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	fib.family = AF_INET;
 	fib.l4_protocol = IPPROTO_TCP;
 	fib.sport = e->nat_sport;
 	fib.dport = e->nat_dport;
 	fib.ifindex = skb->ingress_ifindex;
-	fib.ipv4_src = want_src ? 0 : e->nat_saddr.w[0];
-	fib.ipv4_dst = e->nat_daddr.w[0];
+	if (e->family == PPCTL_FAMILY_IPV4) {
+		fib.family = AF_INET;
+		fib.ipv4_src = want_src ? 0 : e->nat_saddr.w[0];
+		fib.ipv4_dst = e->nat_daddr.w[0];
+	} else {
+		fib.family = AF_INET6;
+		if (!want_src)
+			__builtin_memcpy(fib.ipv6_src, &e->nat_saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, &e->nat_daddr, 16);
+	}
 
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), want_src ? BPF_FIB_LOOKUP_SRC : 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
 		return -1;
-	if (src)
-		*src = fib.ipv4_src;
+	if (src) {
+		__builtin_memset(src, 0, sizeof(*src));
+		if (e->family == PPCTL_FAMILY_IPV4)
+			src->w[0] = fib.ipv4_src;
+		else
+			__builtin_memcpy(src, fib.ipv6_src, 16);
+	}
 	e->ifindex = fib.ifindex;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		__builtin_memcpy(e->smac, fib.smac, ETH_ALEN);

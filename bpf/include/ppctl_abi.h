@@ -29,6 +29,10 @@
 #define PPCTL_MAX_IFACES        64
 /* Longest PROXY header a connection can carry (v2 fixed part + TLVs). */
 #define PPCTL_MAX_HEADER_LEN    256
+/* Longest run of pre-encoded TLVs a service can add to its v2 headers: what is left
+ * of PPCTL_MAX_HEADER_LEN after the IPv6 fixed part (52), a UNIQUE_ID TLV (3 + 16)
+ * and a CRC32C TLV (3 + 4). */
+#define PPCTL_MAX_SERVICE_TLV_LEN 176
 
 /* MARK: - Address families and protocols (as stored in keys) */
 
@@ -51,8 +55,10 @@ struct ppctl_service_key {
 
 /* Service flags. */
 #define PPCTL_SVC_PROXY_V2   (1u << 0)  /* write a PROXY v2 header towards the backend */
-#define PPCTL_SVC_PROXY_V1   (1u << 1)  /* write a PROXY v1 text header (issue 7) */
+#define PPCTL_SVC_PROXY_V1   (1u << 1)  /* write a PROXY v1 text header */
 #define PPCTL_SVC_SNAT_ADDR  (1u << 2)  /* use `snat` instead of the egress interface address */
+#define PPCTL_SVC_UNIQUE_ID  (1u << 3)  /* v2: add a UNIQUE_ID TLV, new for every connection */
+#define PPCTL_SVC_CRC32C     (1u << 4)  /* v2: add a CRC32C TLV computed over the header */
 
 struct ppctl_service {
 	__u32 id;                   /* index into ppctl_rings */
@@ -69,6 +75,16 @@ struct ppctl_service {
  * fills the slots in proportion to the backends' weights. */
 struct ppctl_ring {
 	__u32 backend[PPCTL_RING_SIZE];
+};
+
+/* MARK: - Service TLVs (map "ppctl_service_tlvs", array indexed by service id) */
+
+/* TLVs every v2 header of the service carries (custom 0xE0-0xEF, AWS, Azure,
+ * GCP...), encoded by the control plane: type, length (big-endian), value. */
+struct ppctl_service_tlvs {
+	__u16 len;                  /* bytes used in `bytes` */
+	__u16 reserved[3];
+	__u8 bytes[PPCTL_MAX_SERVICE_TLV_LEN];
 };
 
 /* MARK: - Backends (map "ppctl_backends", array indexed by backend id) */
@@ -127,7 +143,8 @@ struct ppctl_ct_entry {
 	__u16 nat_dport;            /* network order */
 	__u8 dir;                   /* PPCTL_DIR_* */
 	__u8 local_flags;           /* PPCTL_CT_L_* for this direction only */
-	__u16 pad1;
+	__u8 family;                /* of the key (and of the rewrite: no mixed families) */
+	__u8 pad1;
 	__u32 state;                /* PPCTL_CT_* (mirrored in both entries, set atomically) */
 
 	/* Sequence state: the client's ISN (host order) and the number of bytes
@@ -136,7 +153,7 @@ struct ppctl_ct_entry {
 	 * SACK -= hdr_len. */
 	__u32 client_isn;
 	__u16 hdr_len;
-	__u16 pad0;
+	__u16 hdr_flags;            /* PPCTL_SVC_PROXY_* | UNIQUE_ID | CRC32C: how to rebuild it */
 
 	__u32 service_id;
 	__u32 backend_id;
@@ -149,6 +166,9 @@ struct ppctl_ct_entry {
 
 	__u64 created_ns;           /* bpf_ktime_get_coarse_ns() */
 	__u64 last_seen_ns;         /* refreshed at most once per second */
+	/* Value of the connection's UNIQUE_ID TLV (sent as 16 lowercase hex digits),
+	 * 0 if the service does not send one. */
+	__u64 unique_id;
 };
 
 /* MARK: - Configuration (map "ppctl_config", one element at key 0) */

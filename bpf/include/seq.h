@@ -48,14 +48,14 @@ static __noinline __u32 translate_sack(struct __sk_buff *skb, const struct packe
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u32 l4_off = p->l4_off, tcp_hlen = p->tcp_hlen;
+	__u32 l4_off = p->l4_off & L4_OFF_MASK, tcp_hlen = p->tcp_hlen;
 	__u32 opt_off, opt_end;
 	__u32 header_end = isn + 1 + hdr_len;
 	__u32 diff = 0;
 	__u32 i;
 
 	/* Bounds the verifier can see (parse_ipv4_tcp guarantees them). */
-	if (l4_off > ETH_HLEN + IPV4_HLEN_MAX || tcp_hlen > TCP_HLEN_MAX ||
+	if (l4_off > ETH_HLEN + IPV6_HLEN_MAX || tcp_hlen > TCP_HLEN_MAX ||
 	    tcp_hlen <= TCP_HLEN_MIN)
 		return 0;
 	opt_off = l4_off + TCP_HLEN_MIN;
