@@ -185,6 +185,24 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 	return send_header(skb, p, e, stats);
 }
 
+/* MARK: - TCP Fast Open */
+
+/* Removes data carried on a SYN (TCP Fast Open). The backend's SYN-ACK then acks
+ * only the SYN and the client sends the data again after the handshake, behind
+ * the header. */
+static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
+					    const struct ppctl_ct_entry *e, struct ppctl_stats *stats)
+{
+	if (bpf_skb_change_tail(skb, p->l4_off + p->tcp_hlen, 0))
+		return -1;
+	if (finish_segment(skb, p, e, p->seq, NULL, 0, 0))
+		return -1;
+	p->payload_len = 0;
+	if (stats)
+		stats->tfo_trimmed++;
+	return 0;
+}
+
 /* MARK: - Client -> backend */
 
 /* Global functions (here and below) are verified once, on their own: it keeps the
@@ -210,6 +228,14 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 	    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED)) == PPCTL_CT_SYN_ACK_SEEN)
 		ct_set_state(e, PPCTL_CT_ESTABLISHED);
 
+	/* A retransmitted SYN loses its data like the first one did (the trim
+	 * rewrites the whole segment). */
+	if ((p->flags & TCPF_SYN) && p->payload_len && e->hdr_len) {
+		if (trim_syn_payload(skb, p, e, stats))
+			goto fail;
+		goto out;
+	}
+
 	if (e->hdr_len && !(p->flags & TCPF_SYN)) {
 		if (p->seq == e->client_isn + 1 && !(p->flags & TCPF_RST) &&
 		    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_HDR_ACKED)) == PPCTL_CT_SYN_ACK_SEEN) {
@@ -223,16 +249,18 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 		seq += e->hdr_len;
 	}
 
-	if (rewrite_packet(skb, p, e, seq, p->ack, 0)) {
-		if (stats)
-			stats->fwd_errors++;
-		return TC_ACT_SHOT;
-	}
+	if (rewrite_packet(skb, p, e, seq, p->ack, 0))
+		goto fail;
+out:
 	if (stats) {
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
 	return forward(e);
+fail:
+	if (stats)
+		stats->fwd_errors++;
+	return TC_ACT_SHOT;
 }
 
 /* MARK: - Backend -> client */
@@ -275,22 +303,6 @@ __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_c
 }
 
 /* MARK: - New connections */
-
-/* Removes data carried on a SYN (TCP Fast Open). The backend's SYN-ACK then acks
- * only the SYN and the client sends the data again after the handshake, behind
- * the header. */
-static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
-					    const struct ppctl_ct_entry *e, struct ppctl_stats *stats)
-{
-	if (bpf_skb_change_tail(skb, p->l4_off + p->tcp_hlen, 0))
-		return -1;
-	if (finish_segment(skb, p, e, p->seq, NULL, 0, 0))
-		return -1;
-	p->payload_len = 0;
-	if (stats)
-		stats->tfo_trimmed++;
-	return 0;
-}
 
 static __always_inline __u32 snat_port_seed(const struct packet *p)
 {
@@ -441,10 +453,12 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	if (stats)
 		stats->connections++;
 
-	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats))
+	if (p->payload_len && fwd->hdr_len) {
+		if (trim_syn_payload(skb, p, fwd, stats))
+			goto fail;
+	} else if (rewrite_packet(skb, p, fwd, p->seq, p->ack, 0)) {
 		goto fail;
-	if (rewrite_packet(skb, p, fwd, p->seq, p->ack, 0))
-		goto fail;
+	}
 	if (stats) {
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;

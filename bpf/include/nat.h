@@ -37,32 +37,36 @@ static __always_inline __u32 addr_diff(const struct ppctl_addr *from, const stru
 }
 
 /* Rewrites the IP addresses of the packet to the entry's, and the IP length if
- * new_l3_len is not 0. Returns the pseudo-header checksum diff (addresses, and
- * the TCP length when the length changed) or -1 if the headers are not there. */
+ * new_l3_len is not 0. The diffs are taken from what the packet holds now, so a
+ * packet rewritten once (a clone's original) can be rewritten again. Returns the
+ * pseudo-header checksum diff of the address change, or -1 if the headers are
+ * not there. (A length change is left to the caller: only finish_segment makes
+ * one, and it computes the TCP checksum afresh.) */
 static __always_inline __s64 rewrite_ip(struct __sk_buff *skb, const struct packet *p,
 					const struct ppctl_ct_entry *e, __u32 new_l3_len)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u32 diff = addr_diff(&p->key.saddr, &e->nat_saddr, p->key.family);
-
-	diff = csum_add(diff, addr_diff(&p->key.daddr, &e->nat_daddr, p->key.family));
+	struct ppctl_addr old_s = {}, old_d = {};
+	__u32 diff;
 
 	if (p->key.family == PPCTL_FAMILY_IPV4) {
 		struct iphdr *ip = data + ETH_HLEN;
-		__u32 ip_diff = diff;
+		__u32 ip_diff;
 
 		if ((void *)(ip + 1) > data_end)
 			return -1;
+		old_s.w[0] = ip->saddr;
+		old_d.w[0] = ip->daddr;
+		diff = csum_add(addr_diff(&old_s, &e->nat_saddr, PPCTL_FAMILY_IPV4),
+				addr_diff(&old_d, &e->nat_daddr, PPCTL_FAMILY_IPV4));
+		ip_diff = diff;
 		ip->saddr = e->nat_saddr.w[0];
 		ip->daddr = e->nat_daddr.w[0];
 		if (new_l3_len) {
-			__u16 old_len = ip->tot_len, new_len = bpf_htons(new_l3_len);
-			__u32 ip_hlen = p->l4_off - ETH_HLEN;
-			/* TCP length in the pseudo header, and tot_len in the IP header. */
-			diff = csum_add(diff, csum_diff32(bpf_htons(bpf_ntohs(old_len) - ip_hlen),
-							  bpf_htons(new_l3_len - ip_hlen)));
-			ip_diff = csum_add(ip_diff, csum_diff32(old_len, new_len));
+			__u16 new_len = bpf_htons(new_l3_len);
+
+			ip_diff = csum_add(ip_diff, csum_diff32(ip->tot_len, new_len));
 			ip->tot_len = new_len;
 		}
 		ip->check = csum_apply_diff(ip->check, ip_diff);
@@ -71,16 +75,14 @@ static __always_inline __s64 rewrite_ip(struct __sk_buff *skb, const struct pack
 
 		if ((void *)(ip6 + 1) > data_end)
 			return -1;
+		__builtin_memcpy(&old_s, &ip6->saddr, 16);
+		__builtin_memcpy(&old_d, &ip6->daddr, 16);
+		diff = csum_add(addr_diff(&old_s, &e->nat_saddr, PPCTL_FAMILY_IPV6),
+				addr_diff(&old_d, &e->nat_daddr, PPCTL_FAMILY_IPV6));
 		__builtin_memcpy(&ip6->saddr, &e->nat_saddr, 16);
 		__builtin_memcpy(&ip6->daddr, &e->nat_daddr, 16);
-		if (new_l3_len) {
-			__u16 old_len = ip6->payload_len;
-			__u32 ext_len = p->l4_off - ETH_HLEN - IPV6_HLEN;
-			__u16 new_len = bpf_htons(new_l3_len - IPV6_HLEN);
-			diff = csum_add(diff, csum_diff32(bpf_htons(bpf_ntohs(old_len) - ext_len),
-							  bpf_htons(new_l3_len - IPV6_HLEN - ext_len)));
-			ip6->payload_len = new_len;
-		}
+		if (new_l3_len)
+			ip6->payload_len = bpf_htons(new_l3_len - IPV6_HLEN);
 	}
 	return diff;
 }
