@@ -192,45 +192,62 @@ public struct ProxyDecoder: Sendable {
             return b.count >= Self.v1MaxLength ? .invalid(.v1MissingCRLF) : .needMoreData(atLeast: 1)
         }
 
-        // Fields separated by exactly one space.
-        var fields: [Range<Int>] = []
-        fields.reserveCapacity(6)
-        var start = 0
+        // Fields separated by exactly one space (at most 8 are looked at).
+        var f0 = 0..<0, f1 = 0..<0, f2 = 0..<0, f3 = 0..<0, f4 = 0..<0, f5 = 0..<0
+        var count = 0, start = 0, sawEmpty = false
         for j in 0...end where j == end || b[j] == 0x20 {
-            fields.append(start..<j)
+            let r = start..<j
+            switch count {
+            case 0: f0 = r
+            case 1: f1 = r
+            case 2: f2 = r
+            case 3: f3 = r
+            case 4: f4 = r
+            case 5: f5 = r
+            default: break
+            }
+            if r.isEmpty { sawEmpty = true }
+            count += 1
             start = j + 1
         }
-        guard fields.count >= 2 else { return .invalid(.v1WrongFieldCount(fields.count)) }
+        _ = f0
+        guard count >= 2 else { return .invalid(.v1WrongFieldCount(count)) }
         let consumed = end + 2
-        let proto = text(b, fields[1])
-        if proto == "UNKNOWN" {
+        if matches(b, f1, "UNKNOWN") {
             // Whatever follows UNKNOWN is ignored (spec 2.1).
             return .header(ProxyHeader(version: .v1, command: .local, addresses: .unspecified), consumed: consumed)
         }
-        guard proto == "TCP4" || proto == "TCP6" else { return .invalid(.v1UnknownProtocol(proto)) }
-        guard fields.count == 6, !fields.contains(where: { $0.isEmpty }) else {
-            return .invalid(.v1WrongFieldCount(fields.count))
-        }
+        let isV4 = matches(b, f1, "TCP4")
+        guard isV4 || matches(b, f1, "TCP6") else { return .invalid(.v1UnknownProtocol(text(b, f1))) }
+        guard count == 6, !sawEmpty else { return .invalid(.v1WrongFieldCount(count)) }
+        let fields = (f2, f3, f4, f5)
         let sp: UInt16, dp: UInt16
-        switch (parsePort(b, fields[4]), parsePort(b, fields[5])) {
+        switch (parsePort(b, fields.2), parsePort(b, fields.3)) {
         case (.failure(let e), _), (_, .failure(let e)): return .invalid(e)
         case (.success(let s), .success(let d)): sp = s; dp = d
         }
-        if proto == "TCP4" {
-            guard let s = parseIPv4(b, fields[2]) else { return .invalid(v4Error(text(b, fields[2]))) }
-            guard let d = parseIPv4(b, fields[3]) else { return .invalid(v4Error(text(b, fields[3]))) }
+        if isV4 {
+            guard let s = parseIPv4(b, fields.0) else { return .invalid(v4Error(text(b, fields.0))) }
+            guard let d = parseIPv4(b, fields.1) else { return .invalid(v4Error(text(b, fields.1))) }
             return .header(ProxyHeader(version: .v1, command: .proxy,
                                        addresses: .ipv4(source: s, sourcePort: sp, destination: d,
                                                         destinationPort: dp, transport: .stream)),
                            consumed: consumed)
         }
-        let st = text(b, fields[2]), dt = text(b, fields[3])
+        let st = text(b, fields.0), dt = text(b, fields.1)
         guard let s = IPv6Address(st) else { return .invalid(v6Error(st)) }
         guard let d = IPv6Address(dt) else { return .invalid(v6Error(dt)) }
         return .header(ProxyHeader(version: .v1, command: .proxy,
                                    addresses: .ipv6(source: s, sourcePort: sp, destination: d,
                                                     destinationPort: dp, transport: .stream)),
                        consumed: consumed)
+    }
+
+    private func matches(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ word: StaticString) -> Bool {
+        guard r.count == word.utf8CodeUnitCount else { return false }
+        let w = word.utf8Start
+        for (k, i) in r.enumerated() where b[i] != w[k] { return false }
+        return true
     }
 
     private func text(_ b: UnsafeRawBufferPointer, _ r: Range<Int>) -> String {

@@ -3,6 +3,9 @@
 // Each case runs in rounds of many iterations; the best round is reported, in
 // nanoseconds per operation (CRC32C in GB/s).
 import ProxyProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @inline(never)
 func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
@@ -16,7 +19,7 @@ func measure(_ name: String, iterations: Int = 1_000_000, rounds: Int = 7, _ bod
         best = min(best, ns / Double(iterations))
     }
     let padded = name.padding(toLength: 44, withPad: " ", startingAt: 0)
-    print("\(padded) \(String(format: "%8.1f", best)) ns/op")
+    print("\(padded) \(fmt(best)) ns/op")
     return best
 }
 
@@ -24,11 +27,11 @@ extension String {
     func padding(toLength n: Int, withPad pad: String, startingAt: Int) -> String {
         count >= n ? self : self + String(repeating: pad, count: n - count)
     }
-    init(format: String, _ value: Double) {
-        let scaled = (value * 10).rounded() / 10
-        let text = "\(scaled)"
-        self = String(repeating: " ", count: max(0, 8 - text.count)) + text
-    }
+}
+
+func fmt(_ value: Double) -> String {
+    let text = "\((value * 10).rounded() / 10)"
+    return String(repeating: " ", count: max(0, 8 - text.count)) + text
 }
 
 let v4 = ProxyHeader(addresses: .ipv4(source: IPv4Address(198, 18, 1, 2), sourcePort: 43976,
@@ -61,4 +64,4 @@ _ = measure("decode v2 IPv4 + 3 TLVs + CRC32C") { blackHole(decoder.decode(withC
 
 let block = [UInt8](repeating: 0xA5, count: 64 * 1024)
 let perBlock = measure("CRC32C 64 KiB", iterations: 2000) { blackHole(CRC32C.checksum(block)) }
-print("CRC32C throughput: \(String(format: "", Double(block.count) / perBlock)) GB/s")
+print("CRC32C throughput: \(fmt(Double(block.count) / perBlock)) GB/s")
