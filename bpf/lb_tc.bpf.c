@@ -384,7 +384,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	if (!ring)
 		goto no_backend;
 	slot = bpf_get_hash_recalc(skb) & (PPCTL_RING_SIZE - 1);
-	backend_id = ring->backend[slot];
+	backend_id = PPCTL_BACKEND_ID(svc->id, ring->backend[slot]);
 	be = bpf_map_lookup_elem(&ppctl_backends, &backend_id);
 	if (!be || be->family != p->key.family || be->service_id != svc->id)
 		goto no_backend;

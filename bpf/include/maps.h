@@ -36,7 +36,7 @@ struct {
 } ppctl_service_tlvs SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PPCTL_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct ppctl_backend);
@@ -77,12 +77,6 @@ struct {
 } ppctl_stats SEC(".maps");
 
 /* The conntrack sweeper's timer (armed by the first new connection). */
-struct ppctl_gc_state {
-	struct bpf_timer timer;
-	__u32 armed;
-	__u32 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -20,6 +20,7 @@
 /* MARK: - Limits */
 
 #define PPCTL_MAX_SERVICES      16384
+/* Backends of all services together; a service has at most PPCTL_RING_SIZE. */
 #define PPCTL_MAX_BACKENDS      131072
 /* Slots in a service's endpoint ring: endpoint choice is ring[hash % size]. */
 #define PPCTL_RING_SIZE         256
@@ -71,8 +72,8 @@ struct ppctl_service {
 
 /* MARK: - Endpoint rings (map "ppctl_rings", array indexed by service id) */
 
-/* Each slot holds a backend id (index into ppctl_backends). The control plane
- * fills the slots in proportion to the backends' weights. */
+/* Each slot holds the index (0..255) of one of the service's backends; the
+ * control plane fills the slots in proportion to the backends' weights. */
 struct ppctl_ring {
 	__u32 backend[PPCTL_RING_SIZE];
 };
@@ -87,7 +88,11 @@ struct ppctl_service_tlvs {
 	__u8 bytes[PPCTL_MAX_SERVICE_TLV_LEN];
 };
 
-/* MARK: - Backends (map "ppctl_backends", array indexed by backend id) */
+/* MARK: - Backends (map "ppctl_backends", hash keyed by backend id) */
+
+/* A backend's id is its service's id and its index in the service (the values the
+ * ring slots hold): no allocator needed. */
+#define PPCTL_BACKEND_ID(service_id, index) (((service_id) << 8) | ((index) & 0xff))
 
 struct ppctl_backend {
 	struct ppctl_addr addr;
@@ -226,6 +231,20 @@ struct ppctl_stats {
 	__u64 conns_reused;         /* SYN with a new ISN on a tuple still tracked */
 	__u64 gc_expired;           /* entries removed by the sweeper */
 	__u64 fwd_errors;           /* redirect or rewrite failures */
+};
+
+/* MARK: - The conntrack sweeper (map "ppctl_gc", one element at key 0) */
+
+/* The control plane writes a zeroed element on upgrade, which cancels the timer of
+ * the previous program; the new program arms its own at the next connection. */
+struct ppctl_gc_state {
+#if defined(__bpf__)
+	struct bpf_timer timer;
+#else
+	__u64 timer[2];
+#endif
+	__u32 armed;
+	__u32 pad;
 };
 
 #endif /* PPCTL_ABI_H */
