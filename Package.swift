@@ -31,7 +31,7 @@ let package = Package(
         ),
 
         // Services, endpoints, validation and endpoint choice as plain values.
-        .target(name: "Balancer", dependencies: ["Datapath"]),
+        .target(name: "Balancer", dependencies: ["Datapath", "DatapathABI", "ProxyProtocol"]),
 
         .executableTarget(
             name: "ppctl",

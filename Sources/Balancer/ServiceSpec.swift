@@ -1,0 +1,116 @@
+import DatapathABI
+import ProxyProtocol
+
+/// Which PROXY header, if any, a service writes towards its backends.
+public enum ProxyMode: String, Sendable, CaseIterable {
+    case none, v1, v2
+}
+
+/// A service as the user describes it: a VIP, backends, and what the backends are told.
+public struct ServiceSpec: Hashable, Sendable {
+    public var vip: Endpoint
+    public var backends: [Backend]
+    public var proxy: ProxyMode
+    /// Source address towards the backends; nil: the egress interface's address.
+    public var snat: IPAddress?
+    /// TLVs every v2 header carries (custom, cloud).
+    public var tlvs: [ProxyTLV]
+    /// A UNIQUE_ID TLV, new for every connection (v2).
+    public var uniqueID: Bool
+    /// A CRC32C TLV computed in the kernel (v2).
+    public var crc32c: Bool
+
+    public static let maxBackends = 1024
+
+    public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: IPAddress? = nil,
+                tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false) {
+        self.vip = vip
+        self.backends = backends
+        self.proxy = proxy
+        self.snat = snat
+        self.tlvs = tlvs
+        self.uniqueID = uniqueID
+        self.crc32c = crc32c
+    }
+
+    /// Checks everything that can be checked without the maps.
+    public func validate() throws(BalancerError) {
+        if let why = vip.address.unusableReason { throw .unusableAddress(vip.address.description, why) }
+        if let snat, let why = snat.unusableReason { throw .unusableAddress(snat.description, why) }
+        if let snat, snat.family != vip.address.family { throw .mixedFamilies(vip.description, "--snat \(snat)") }
+        guard backends.count <= Self.maxBackends else { throw .tooManyBackends(backends.count, limit: Self.maxBackends) }
+        var seen = Set<Endpoint>()
+        for b in backends {
+            if let why = b.endpoint.address.unusableReason { throw .unusableAddress(b.endpoint.address.description, why) }
+            guard b.endpoint.address.family == vip.address.family else { throw .mixedFamilies(vip.description, b.endpoint.description) }
+            guard b.endpoint != vip else { throw .backendIsVIP(b.endpoint.description) }
+            guard seen.insert(b.endpoint).inserted else { throw .duplicateBackend(b.endpoint.description) }
+        }
+        if proxy != .v2 && (!tlvs.isEmpty || uniqueID || crc32c) {
+            throw .contradiction("TLVs, --unique-id and --crc32c need a PROXY v2 service (--proxy v2)")
+        }
+        let encoded = try encodedTLVs()
+        guard encoded.count <= Int(PPCTL_MAX_SERVICE_TLV_LEN) else {
+            throw .invalidTLV("\(encoded.count) bytes of TLVs exceed the limit of \(PPCTL_MAX_SERVICE_TLV_LEN)")
+        }
+    }
+
+    /// The service TLVs as they go on the wire.
+    public func encodedTLVs() throws(BalancerError) -> [UInt8] {
+        var out: [UInt8] = []
+        for t in tlvs {
+            guard t.value.count <= 0xFFFF else { throw .invalidTLV("value of type 0x\(String(t.type, radix: 16)) too long") }
+            out += [t.type, UInt8(t.value.count >> 8), UInt8(t.value.count & 0xff)] + t.value
+        }
+        return out
+    }
+
+    /// The longest header a connection of this service can carry, in bytes.
+    public var maxHeaderLength: Int {
+        switch proxy {
+        case .none: return 0
+        case .v1: return vip.address.family == UInt8(PPCTL_FAMILY_IPV4) ? 56 : 104
+        case .v2:
+            let base = 16 + (vip.address.family == UInt8(PPCTL_FAMILY_IPV4) ? 12 : 36)
+            let tlvBytes = (try? encodedTLVs().count) ?? 0
+            return base + tlvBytes + (uniqueID ? 19 : 0) + (crc32c ? 7 : 0)
+        }
+    }
+
+    /// The datapath's flags for this service.
+    var flags: UInt32 {
+        var f: UInt32 = 0
+        if proxy == .v2 { f |= UInt32(PPCTL_SVC_PROXY_V2) }
+        if proxy == .v1 { f |= UInt32(PPCTL_SVC_PROXY_V1) }
+        if snat != nil { f |= UInt32(PPCTL_SVC_SNAT_ADDR) }
+        if uniqueID { f |= UInt32(PPCTL_SVC_UNIQUE_ID) }
+        if crc32c { f |= UInt32(PPCTL_SVC_CRC32C) }
+        return f
+    }
+
+    /// Parses a custom TLV given as `0xE5=text` or `0xE5=hex:0a0b`. Types 0xE0-0xEF.
+    public static func parseTLV(_ text: String) throws(BalancerError) -> ProxyTLV {
+        let kv = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard kv.count == 2 else { throw .invalidTLV("'\(text)' is not TYPE=VALUE") }
+        let typeText = kv[0].lowercased()
+        guard typeText.hasPrefix("0x"), let type = UInt8(typeText.dropFirst(2), radix: 16), (0xE0...0xEF).contains(type) else {
+            throw .invalidTLV("type '\(kv[0])' is not in 0xE0...0xEF (custom TLVs)")
+        }
+        let valueText = kv[1]
+        if valueText.hasPrefix("hex:") {
+            let hex = valueText.dropFirst(4)
+            guard hex.count % 2 == 0, !hex.isEmpty else { throw .invalidTLV("'\(valueText)' is not an even number of hex digits") }
+            var bytes: [UInt8] = []
+            var i = hex.startIndex
+            while i < hex.endIndex {
+                let j = hex.index(i, offsetBy: 2)
+                guard let b = UInt8(hex[i..<j], radix: 16) else { throw .invalidTLV("'\(valueText)' has a non-hex digit") }
+                bytes.append(b)
+                i = j
+            }
+            return ProxyTLV(type: type, value: bytes)
+        }
+        guard !valueText.isEmpty else { throw .invalidTLV("empty value for type \(kv[0])") }
+        return ProxyTLV(type: type, value: Array(valueText.utf8))
+    }
+}

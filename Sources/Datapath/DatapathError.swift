@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What went wrong below the control plane: each case says what was being done.
+public enum DatapathError: Error, CustomStringConvertible, Equatable {
+    /// A system or libbpf call failed with an errno.
+    case system(String, errno: Int32)
+    /// ppctl was not attached in this instance (no pinned maps).
+    case notAttached(directory: String)
+    /// An interface name that does not exist in the namespace.
+    case unknownInterface(String)
+    /// The named network namespace does not exist.
+    case unknownNamespace(String)
+    /// The embedded eBPF object is missing something the control plane needs.
+    case objectMismatch(String)
+
+    public var description: String {
+        switch self {
+        case .system(let what, let e): return "\(what): \(String(cString: strerror(e)))"
+        case .notAttached(let dir):
+            return "ppctl is not attached (no maps under \(dir)); run `ppctl attach --iface IF` first"
+        case .unknownInterface(let name): return "no interface named '\(name)'"
+        case .unknownNamespace(let name): return "no network namespace named '\(name)' (see `ip netns list`)"
+        case .objectMismatch(let what): return "the embedded eBPF object lacks \(what)"
+        }
+    }
+}
+
+/// Throws `.system` when a C call returned a negative value (errno in the result, as
+/// libbpf does, or in `errno`).
+@discardableResult
+func check(_ rc: Int32, _ what: @autoclosure () -> String) throws -> Int32 {
+    if rc < 0 { throw DatapathError.system(what(), errno: rc == -1 ? errno : -rc) }
+    return rc
+}

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Balancer
+import Datapath
+import Foundation
+import ProxyProtocol
+
+struct Service: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add, delete and list virtual services.",
+        subcommands: [Add.self, Delete.self, List.self])
+}
+
+extension Service {
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add a service: VIP:PORT balanced over backends.",
+            discussion: """
+                Example: ppctl service add 198.18.0.10:80 --proxyv2 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080,weight=2
+                IPv6: ppctl service add [2001:2::10]:80 --proxy v2 --backend [2001:2:0:2::2]:8080
+                """)
+
+        @OptionGroup var instance: InstanceOptions
+
+        @Argument(help: ArgumentHelp("The virtual address and port clients connect to.", valueName: "VIP:PORT"))
+        var vip: String
+
+        @Option(name: .customLong("backend"), help: ArgumentHelp(
+            "A backend, IP:PORT[,weight=N] (weight 1...10000, default 1); repeatable.", valueName: "IP:PORT[,weight=N]"))
+        var backends: [String] = []
+
+        @Option(help: ArgumentHelp("Write a PROXY header of this version towards the backends.", valueName: "v1|v2"))
+        var proxy: String?
+
+        @Flag(help: "Short for --proxy v2.")
+        var proxyv2 = false
+
+        @Option(help: ArgumentHelp("Source address towards the backends (default: the egress interface's address).", valueName: "IP"))
+        var snat: String?
+
+        @Option(name: .customLong("tlv"), help: ArgumentHelp(
+            "A custom TLV on every v2 header, TYPE=VALUE with TYPE in 0xE0...0xEF and VALUE text or hex:..; repeatable.",
+            valueName: "0xE5=tenant-42"))
+        var tlvs: [String] = []
+
+        @Option(help: "AWS TLV (0xEA): the VPC endpoint id.")
+        var awsVpceId: String?
+
+        @Option(help: "Azure TLV (0xEE): the private endpoint LINKID (u32).")
+        var azureLinkId: UInt32?
+
+        @Option(help: "GCP TLV (0xE0): the PSC connection id (u64).")
+        var gcpPscId: UInt64?
+
+        @Flag(help: "Add a UNIQUE_ID TLV, different for every connection (v2).")
+        var uniqueId = false
+
+        @Flag(help: "Add a CRC32C TLV computed by the kernel over each header (v2).")
+        var crc32c = false
+
+        func spec() throws -> ServiceSpec {
+            if proxyv2 && proxy != nil && proxy != "v2" { throw ValidationError("--proxyv2 contradicts --proxy \(proxy!)") }
+            var mode: ProxyMode = proxyv2 ? .v2 : .none
+            if let proxy {
+                guard let m = ProxyMode(rawValue: proxy), m != .none else {
+                    throw ValidationError("--proxy must be v1 or v2, not '\(proxy)'")
+                }
+                mode = m
+            }
+            guard !backends.isEmpty else { throw ValidationError("give at least one --backend IP:PORT") }
+            return try validated {
+                var custom = try tlvs.map { try ServiceSpec.parseTLV($0) }
+                if let awsVpceId {
+                    guard !awsVpceId.isEmpty, awsVpceId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                        throw BalancerError.invalidTLV("--aws-vpce-id must be printable ASCII")
+                    }
+                    custom.append(.awsVPCEndpointID(awsVpceId))
+                }
+                if let azureLinkId { custom.append(.azureLinkID(azureLinkId)) }
+                if let gcpPscId { custom.append(.gcpPSCConnectionID(gcpPscId)) }
+                let types = custom.map(\.type)
+                if Set(types).count != types.count { throw BalancerError.invalidTLV("the same TLV type is given twice") }
+                let spec = ServiceSpec(
+                    vip: try Endpoint(parsing: vip), backends: try backends.map { try Backend(parsing: $0) },
+                    proxy: mode, snat: try snat.map { s throws(BalancerError) in
+                        guard let a = IPAddress(s) else { throw BalancerError.malformedEndpoint(s, "not an IP address") }
+                        return a
+                    }, tlvs: custom, uniqueID: uniqueId, crc32c: crc32c)
+                try spec.validate()
+                return spec
+            }
+        }
+
+        func validate() throws { _ = try spec() }
+
+        func run() throws {
+            let spec = try spec()
+            let inst = try instance.instance()
+            try ppctl.run {
+                try inst.withLock { try Controller(ServiceTables(Maps(inst))).addService(spec) }
+            }
+            print("added \(spec.vip) (\(spec.backends.count) backend\(spec.backends.count == 1 ? "" : "s"))")
+            if spec.maxHeaderLength > 107 {
+                printWarning("headers of this service can reach \(spec.maxHeaderLength) bytes; nginx 1.22 rejects v2 headers over 107 bytes")
+            }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a service (its established connections keep flowing until they end).")
+
+        @OptionGroup var instance: InstanceOptions
+
+        @Argument(help: ArgumentHelp("The service's VIP and port.", valueName: "VIP:PORT"))
+        var vip: String
+
+        func validate() throws { _ = try validated { try Endpoint(parsing: vip) } }
+
+        func run() throws {
+            let endpoint = try validated { try Endpoint(parsing: vip) }
+            let inst = try instance.instance()
+            try ppctl.run { try inst.withLock { try Controller(ServiceTables(Maps(inst))).deleteService(endpoint) } }
+            print("deleted \(endpoint)")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List services and their backends.")
+
+        @OptionGroup var instance: InstanceOptions
+
+        @Option(name: .shortAndLong, help: "table or json.")
+        var output: OutputFormat = .table
+
+        func run() throws {
+            let inst = try instance.instance()
+            let views = try ppctl.run { Controller(ServiceTables(try Maps(inst))).services() }
+            switch output {
+            case .json:
+                try printJSON(views.map(ServiceJSON.init))
+            case .table:
+                print(table(["VIP", "PROXY", "SNAT", "BACKENDS"], views.map { v in
+                    [v.spec.vip.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat?.description ?? "-",
+                     v.spec.backends.map { "\($0.endpoint)" + ($0.weight == 1 ? "" : ",weight=\($0.weight)") }
+                        .joined(separator: " ")]
+                }))
+            }
+        }
+
+        func flagsText(_ s: ServiceSpec) -> String {
+            var parts: [String] = []
+            if !s.tlvs.isEmpty { parts.append("\(s.tlvs.count) tlv") }
+            if s.uniqueID { parts.append("unique-id") }
+            if s.crc32c { parts.append("crc32c") }
+            return parts.isEmpty ? "" : " (" + parts.joined(separator: ",") + ")"
+        }
+    }
+}
+
+/// `ppctl service list -o json`, one object per service.
+struct ServiceJSON: Encodable {
+    struct BackendJSON: Encodable { let address: String; let port: UInt16; let weight: Int }
+    struct TLVJSON: Encodable { let type: UInt8; let name: String; let hex: String }
+    let vip: String, address: String, port: UInt16, proxy: String
+    let snat: String?, uniqueID: Bool, crc32c: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
+
+    init(_ v: ServiceView) {
+        vip = v.spec.vip.description
+        address = v.spec.vip.address.description
+        port = v.spec.vip.port
+        proxy = v.spec.proxy.rawValue
+        snat = v.spec.snat?.description
+        uniqueID = v.spec.uniqueID
+        crc32c = v.spec.crc32c
+        tlvs = v.spec.tlvs.map { TLVJSON(type: $0.type, name: $0.name, hex: $0.value.map { String(format: "%02x", $0) }.joined()) }
+        backends = v.spec.backends.map { BackendJSON(address: $0.endpoint.address.description, port: $0.endpoint.port, weight: $0.weight) }
+    }
+}
+
+func printWarning(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
+}
