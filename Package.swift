@@ -54,7 +54,8 @@ let package = Package(
         .target(name: "FaultABI", path: "Tests/FaultABI"),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ProxyProtocol", "Balancer", "Datapath", "DatapathABI", "FaultABI"],
+            dependencies: ["ProxyProtocol", "Balancer", "Datapath", "DatapathABI", "CLibbpf", "FaultABI"],
+            swiftSettings: [.swiftLanguageMode(.v5)],
             plugins: ["BPFObjectsPlugin"]
         ),
     ]
