@@ -29,6 +29,7 @@ final class FaultInjector {
         self.ns = ns
         self.iface = iface
         self.hook = hook
+        libbpf_set_print(nil)   // "clsact exists" is not news
         let bytes = Data(base64Encoded: TestBPFObjectBytes.fault)!
         object = try bytes.withUnsafeBytes { raw in
             var opts = bpf_object_open_opts()

@@ -50,8 +50,10 @@ final class TCP {
     }
 
     /// A listening socket in `ns`.
-    static func listen(_ lab: Lab, in ns: String, on host: String, _ port: UInt16) throws -> TCP {
+    static func listen(_ lab: Lab, in ns: String, on host: String, _ port: UInt16,
+                       configure: (Int32) -> Void = { _ in }) throws -> TCP {
         let fd = try lab.socket(in: ns, family: host.contains(":") ? AF_INET6 : AF_INET)
+        configure(fd)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
         var (ss, len) = sockaddr(host, port)
