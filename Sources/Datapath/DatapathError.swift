@@ -10,6 +10,8 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case notAttached(directory: String)
     /// An interface name that does not exist in the namespace.
     case unknownInterface(String)
+    /// The interface is not one ppctl is attached to.
+    case interfaceNotAttached(String)
     /// The named network namespace does not exist.
     case unknownNamespace(String)
     /// The embedded eBPF object is missing something the control plane needs.
@@ -21,6 +23,7 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
         case .notAttached(let dir):
             return "ppctl is not attached (no maps under \(dir)); run `ppctl attach --iface IF` first"
         case .unknownInterface(let name): return "no interface named '\(name)'"
+        case .interfaceNotAttached(let name): return "ppctl is not attached to '\(name)'"
         case .unknownNamespace(let name): return "no network namespace named '\(name)' (see `ip netns list`)"
         case .objectMismatch(let what): return "the embedded eBPF object lacks \(what)"
         }

@@ -112,7 +112,7 @@ public enum Loader {
             let known = maps.ifaces.entries()
             for name in interfaces {
                 guard let entry = known.first(where: { ifaceName($0.value) == name }) else {
-                    throw DatapathError.unknownInterface(name + " (not attached)")
+                    throw DatapathError.interfaceNotAttached(name)
                 }
                 targets.append((name, entry.key))
             }
