@@ -35,16 +35,15 @@ public enum Loader {
         }
         let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
             try instance.directory.withCString { pinRoot in
-                try "ppctl".withCString { objectName in
-                    var opts = bpf_object_open_opts()
-                    opts.sz = MemoryLayout<bpf_object_open_opts>.size
-                    opts.object_name = objectName
-                    opts.pin_root_path = pinRoot
-                    guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, &opts) else {
+                try "ppctl".withCString { objectName in try withZeroed(bpf_object_open_opts.self) { opts in
+                    opts.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
+                    opts.pointee.object_name = objectName
+                    opts.pointee.pin_root_path = pinRoot
+                    guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, opts) else {
                         throw DatapathError.system("opening the embedded eBPF object", errno: errno)
                     }
                     return obj
-                }
+                } }
             }
         }
         defer { bpf_object__close(object) }
@@ -76,19 +75,18 @@ public enum Loader {
 
         var attached: [Attached] = []
         for (name, index) in indexes {
-            var hook = bpf_tc_hook()
-            hook.sz = MemoryLayout<bpf_tc_hook>.size
-            hook.ifindex = Int32(index)
-            hook.attach_point = BPF_TC_INGRESS
-            let created = bpf_tc_hook_create(&hook)
-            if created < 0 && created != -EEXIST { try check(created, "creating the clsact qdisc on \(name)") }
-            var opts = bpf_tc_opts()
-            opts.sz = MemoryLayout<bpf_tc_opts>.size
-            opts.prog_fd = programFD
-            opts.handle = filterHandle
-            opts.priority = filterPriority
-            opts.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-            try check(bpf_tc_attach(&hook, &opts), "attaching to \(name)")
+            try withTCHook(ifindex: index) { hook in
+                let created = bpf_tc_hook_create(hook)
+                if created < 0 && created != -EEXIST { try check(created, "creating the clsact qdisc on \(name)") }
+                try withZeroed(bpf_tc_opts.self) { opts in
+                    opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
+                    opts.pointee.prog_fd = programFD
+                    opts.pointee.handle = filterHandle
+                    opts.pointee.priority = filterPriority
+                    opts.pointee.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
+                    try check(bpf_tc_attach(hook, opts), "attaching to \(name)")
+                }
+            }
 
             let peer = ppctl_iface_redirects_to_peer(name) == 1
             var iface = ppctl_iface()
@@ -121,15 +119,14 @@ public enum Loader {
         }
         var detached: [String] = []
         for (name, index) in targets {
-            var hook = bpf_tc_hook()
-            hook.sz = MemoryLayout<bpf_tc_hook>.size
-            hook.ifindex = Int32(index)
-            hook.attach_point = BPF_TC_INGRESS
-            var opts = bpf_tc_opts()
-            opts.sz = MemoryLayout<bpf_tc_opts>.size
-            opts.handle = filterHandle
-            opts.priority = filterPriority
-            let rc = bpf_tc_detach(&hook, &opts)
+            let rc = withTCHook(ifindex: index) { hook in
+                withZeroed(bpf_tc_opts.self) { opts in
+                    opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
+                    opts.pointee.handle = filterHandle
+                    opts.pointee.priority = filterPriority
+                    return bpf_tc_detach(hook, opts)
+                }
+            }
             // Gone already (interface deleted, filter removed by hand): nothing to do.
             if rc < 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL { try check(rc, "detaching from \(name)") }
             try maps.ifaces.delete(index)
@@ -140,6 +137,25 @@ public enum Loader {
             rmdir(instance.directory)
         }
         return detached
+    }
+
+    /// libbpf rejects option structs whose padding is not zero, and Swift does not
+    /// promise to zero padding: build them in zeroed memory and set fields in place.
+    static func withZeroed<T, R>(_ type: T.Type, _ body: (UnsafeMutablePointer<T>) throws -> R) rethrows -> R {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+        defer { raw.deallocate() }
+        return try body(raw.assumingMemoryBound(to: T.self))
+    }
+
+    /// A clsact ingress hook on an interface.
+    static func withTCHook<R>(ifindex: UInt32, _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R) rethrows -> R {
+        try withZeroed(bpf_tc_hook.self) { hook in
+            hook.pointee.sz = MemoryLayout<bpf_tc_hook>.size
+            hook.pointee.ifindex = Int32(ifindex)
+            hook.pointee.attach_point = BPF_TC_INGRESS
+            return try body(hook)
+        }
     }
 
     /// The name stored in an interface entry.
