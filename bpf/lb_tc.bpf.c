@@ -246,7 +246,11 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 			/* First transmission of the data, right behind the header. */
 			e->local_flags |= PPCTL_CT_L_DATA_SEEN;
 		}
-		seq += e->hdr_len;
+		/* Only the client's stream moves. A sequence number before ISN+1 (a RST
+		 * answering a backend ack from an older connection on this tuple, whose
+		 * ack we passed through untouched) goes back untouched too. */
+		if (seq_geq(p->seq, e->client_isn + 1))
+			seq += e->hdr_len;
 	}
 
 	if (rewrite_packet(skb, p, e, seq, p->ack, 0))

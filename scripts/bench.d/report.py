@@ -1,0 +1,70 @@
+"""Summarises scripts/bench samples: a markdown table in docs/benchmarks.md (between
+markers), raw.json beside the samples, and a bar chart of the ratios to direct."""
+import json
+import statistics
+import sys
+
+raw_path, out_dir, doc_path, png_path, rounds, duration = sys.argv[1:7]
+samples = [json.loads(line) for line in open(raw_path) if line.strip()]
+json.dump(samples, open(f"{out_dir}/raw.json", "w"), indent=1)
+
+paths = ["direct", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"]
+workloads = [("throughput", "Gbit/s", 1e-9), ("conn-per-request", "req/s", 1), ("keep-alive", "req/s", 1)]
+
+
+def pick(path, workload, key="value"):
+    return [s[key] for s in samples if s["path"] == path and s["workload"] == workload and key in s]
+
+
+rows = ["| workload | path | median | min | max | ratio to direct | p50 / p99 ms | CPU µs/req | BPF ns/pkt |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+ratios = {}
+for workload, unit, scale in workloads:
+    base = statistics.median(pick("direct", workload) or [0])
+    for path in paths:
+        values = [v for v in pick(path, workload) if v]
+        if not values:
+            rows.append(f"| {workload} | {path} | failed | | | | | | |")
+            continue
+        med = statistics.median(values)
+        ratio = med / base if base else 0
+        ratios[(workload, path)] = ratio
+        p50 = pick(path, workload, "p50_ms")
+        p99 = pick(path, workload, "p99_ms")
+        cpu = pick(path, workload, "cpu_us_per_request")
+        bpf = [v for v in pick(path, workload, "bpf_ns") if v]
+        lat = f"{statistics.median(p50):.2f} / {statistics.median(p99):.2f}" if p50 else "-"
+        rows.append(f"| {workload} | {path} | {med * scale:,.2f} {unit} | {min(values) * scale:,.2f} | "
+                    f"{max(values) * scale:,.2f} | {ratio:.2f} | {lat} | "
+                    f"{statistics.median(cpu) if cpu else '-'} | "
+                    f"{statistics.median(bpf) if bpf and path.startswith('ppctl') else '-'} |")
+
+table = "\n".join(rows)
+table += f"\n\n{rounds} rounds of {duration} s per path and workload, interleaved; run id `{out_dir}`.\n"
+try:
+    doc = open(doc_path).read()
+except FileNotFoundError:
+    doc = "# Benchmarks\n\n<!-- bench:table:start -->\n<!-- bench:table:end -->\n"
+start, end = "<!-- bench:table:start -->", "<!-- bench:table:end -->"
+before, rest = doc.split(start, 1)
+_, after = rest.split(end, 1)
+open(doc_path, "w").write(before + start + "\n" + table + end + after)
+print(table)
+
+import matplotlib  # noqa: E402
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+fig, ax = plt.subplots(figsize=(9, 4))
+width = 0.15
+for i, path in enumerate(paths[1:]):
+    xs = [j + (i - 1.5) * width for j in range(len(workloads))]
+    ax.bar(xs, [ratios.get((w, path), 0) for w, _, _ in workloads], width, label=path)
+ax.axhline(1.0, color="black", linewidth=0.8)
+ax.set_xticks(range(len(workloads)))
+ax.set_xticklabels([w for w, _, _ in workloads])
+ax.set_ylabel("ratio to direct routing (median)")
+ax.set_title("ppctl and peers, relative to direct routing through the balancer namespace")
+ax.legend()
+fig.tight_layout()
+fig.savefig(png_path, dpi=110)
