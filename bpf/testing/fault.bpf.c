@@ -113,6 +113,8 @@ static long visit_rule(__u32 i, struct visit *v)
 		v->verdict = TC_ACT_SHOT;
 	else if (r->action == FAULT_DUPLICATE)
 		v->verdict = -1;
+	else if (r->action == FAULT_COUNT)
+		return 0;       /* counted; later rules see it too */
 	return 1;
 }
 

@@ -10,6 +10,7 @@
 #define FAULT_NONE      0
 #define FAULT_DROP      1
 #define FAULT_DUPLICATE 2
+#define FAULT_COUNT     3     /* count and let it pass */
 
 #define FAULT_PAYLOAD_ANY  0
 #define FAULT_PAYLOAD_SOME 1
