@@ -39,6 +39,8 @@ public struct ServiceView: Hashable, Sendable {
 /// exactly as they were.
 public final class Controller {
     let t: ServiceTables
+    /// Service ids in use, read once per controller (the caller holds the lock).
+    private lazy var usedIDs: Set<UInt32> = Set(t.services.keys().compactMap { t.services.lookup($0)?.id })
 
     public init(_ tables: ServiceTables) { t = tables }
 
@@ -91,8 +93,7 @@ public final class Controller {
         guard spec.backends.count <= Ring.size else { throw BalancerError.tooManyBackends(spec.backends.count, limit: Ring.size) }
         let key = Self.key(spec.vip)
         guard t.services.lookup(key) == nil else { throw BalancerError.serviceExists(spec.vip.description) }
-        let used = Set(t.services.keys().compactMap { t.services.lookup($0)?.id })
-        guard let id = (0..<UInt32(PPCTL_MAX_SERVICES)).first(where: { !used.contains($0) }) else {
+        guard let id = (0..<UInt32(PPCTL_MAX_SERVICES)).first(where: { !usedIDs.contains($0) }) else {
             throw BalancerError.tooManyServices(limit: Int(PPCTL_MAX_SERVICES))
         }
         var value = ppctl_service()
@@ -109,6 +110,31 @@ public final class Controller {
             try tx.write(t.rings, id, Self.ring(spec.backends))
             try tx.insert(t.services, key, value)
         }
+        usedIDs.insert(id)
+    }
+
+    /// Adds many services at once: all are validated first (against the maps and
+    /// against each other), then added; if one fails, the ones added are removed
+    /// again, so the maps end as they were.
+    public func addServices(_ specs: [ServiceSpec]) throws {
+        var seen = Set<Endpoint>()
+        for spec in specs {
+            try spec.validate()
+            guard seen.insert(spec.vip).inserted else {
+                throw BalancerError.serviceExists(spec.vip.description + " (twice in the input)")
+            }
+            guard t.services.lookup(Self.key(spec.vip)) == nil else { throw BalancerError.serviceExists(spec.vip.description) }
+        }
+        var added: [Endpoint] = []
+        do {
+            for spec in specs {
+                try addService(spec)
+                added.append(spec.vip)
+            }
+        } catch {
+            for vip in added.reversed() { try? deleteService(vip) }
+            throw error
+        }
     }
 
     /// Removes a service. Its established connections keep flowing (their entries
@@ -124,6 +150,7 @@ public final class Controller {
                 try tx.remove(t.backends, Self.backendID(value.id, index))
             }
         }
+        usedIDs.remove(value.id)
     }
 
     /// Adds a backend to a service.

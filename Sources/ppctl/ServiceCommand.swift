@@ -7,7 +7,7 @@ import ProxyProtocol
 struct Service: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Add, delete and list virtual services.",
-        subcommands: [Add.self, Delete.self, List.self])
+        subcommands: [Add.self, Apply.self, Delete.self, List.self])
 }
 
 extension Service {

@@ -127,6 +127,23 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual((service["tlvs"] as! [[String: Any]]).first?["name"] as? String, "AWS")
     }
 
+    func testServiceApplyIsAllOrNone() throws {
+        try lab.attach()
+        let file = NSTemporaryDirectory() + "ppctl-apply-\(getpid()).txt"
+        defer { unlink(file) }
+        try "198.18.0.20:80 --proxyv2 --backend 198.18.2.2:8080\n198.18.0.21:80 --backend 198.18.2.2:999999\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let bad = try lab.ppctl(["service", "apply", file], check: false)
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("line 2"), bad.stderr)
+        XCTAssertEqual(try lab.ppctl(["service", "list", "-o", "json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "[\n\n]")
+        let lines = (0..<300).map { "198.18.0.\(20 + $0 / 100):\(1000 + $0) --proxyv2 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080" }
+        try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try lab.ppctl(["service", "apply", file])
+        let json = try lab.ppctl(["service", "list", "-o", "json"]).stdout
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [Any]).count, 300)
+    }
+
     func testTwoPpctlProcessesAtOnceDoNotCorruptState() throws {
         try lab.attach()
         let workers = (0..<4).map { w in
