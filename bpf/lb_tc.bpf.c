@@ -67,10 +67,7 @@ static __always_inline int finish_segment(struct __sk_buff *skb, const struct pa
 	tcp = data + (p->l4_off & L4_OFF_MASK);
 	if ((void *)(eth + 1) > data_end || (void *)(tcp + 1) > data_end)
 		return -1;
-	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
-		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
-	}
+	rewrite_macs(eth, e);
 	__builtin_memcpy(&tcp->source, ports, 4);
 	tcp->seq = bpf_htonl(seq);
 	((__u8 *)tcp)[13] = (((__u8 *)tcp)[13] & ~clear_flags) | (len ? TCPF_PSH : 0);
@@ -505,10 +502,13 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
 		rc = parse_packet(skb, &p);
 	}
-	if (rc != PARSE_OK)
-		return TC_ACT_OK;
-
 	stats = stats_get();
+	if (rc != PARSE_OK) {
+		if (stats && (rc == PARSE_MALFORMED || rc == PARSE_FRAGMENT))
+			stats->passed_unparsed++;
+		return TC_ACT_OK;
+	}
+
 	now = bpf_ktime_get_coarse_ns();
 	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
 	if (e) {

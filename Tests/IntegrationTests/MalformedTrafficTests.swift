@@ -41,6 +41,7 @@ final class MalformedTrafficTests: XCTestCase {
         XCTAssertEqual(all, syns, "only SYNs (which open a connection) reached the backend: \(all) packets, \(syns) SYNs")
         let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
         XCTAssertTrue(stats.contains("\"fwd_errors\" : 0"), stats)
+        XCTAssertFalse(stats.contains("\"passed_unparsed\" : 0"), "malformed packets and fragments were seen and passed on untouched: \(stats)")
         try assertARealConnectionWorks()
     }
 

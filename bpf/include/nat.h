@@ -87,6 +87,15 @@ static __always_inline __s64 rewrite_ip(struct __sk_buff *skb, const struct pack
 	return diff;
 }
 
+/* The next hop's MACs, when the forwarding decision is cached. */
+static __always_inline void rewrite_macs(struct ethhdr *eth, const struct ppctl_ct_entry *e)
+{
+	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
+		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
+	}
+}
+
 /* Rewrites MACs (when the forwarding decision is cached), addresses, ports,
  * sequence and ack numbers of the packet in one pass, and fixes the checksums.
  * `extra_diff` is the checksum diff of changes already made to the TCP header
@@ -112,10 +121,7 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 	tcp = data + (p->l4_off & L4_OFF_MASK);
 	if ((void *)(eth + 1) > data_end || (void *)(tcp + 1) > data_end)
 		return -1;
-	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
-		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
-	}
+	rewrite_macs(eth, e);
 
 	__builtin_memcpy(&old_ports, &tcp->source, 4);
 	__builtin_memcpy(&new_ports, ports, 4);

@@ -227,7 +227,7 @@ struct ppctl_stats {
 	__u64 refused_no_backend;   /* SYN to a service without backends */
 	__u64 refused_table_full;   /* SYN refused: conntrack full or no SNAT port */
 	__u64 dropped_no_conn;      /* non-SYN to a service without a connection entry */
-	__u64 dropped_malformed;    /* packet to a service that failed to parse */
+	__u64 passed_unparsed;      /* IP/TCP that failed to parse (malformed, fragment): to the stack untouched */
 	__u64 conns_reused;         /* SYN with a new ISN on a tuple still tracked */
 	__u64 gc_expired;           /* entries removed by the sweeper */
 	__u64 fwd_errors;           /* redirect or rewrite failures */
