@@ -8,6 +8,7 @@ struct PPCtl: ParsableCommand {
         discussion: """
             Exit codes: 0 success, 1 the operation failed, 64 invalid arguments, 77 not root.
             Pinned state lives under $PPCTL_PIN_ROOT (default /sys/fs/bpf/ppctl)/<instance>.
+            `ppctl --netns NAME <command> ...` works on the balancer in /run/netns/NAME.
             """,
         version: "0.1.0",
         subcommands: [Attach.self, Detach.self, Service.self, BackendCommand.self, Conntrack.self,

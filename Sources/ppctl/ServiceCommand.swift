@@ -34,7 +34,7 @@ extension Service {
         @Flag(help: "Short for --proxy v2.")
         var proxyv2 = false
 
-        @Option(help: ArgumentHelp("Source address towards the backends (default: the egress interface's address).", valueName: "IP"))
+        @Option(help: ArgumentHelp("Source address towards the backends (default: the egress interface's address); backends must route it back to the balancer.", valueName: "IP"))
         var snat: String?
 
         @Option(name: .customLong("tlv"), help: ArgumentHelp(

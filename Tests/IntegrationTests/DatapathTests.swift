@@ -90,6 +90,24 @@ final class DatapathTests: XCTestCase {
         XCTAssertEqual(try accepted.wait(), Array("hello".utf8), "no header on a plain service")
     }
 
+    func testSNATAddressChosenByTheService() throws {
+        try lab.exec(lab.balancer, ["ip", "addr", "add", "198.18.2.100/32", "dev", "l1"])
+        try lab.ppctl(["service", "add", "\(Lab.vip):85", "--proxyv2", "--snat", "198.18.2.100",
+                       "--backend", "\(Lab.backendAddress):8085"])
+        let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8085)
+        let accepted = Background { () throws -> (ProxyHeader, String) in
+            let c = try server.accept()
+            let (h, _) = try c.readHeader()
+            try c.write("ok")
+            return (h, c.peerEndpoint)
+        }
+        let client = try TCP.connect(lab, from: lab.client, to: Lab.vip, 85)
+        let (header, peer) = try accepted.wait()
+        XCTAssertTrue(peer.hasPrefix("198.18.2.100:"), "the backend sees the --snat address, saw \(peer)")
+        assertHeader(header, client: client.localEndpoint, vip: "\(Lab.vip):85")
+        XCTAssertEqual(try client.read(), Array("ok".utf8))
+    }
+
     // MARK: - Byte-exact transfers
 
     func transfer(port: UInt16, backendPort: UInt16, size: Int, expectHeader: Bool) throws {
