@@ -12,15 +12,68 @@ public struct Instance: Sendable {
     public let directory: String
     /// The instance's name ("default" or the network namespace).
     public let name: String
+    /// The directory as seen from the host's mount namespace (names the lock).
+    let hostDirectory: String
 
     public static let defaultPinRoot = "/sys/fs/bpf/ppctl"
 
-    /// The instance for a network namespace (nil: the current, "default").
+    /// The instance for a network namespace. With nil, the namespace the process is
+    /// in: its name if it is one of /run/netns (as under `ip netns exec NAME`), else
+    /// "default".
     public init(netns: String?, pinRoot: String? = nil) {
         let env = getenv("PPCTL_PIN_ROOT").map { String(cString: $0) }
         let root = pinRoot ?? (env?.isEmpty == false ? env! : Self.defaultPinRoot)
-        name = netns ?? "default"
-        directory = root + "/" + name
+        name = netns ?? Self.currentNamespaceName() ?? "default"
+        hostDirectory = root + "/" + name
+        directory = Self.reachable(root) + "/" + name
+    }
+
+    /// `ip netns exec` gives its command a private /sys (and no bpffs), so pins made
+    /// there would vanish with the command. When /sys/fs/bpf here is not bpffs, reach
+    /// the bpffs of the nearest ancestor process that lives in another mount namespace
+    /// (the shell that ran `ip netns exec`) through /proc/PID/root.
+    static func reachable(_ root: String) -> String {
+        guard root.hasPrefix("/sys/fs/bpf"), ppctl_is_bpffs("/sys/fs/bpf") != 1 else { return root }
+        var own = stat()
+        guard stat("/proc/self/ns/mnt", &own) == 0 else { return root }
+        var pid = getppid()
+        for _ in 0..<16 where pid > 1 {
+            var theirs = stat()
+            if stat("/proc/\(pid)/ns/mnt", &theirs) == 0, theirs.st_ino != own.st_ino,
+               ppctl_is_bpffs("/proc/\(pid)/root/sys/fs/bpf") == 1 {
+                return "/proc/\(pid)/root" + root
+            }
+            pid = parentOf(pid)
+        }
+        return root
+    }
+
+    private static func parentOf(_ pid: pid_t) -> pid_t {
+        guard let f = fopen("/proc/\(pid)/stat", "re") else { return 0 }
+        defer { fclose(f) }
+        var buffer = [CChar](repeating: 0, count: 512)
+        guard fgets(&buffer, 512, f) != nil else { return 0 }
+        let line = String(cString: buffer)
+        // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+        guard let close = line.lastIndex(of: ")") else { return 0 }
+        let fields = line[line.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) ?? 0 : 0
+    }
+
+    /// The name under /run/netns of the network namespace this process is in.
+    static func currentNamespaceName() -> String? {
+        var own = stat()
+        guard stat("/proc/self/ns/net", &own) == 0, let dir = opendir("/run/netns") else { return nil }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            var other = stat()
+            if stat("/run/netns/" + name, &other) == 0 && other.st_ino == own.st_ino && other.st_dev == own.st_dev {
+                return name
+            }
+        }
+        return nil
     }
 
     /// Path of a pinned map.
@@ -32,12 +85,13 @@ public struct Instance: Sendable {
     /// Makes sure bpffs is mounted at /sys/fs/bpf and the instance directory exists
     /// with mode 0700.
     public func prepareDirectory() throws {
-        if ppctl_is_bpffs("/sys/fs/bpf") != 1 {
+        if !directory.hasPrefix("/proc/") && ppctl_is_bpffs("/sys/fs/bpf") != 1 {
             try check(ppctl_mount_bpffs("/sys/fs/bpf"), "mounting bpffs at /sys/fs/bpf")
         }
         var path = ""
         for part in directory.split(separator: "/") {
             path += "/" + part
+            if access(path, F_OK) == 0 { continue }
             if mkdir(path, 0o700) < 0 && errno != EEXIST { try check(-1, "creating \(path)") }
         }
         chmod(directory, 0o700)
@@ -55,7 +109,7 @@ public struct Instance: Sendable {
     /// processes never interleave their changes.
     public func withLock<T>(_ body: () throws -> T) throws -> T {
         mkdir("/run/ppctl", 0o700)
-        let lockPath = "/run/ppctl/" + directory.replacingSlashes() + ".lock"
+        let lockPath = "/run/ppctl/" + hostDirectory.replacingSlashes() + ".lock"
         let fd = try check(open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600), "opening lock \(lockPath)")
         defer { close(fd) }
         try check(flock(fd, LOCK_EX), "locking \(lockPath)")

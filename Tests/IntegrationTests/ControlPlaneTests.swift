@@ -127,6 +127,19 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual((service["tlvs"] as! [[String: Any]]).first?["name"] as? String, "AWS")
     }
 
+    func testPpctlUnderIPNetnsExecKeepsItsStateBetweenCommands() throws {
+        // `ip netns exec` gives each command a private /sys: ppctl must still find the
+        // pins of the previous command (it reaches the host's bpffs) under the
+        // namespace's own instance.
+        try lab.exec(lab.balancer, [Lab.ppctlPath, "attach", "--iface", "l0", "--iface", "l1"])
+        try lab.exec(lab.balancer, [Lab.ppctlPath, "service", "add", "198.18.0.10:80", "--proxyv2",
+                                    "--backend", "198.18.2.2:8080"])
+        let viaExec = try lab.exec(lab.balancer, [Lab.ppctlPath, "service", "list", "-o", "json"]).stdout
+        XCTAssertTrue(viaExec.contains("198.18.0.10:80"), viaExec)
+        let viaFlag = try lab.ppctl(["service", "list", "-o", "json"]).stdout
+        XCTAssertEqual(viaExec, viaFlag, "`ip netns exec NS ppctl` and `ppctl --netns NS` see the same instance")
+    }
+
     func testServiceApplyIsAllOrNone() throws {
         try lab.attach()
         let file = NSTemporaryDirectory() + "ppctl-apply-\(getpid()).txt"
