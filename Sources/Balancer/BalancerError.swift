@@ -1,17 +1,32 @@
-/// Why a change to the balancer was refused. Each case names the bad value.
+/// Why a change to the balancer was refused. Each case names the bad value; the
+/// description is the one-line message ppctl prints. Nothing was changed when one
+/// of these is thrown.
 public enum BalancerError: Error, Equatable, CustomStringConvertible {
+    /// Text that is not `IP:PORT[,weight=N]`: the text and what is wrong with it.
     case malformedEndpoint(String, String)
+    /// An address that cannot be a VIP, backend or SNAT address, and what it is
+    /// ("a multicast address").
     case unusableAddress(String, String)
+    /// The same backend endpoint twice in one service.
     case duplicateBackend(String)
+    /// A backend equal to the service's VIP and port.
     case backendIsVIP(String)
+    /// An IPv6 backend or SNAT address for an IPv4 VIP, or the reverse: the VIP,
+    /// and what is of the other family ("backend [2001:2::2]:80", "--snat 2001:2::1").
     case mixedFamilies(String, String)
+    /// `service add` of a VIP:PORT that is already a service.
     case serviceExists(String)
+    /// A VIP:PORT that is not a service.
     case unknownService(String)
+    /// A backend the service does not have.
     case unknownBackend(String, service: String)
+    /// More backends than a service can have (its ring indexes them in 8 bits).
     case tooManyBackends(Int, limit: Int)
+    /// Every service id is taken.
     case tooManyServices(limit: Int)
-    case noBackendIDsLeft
+    /// A TLV the service cannot carry, and why.
     case invalidTLV(String)
+    /// Options that contradict each other, said in full.
     case contradiction(String)
 
     public var description: String {
@@ -20,13 +35,12 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
         case .unusableAddress(let text, let why): return "address \(text) cannot be used: it is \(why)"
         case .duplicateBackend(let b): return "backend \(b) is given twice"
         case .backendIsVIP(let b): return "backend \(b) is the service's own VIP"
-        case .mixedFamilies(let vip, let b): return "backend \(b) is not of the same address family as \(vip) (mixed IPv4/IPv6 is not supported)"
+        case .mixedFamilies(let vip, let what): return "\(what) is not of the same address family as \(vip) (mixed IPv4/IPv6 is not supported)"
         case .serviceExists(let s): return "service \(s) already exists (delete it first, or use `ppctl backend add`)"
         case .unknownService(let s): return "no service \(s)"
         case .unknownBackend(let b, let s): return "service \(s) has no backend \(b)"
         case .tooManyBackends(let n, let limit): return "\(n) backends exceed the limit of \(limit) per service"
         case .tooManyServices(let limit): return "the table of \(limit) services is full"
-        case .noBackendIDsLeft: return "no free backend slots left"
         case .invalidTLV(let why): return "invalid TLV: \(why)"
         case .contradiction(let why): return why
         }

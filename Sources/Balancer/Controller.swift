@@ -2,120 +2,69 @@ import Datapath
 import DatapathABI
 import ProxyProtocol
 
-/// The maps the control plane writes, as plain key/value maps (pinned BPF maps in
-/// production, in-memory ones in unit tests).
-public struct ServiceTables {
-    public var services: any KeyValueMap<ppctl_service_key, ppctl_service>
-    public var rings: any KeyValueMap<UInt32, ppctl_ring>
-    public var backends: any KeyValueMap<UInt32, ppctl_backend>
-    public var tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>
-
-    public init(services: any KeyValueMap<ppctl_service_key, ppctl_service>,
-                rings: any KeyValueMap<UInt32, ppctl_ring>,
-                backends: any KeyValueMap<UInt32, ppctl_backend>,
-                tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>) {
-        self.services = services
-        self.rings = rings
-        self.backends = backends
-        self.tlvs = tlvs
-    }
-
-    /// The tables of an attached instance.
-    public init(_ maps: Maps) {
-        self.init(services: maps.services, rings: maps.rings, backends: maps.backends, tlvs: maps.serviceTLVs)
-    }
-}
-
-/// A service as read back from the maps.
-public struct ServiceView: Hashable, Sendable {
-    public var id: UInt32
-    public var spec: ServiceSpec
-}
-
 /// Applies changes to services and backends. Every change is validated first and
 /// then written in an order that keeps the datapath consistent at each step
 /// (backends, then ring, then the service entry; the reverse on removal). If a
-/// write fails, what was written is undone, so a failed command leaves the maps
+/// write fails, what was written is undone, so a failed change leaves the maps
 /// exactly as they were.
+///
+/// A controller reads the tables once when it first needs the free service ids:
+/// use one per command, under the instance lock (`Instance.withLock`).
+/// Established connections never depend on these tables (their conntrack entries
+/// carry addresses), so no change here touches them.
 public final class Controller {
     let t: ServiceTables
-    /// Service ids in use, read once per controller (the caller holds the lock).
-    private lazy var usedIDs: Set<UInt32> = Set(t.services.keys().compactMap { t.services.lookup($0)?.id })
+    private var freeIDs: ServiceIDs?
 
+    /// A controller over `tables`.
     public init(_ tables: ServiceTables) { t = tables }
 
     // MARK: - Reading
 
+    /// Every service, by id. Reads each table once (batched on BPF maps).
     public func services() -> [ServiceView] {
-        t.services.keys().compactMap { key in
-            t.services.lookup(key).map { view(key: key, value: $0) }
-        }.sorted { $0.id < $1.id }
+        var backends: [UInt32: ppctl_backend] = [:]
+        for (id, b) in t.backends.entries() { backends[id] = b }
+        return t.services.entries().map { view(key: $0.key, value: $0.value) { backends[$0] } }
+            .sorted { $0.id < $1.id }
     }
 
+    /// The service at `vip`, or nil.
     public func service(_ vip: Endpoint) -> ServiceView? {
         let key = Self.key(vip)
-        return t.services.lookup(key).map { view(key: key, value: $0) }
+        return t.services.lookup(key).map { view(key: key, value: $0) { t.backends.lookup($0) } }
     }
 
-    func view(key: ppctl_service_key, value: ppctl_service) -> ServiceView {
+    private func view(key: ppctl_service_key, value: ppctl_service, backend: (UInt32) -> ppctl_backend?) -> ServiceView {
         let family = key.family
         let vip = Endpoint(address: IPAddress(abi: key.vip, family: family), port: UInt16(bigEndian: key.port))
-        var backends: [Backend] = []
-        for index in 0..<UInt32(value.backend_count) {
-            guard let b = t.backends.lookup(Self.backendID(value.id, index)) else { continue }
-            backends.append(Backend(endpoint: Endpoint(address: IPAddress(abi: b.addr, family: b.family),
-                                                       port: UInt16(bigEndian: b.port)), weight: Int(b.weight)))
-        }
-        let f = value.flags
-        let proxy: ProxyMode = f & UInt32(PPCTL_SVC_PROXY_V2) != 0 ? .v2 : f & UInt32(PPCTL_SVC_PROXY_V1) != 0 ? .v1 : .none
-        let snat = f & UInt32(PPCTL_SVC_SNAT_ADDR) != 0 ? IPAddress(abi: value.snat, family: family) : nil
-        var tlvs: [ProxyTLV] = []
-        if let blob = t.tlvs.lookup(value.id), blob.len > 0 {
-            let bytes = withUnsafeBytes(of: blob.bytes) { Array($0.prefix(Int(blob.len))) }
-            var i = 0
-            while i + 3 <= bytes.count {
-                let len = Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
-                guard i + 3 + len <= bytes.count else { break }
-                tlvs.append(ProxyTLV(type: bytes[i], value: Array(bytes[(i + 3)..<(i + 3 + len)])))
-                i += 3 + len
+        let backends = (0..<UInt32(value.backend_count)).compactMap { index in
+            backend(Self.backendID(value.id, index)).map {
+                Backend(endpoint: Endpoint(address: IPAddress(abi: $0.addr, family: $0.family), port: UInt16(bigEndian: $0.port)),
+                        weight: Int($0.weight))
             }
         }
+        let f = value.flags
+        func has(_ flag: UInt32) -> Bool { f & flag != 0 }
+        let proxy: ProxyMode = has(PPCTL_SVC_PROXY_V2) ? .v2 : has(PPCTL_SVC_PROXY_V1) ? .v1 : .none
+        let snat = has(PPCTL_SVC_SNAT_ADDR) ? IPAddress(abi: value.snat, family: family) : nil
+        let tlvs = proxy == .v2 ? t.tlvs.lookup(value.id).map(Self.decodeTLVs) ?? [] : []
         let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
-                               uniqueID: f & UInt32(PPCTL_SVC_UNIQUE_ID) != 0, crc32c: f & UInt32(PPCTL_SVC_CRC32C) != 0)
+                               uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C))
         return ServiceView(id: value.id, spec: spec)
     }
 
     // MARK: - Changing
 
-    /// Adds a service. Throws if it is invalid or already exists.
+    /// Adds a service. Throws `BalancerError` if it is invalid or exists (nothing
+    /// changed), or the map's error if a write fails (rolled back).
     public func addService(_ spec: ServiceSpec) throws {
-        try spec.validate()
-        guard spec.backends.count <= Ring.size else { throw BalancerError.tooManyBackends(spec.backends.count, limit: Ring.size) }
-        let key = Self.key(spec.vip)
-        guard t.services.lookup(key) == nil else { throw BalancerError.serviceExists(spec.vip.description) }
-        guard let id = (0..<UInt32(PPCTL_MAX_SERVICES)).first(where: { !usedIDs.contains($0) }) else {
-            throw BalancerError.tooManyServices(limit: Int(PPCTL_MAX_SERVICES))
-        }
-        var value = ppctl_service()
-        value.id = id
-        value.flags = spec.flags
-        value.snat = spec.snat?.abi ?? ppctl_addr()
-        value.backend_count = UInt16(spec.backends.count)
-
-        try transaction { tx in
-            try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
-            for (index, b) in spec.backends.enumerated() {
-                try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
-            }
-            try tx.write(t.rings, id, Self.ring(spec.backends))
-            try tx.insert(t.services, key, value)
-        }
-        usedIDs.insert(id)
+        try addServices([spec])
     }
 
-    /// Adds many services at once: all are validated first (against the maps and
-    /// against each other), then added; if one fails, the ones added are removed
-    /// again, so the maps end as they were.
+    /// Adds many services at once, all or none: every spec is validated (against
+    /// the maps and against the others) before anything is written, and if a write
+    /// fails every write before it is undone.
     public func addServices(_ specs: [ServiceSpec]) throws {
         var seen = Set<Endpoint>()
         for spec in specs {
@@ -125,24 +74,40 @@ public final class Controller {
             }
             guard t.services.lookup(Self.key(spec.vip)) == nil else { throw BalancerError.serviceExists(spec.vip.description) }
         }
-        var added: [Endpoint] = []
-        do {
-            for spec in specs {
-                try addService(spec)
-                added.append(spec.vip)
-            }
-        } catch {
-            for vip in added.reversed() { try? deleteService(vip) }
-            throw error
+        var ids = freeIDs ?? ServiceIDs(used: t.services.entries().map(\.value.id))
+        let assigned = try specs.map { _ in
+            guard let id = ids.take() else { throw BalancerError.tooManyServices(limit: Int(PPCTL_MAX_SERVICES)) }
+            return id
         }
+        try Transaction.run { tx in
+            for (spec, id) in zip(specs, assigned) { try write(spec, id: id, tx) }
+        }
+        freeIDs = ids
     }
 
-    /// Removes a service. Its established connections keep flowing (their entries
-    /// carry addresses, not ids); new SYNs to the VIP are no longer taken.
+    /// The writes of one new service: TLVs and backends, then its ring, then the
+    /// service entry that makes the datapath use them.
+    private func write(_ spec: ServiceSpec, id: UInt32, _ tx: Transaction) throws {
+        var value = ppctl_service()
+        value.id = id
+        value.flags = spec.flags
+        value.snat = spec.snat?.abi ?? ppctl_addr()
+        value.backend_count = UInt16(spec.backends.count)
+        try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
+        for (index, b) in spec.backends.enumerated() {
+            try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
+        }
+        try tx.write(t.rings, id, Self.ring(spec.backends))
+        try tx.insert(t.services, Self.key(spec.vip), value)
+    }
+
+    /// Removes a service: the entry first (new SYNs to the VIP stop being taken),
+    /// then its ring, TLVs and backends. Its established connections keep flowing.
+    /// Throws `.unknownService`.
     public func deleteService(_ vip: Endpoint) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key) else { throw BalancerError.unknownService(vip.description) }
-        try transaction { tx in
+        try Transaction.run { tx in
             try tx.remove(t.services, key)
             try tx.write(t.rings, value.id, ppctl_ring())
             try tx.write(t.tlvs, value.id, ppctl_service_tlvs())
@@ -150,10 +115,13 @@ public final class Controller {
                 try tx.remove(t.backends, Self.backendID(value.id, index))
             }
         }
-        usedIDs.remove(value.id)
+        freeIDs?.release(value.id)
     }
 
-    /// Adds a backend to a service.
+    /// Adds a backend to a service, at the next index: the backend, then the new
+    /// ring, then the service's count. Throws `.unknownService`, or what
+    /// `ServiceSpec.validate()` throws for the service with the backend added
+    /// (duplicate, VIP, family, too many).
     public func addBackend(_ vip: Endpoint, _ backend: Backend) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key), let current = service(vip) else {
@@ -162,18 +130,19 @@ public final class Controller {
         var spec = current.spec
         spec.backends.append(backend)
         try spec.validate()
-        guard spec.backends.count <= Ring.size else { throw BalancerError.tooManyBackends(spec.backends.count, limit: Ring.size) }
         var updated = value
         updated.backend_count += 1
-        try transaction { tx in
+        try Transaction.run { tx in
             try tx.insert(t.backends, Self.backendID(value.id, UInt32(value.backend_count)), Self.abi(backend, service: value.id))
             try tx.write(t.rings, value.id, Self.ring(spec.backends))
             try tx.write(t.services, key, updated)
         }
     }
 
-    /// Removes a backend from a service; the last one moves into its index. Removing
-    /// the last backend leaves a service that refuses new connections.
+    /// Removes a backend from a service; the service's last backend moves into its
+    /// index, so indexes stay dense. Removing the only backend is allowed: the
+    /// service then refuses new connections (backend_count 0). Throws
+    /// `.unknownService` or `.unknownBackend`.
     public func deleteBackend(_ vip: Endpoint, _ endpoint: Endpoint) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key), let current = service(vip) else {
@@ -185,11 +154,12 @@ public final class Controller {
         var remaining = current.spec.backends
         let last = remaining.count - 1
         remaining.swapAt(index, last)
-        let removed = remaining.removeLast()
-        _ = removed
+        remaining.removeLast()
         var updated = value
         updated.backend_count -= 1
-        try transaction { tx in
+        try Transaction.run { tx in
+            // The ring still points at `index`: it now holds the moved backend, never
+            // the deleted one. Then the ring without `last`, the count, and `last`.
             if index != last {
                 try tx.write(t.backends, Self.backendID(value.id, UInt32(index)), Self.abi(remaining[index], service: value.id))
             }
@@ -201,6 +171,7 @@ public final class Controller {
 
     // MARK: - Encoding
 
+    /// The services map's key for a VIP:PORT (TCP).
     public static func key(_ vip: Endpoint) -> ppctl_service_key {
         var k = ppctl_service_key()
         k.vip = vip.address.abi
@@ -210,6 +181,7 @@ public final class Controller {
         return k
     }
 
+    /// PPCTL_BACKEND_ID: the service id and the backend's index.
     static func backendID(_ service: UInt32, _ index: UInt32) -> UInt32 { service << 8 | (index & 0xff) }
 
     static func abi(_ b: Backend, service: UInt32) -> ppctl_backend {
@@ -238,39 +210,40 @@ public final class Controller {
         return blob
     }
 
-    // MARK: - Transactions
-
-    /// Records how to undo each write.
-    final class Transaction {
-        var undo: [() throws -> Void] = []
-
-        func insert<K, V>(_ map: any KeyValueMap<K, V>, _ key: K, _ value: V) throws {
-            try map.update(key, value, mode: .noExist)
-            undo.append { try map.delete(key) }
+    static func decodeTLVs(_ blob: ppctl_service_tlvs) -> [ProxyTLV] {
+        let bytes = withUnsafeBytes(of: blob.bytes) { Array($0.prefix(Int(blob.len))) }
+        var tlvs: [ProxyTLV] = []
+        var i = 0
+        while i + 3 <= bytes.count {
+            let len = Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
+            guard i + 3 + len <= bytes.count else { break }
+            tlvs.append(ProxyTLV(type: bytes[i], value: Array(bytes[(i + 3)..<(i + 3 + len)])))
+            i += 3 + len
         }
+        return tlvs
+    }
+}
 
-        func write<K, V>(_ map: any KeyValueMap<K, V>, _ key: K, _ value: V) throws {
-            let previous = map.lookup(key)
-            try map.update(key, value, mode: .any)
-            undo.append {
-                if let previous { try map.update(key, previous, mode: .any) } else { try map.delete(key) }
-            }
-        }
+/// The free service ids (indexes below PPCTL_MAX_SERVICES): the lowest first, in
+/// amortised constant time per id.
+struct ServiceIDs {
+    private var used: Set<UInt32>
+    /// Every id below it is used.
+    private var floor: UInt32 = 0
 
-        func remove<K, V>(_ map: any KeyValueMap<K, V>, _ key: K) throws {
-            guard let previous = map.lookup(key) else { return }
-            try map.delete(key)
-            undo.append { try map.update(key, previous, mode: .any) }
-        }
+    init(used: [UInt32]) { self.used = Set(used) }
+
+    /// The lowest free id, now used; nil if none is left.
+    mutating func take() -> UInt32? {
+        while floor < UInt32(PPCTL_MAX_SERVICES) && used.contains(floor) { floor += 1 }
+        guard floor < UInt32(PPCTL_MAX_SERVICES) else { return nil }
+        used.insert(floor)
+        return floor
     }
 
-    func transaction(_ body: (Transaction) throws -> Void) throws {
-        let tx = Transaction()
-        do {
-            try body(tx)
-        } catch {
-            for step in tx.undo.reversed() { try? step() }
-            throw error
-        }
+    /// Makes `id` free again.
+    mutating func release(_ id: UInt32) {
+        used.remove(id)
+        floor = min(floor, id)
     }
 }

@@ -4,13 +4,18 @@ import DatapathABI
 /// proportion to the weights, interleaved (smooth weighted round robin), so that the
 /// datapath picks `ring[hash % size]`.
 public enum Ring {
+    /// Slots in a ring (PPCTL_RING_SIZE).
     public static let size = Int(PPCTL_RING_SIZE)
 
-    /// Slot assignment for weights; every backend with a weight gets at least one slot
-    /// when there are no more backends than slots. Deterministic.
+    /// The backend index of each of the `size` slots for backends of these weights
+    /// (each > 0). Slots are shared out by largest remainder (a backend's count is
+    /// its exact share rounded down or up), every backend gets at least one slot
+    /// when there are no more backends than slots, and each backend's slots are
+    /// spread over the ring. The same weights always give the same ring. No
+    /// backends: no slots.
     public static func build(weights: [Int]) -> [Int] {
-        guard !weights.isEmpty else { return [] }
         let total = weights.reduce(0, +)
+        guard !weights.isEmpty, total > 0, weights.allSatisfy({ $0 >= 0 }) else { return [] }
         // Largest remainder apportionment of the slots.
         var shares = weights.map { $0 * size / total }
         var remainders = weights.enumerated().map { ($0.offset, $0.element * size % total) }

@@ -3,13 +3,21 @@ import ProxyProtocol
 
 /// Which PROXY header, if any, a service writes towards its backends.
 public enum ProxyMode: String, Sendable, CaseIterable {
-    case none, v1, v2
+    /// No header: plain full NAT.
+    case none
+    /// The text header, `PROXY TCP4 ...\r\n`.
+    case v1
+    /// The binary header, with the service's TLVs.
+    case v2
 }
 
 /// A service as the user describes it: a VIP, backends, and what the backends are told.
 public struct ServiceSpec: Hashable, Sendable {
+    /// The address and port clients connect to.
     public var vip: Endpoint
+    /// Where connections go, in the order of their indexes in the datapath.
     public var backends: [Backend]
+    /// The header the backends get.
     public var proxy: ProxyMode
     /// Source address towards the backends; nil: the egress interface's address.
     public var snat: IPAddress?
@@ -20,8 +28,11 @@ public struct ServiceSpec: Hashable, Sendable {
     /// A CRC32C TLV computed in the kernel (v2).
     public var crc32c: Bool
 
-    public static let maxBackends = 1024
+    /// Backends a service can have: ring slots hold 8-bit backend indexes
+    /// (PPCTL_BACKEND_ID), and every backend gets at least one slot.
+    public static let maxBackends = Ring.size
 
+    /// A service; nothing is checked until `validate()`.
     public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: IPAddress? = nil,
                 tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false) {
         self.vip = vip
@@ -33,7 +44,10 @@ public struct ServiceSpec: Hashable, Sendable {
         self.crc32c = crc32c
     }
 
-    /// Checks everything that can be checked without the maps.
+    /// Checks everything that can be checked without the maps: usable addresses
+    /// of one family, 0 to `maxBackends` distinct backends none of which is the VIP,
+    /// weights in `Backend.weightRange`, TLV options only with v2 and within
+    /// PPCTL_MAX_SERVICE_TLV_LEN. Throws the first problem found.
     public func validate() throws(BalancerError) {
         if let why = vip.address.unusableReason { throw .unusableAddress(vip.address.description, why) }
         if let snat, let why = snat.unusableReason { throw .unusableAddress(snat.description, why) }
@@ -42,9 +56,12 @@ public struct ServiceSpec: Hashable, Sendable {
         var seen = Set<Endpoint>()
         for b in backends {
             if let why = b.endpoint.address.unusableReason { throw .unusableAddress(b.endpoint.address.description, why) }
-            guard b.endpoint.address.family == vip.address.family else { throw .mixedFamilies(vip.description, b.endpoint.description) }
+            guard b.endpoint.address.family == vip.address.family else { throw .mixedFamilies(vip.description, "backend \(b.endpoint)") }
             guard b.endpoint != vip else { throw .backendIsVIP(b.endpoint.description) }
             guard seen.insert(b.endpoint).inserted else { throw .duplicateBackend(b.endpoint.description) }
+            guard Backend.weightRange.contains(b.weight) else {
+                throw .malformedEndpoint("\(b.endpoint),weight=\(b.weight)", "weight \(b.weight) is not in \(Backend.weightRange)")
+            }
         }
         if proxy != .v2 && (!tlvs.isEmpty || uniqueID || crc32c) {
             throw .contradiction("TLVs, --unique-id and --crc32c need a PROXY v2 service (--proxy v2)")

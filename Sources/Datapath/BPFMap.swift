@@ -3,46 +3,46 @@ import CLibbpf
 import Glibc
 #endif
 
-/// How an update treats an existing key.
-public enum UpdateMode: Sendable {
-    case any, noExist, exist
-    var flags: UInt64 {
-        switch self {
-        case .any: return UInt64(BPF_ANY)
-        case .noExist: return UInt64(BPF_NOEXIST)
-        case .exist: return UInt64(BPF_EXIST)
-        }
-    }
-}
-
-/// A map the control plane reads and writes: the pinned BPF map, or an in-memory
-/// stand-in for tests that run without root.
-public protocol KeyValueMap<Key, Value>: AnyObject {
-    associatedtype Key
-    associatedtype Value
-    /// The value at `key`, or nil.
-    func lookup(_ key: Key) -> Value?
-    /// Writes `value` at `key`. Throws if the map refuses (full, mode not met).
-    func update(_ key: Key, _ value: Value, mode: UpdateMode) throws
-    /// Removes `key`; removing a missing key is not an error.
-    func delete(_ key: Key) throws
-    /// Every key, in the map's order.
-    func keys() -> [Key]
-}
-
-/// A typed handle on a pinned BPF map. Key and Value are the C structs of
-/// ppctl_abi.h as Swift imports them.
+/// A typed handle on a pinned BPF map. `Key` and `Value` are the C structs of
+/// ppctl_abi.h as Swift imports them; their sizes must be the map's key and value
+/// sizes (`init` checks).
 public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: KeyValueMap {
+    /// Where the map is pinned.
     public let path: String
     let fd: Int32
+    /// The map's max_entries.
+    public let capacity: Int
+    /// BPF_MAP_TYPE_* of the map.
+    let type: UInt32
 
-    /// Opens the map pinned at `path`.
+    /// Opens the map pinned at `path`. Throws `.system` if it cannot be opened and
+    /// `.incompatiblePin` if its key or value size is not that of `Key`/`Value`.
     public init(pinnedAt path: String) throws {
         self.path = path
         fd = try check(bpf_obj_get(path), "opening map \(path)")
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        if bpf_obj_get_info_by_fd(fd, &info, &len) != 0 {
+            let e = errno
+            close(fd)
+            throw DatapathError.system("reading the description of map \(path)", errno: e)
+        }
+        var differences: [String] = []
+        if Int(info.key_size) != MemoryLayout<Key>.size { differences.append("key size \(info.key_size), not \(MemoryLayout<Key>.size)") }
+        if Int(info.value_size) != MemoryLayout<Value>.size {
+            differences.append("value size \(info.value_size), not \(MemoryLayout<Value>.size)")
+        }
+        guard differences.isEmpty else {
+            close(fd)
+            throw DatapathError.incompatiblePin(map: String(path.split(separator: "/").last ?? ""), differences.joined(separator: ", "))
+        }
+        capacity = Int(info.max_entries)
+        type = info.type
     }
 
     deinit { close(fd) }
+
+    // MARK: - Elements
 
     public func lookup(_ key: Key) -> Value? {
         var k = key
@@ -59,8 +59,10 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: KeyValu
     public func delete(_ key: Key) throws {
         var k = key
         let rc = bpf_map_delete_elem(fd, &k)
-        if rc < 0 && errno != ENOENT && rc != -ENOENT { try check(rc, "deleting from map \(path)") }
+        if rc < 0 && rc != -ENOENT && !(rc == -1 && errno == ENOENT) { try check(rc, "deleting from map \(path)") }
     }
+
+    // MARK: - Iteration
 
     public func keys() -> [Key] {
         var result: [Key] = []
@@ -76,85 +78,46 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: KeyValu
         return result
     }
 
-    /// Every entry; entries deleted while iterating are skipped.
+    /// Every entry, read in batches of up to 4096 (a few system calls for the whole
+    /// map) where the kernel supports it for the map type, else key by key.
     public func entries() -> [(key: Key, value: Value)] {
-        keys().compactMap { k in lookup(k).map { (k, $0) } }
+        batchEntries() ?? keys().compactMap { k in lookup(k).map { (k, $0) } }
     }
 
-    /// The map's max_entries.
-    public var capacity: Int {
-        var info = bpf_map_info()
-        var len = UInt32(MemoryLayout<bpf_map_info>.size)
-        return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? Int(info.max_entries) : 0
-    }
-}
-
-/// A per-CPU array map with one element at key 0, summed over CPUs by the caller.
-public final class PerCPUArray<Value: BitwiseCopyable> {
-    public let path: String
-    let fd: Int32
-
-    public init(pinnedAt path: String) throws {
-        self.path = path
-        fd = try check(bpf_obj_get(path), "opening map \(path)")
-    }
-
-    deinit { close(fd) }
-
-    /// The value of every possible CPU at `key`.
-    public func values(at key: UInt32 = 0) throws -> [Value] {
-        let cpus = Int(try check(libbpf_num_possible_cpus(), "counting CPUs"))
-        let stride = (MemoryLayout<Value>.size + 7) & ~7
-        var raw = [UInt8](repeating: 0, count: stride * cpus)
-        var k = key
-        try raw.withUnsafeMutableBytes { buf in
-            try check(bpf_map_lookup_elem(fd, &k, buf.baseAddress!), "reading map \(path)")
+    /// BPF_MAP_LOOKUP_BATCH over the whole map; nil if the kernel refuses (the
+    /// caller then iterates key by key). Elements are packed at the key and value
+    /// sizes, which `init` checked against `Key` and `Value`.
+    private func batchEntries() -> [(key: Key, value: Value)]? {
+        let keySize = MemoryLayout<Key>.size, valueSize = MemoryLayout<Value>.size
+        var chunk = min(4096, max(capacity, 1))
+        // The position token: a bucket index for hash maps, a key for arrays.
+        var token = [UInt8](repeating: 0, count: max(keySize, 8)), nextToken = token
+        var first = true
+        var result: [(key: Key, value: Value)] = []
+        while true {
+            let keyBytes = UnsafeMutableRawPointer.allocate(byteCount: chunk * keySize, alignment: 8)
+            let valueBytes = UnsafeMutableRawPointer.allocate(byteCount: chunk * valueSize, alignment: 8)
+            defer { keyBytes.deallocate(); valueBytes.deallocate() }
+            var count = UInt32(chunk)
+            let rc = token.withUnsafeMutableBytes { inToken in
+                nextToken.withUnsafeMutableBytes { outToken in
+                    bpf_map_lookup_batch(fd, first ? nil : inToken.baseAddress, outToken.baseAddress,
+                                         keyBytes, valueBytes, &count, nil)
+                }
+            }
+            let err: Int32 = rc == 0 ? 0 : (rc == -1 ? errno : -rc)
+            if err == ENOSPC && chunk < 1 << 20 {
+                chunk *= 2          // a hash bucket larger than the chunk: again, with more room
+                continue
+            }
+            guard err == 0 || err == ENOENT else { return nil }
+            for i in 0..<Int(count) {
+                result.append((keyBytes.loadUnaligned(fromByteOffset: i * keySize, as: Key.self),
+                               valueBytes.loadUnaligned(fromByteOffset: i * valueSize, as: Value.self)))
+            }
+            if err == ENOENT { return result }   // the end of the map
+            token = nextToken
+            first = false
         }
-        return (0..<cpus).map { cpu in
-            raw.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: cpu * stride, as: Value.self) }
-        }
     }
-}
-
-/// An in-memory map for tests and dry runs, keyed by the key's bytes (the C structs
-/// of the ABI are not Hashable).
-public final class InMemoryMap<Key: BitwiseCopyable, Value>: KeyValueMap {
-    private var storage: [[UInt8]: (Key, Value)] = [:]
-    private var order: [[UInt8]] = []
-    public let capacity: Int
-    /// Makes the next update throw, to exercise rollback.
-    public var failNextUpdate = false
-
-    public init(capacity: Int = .max) { self.capacity = capacity }
-
-    private func bytes(_ key: Key) -> [UInt8] { withUnsafeBytes(of: key) { Array($0) } }
-
-    public func lookup(_ key: Key) -> Value? { storage[bytes(key)]?.1 }
-
-    public func update(_ key: Key, _ value: Value, mode: UpdateMode) throws {
-        if failNextUpdate {
-            failNextUpdate = false
-            throw DatapathError.system("updating in-memory map", errno: ENOMEM)
-        }
-        let b = bytes(key)
-        let exists = storage[b] != nil
-        if mode == .noExist && exists { throw DatapathError.system("updating in-memory map", errno: EEXIST) }
-        if mode == .exist && !exists { throw DatapathError.system("updating in-memory map", errno: ENOENT) }
-        if !exists {
-            guard storage.count < capacity else { throw DatapathError.system("updating in-memory map", errno: E2BIG) }
-            order.append(b)
-        }
-        storage[b] = (key, value)
-    }
-
-    public func delete(_ key: Key) throws {
-        let b = bytes(key)
-        storage[b] = nil
-        order.removeAll { $0 == b }
-    }
-
-    public func keys() -> [Key] { order.compactMap { storage[$0]?.0 } }
-
-    /// Number of entries.
-    public var count: Int { storage.count }
 }

@@ -14,8 +14,13 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case interfaceNotAttached(String)
     /// The named network namespace does not exist.
     case unknownNamespace(String)
-    /// The embedded eBPF object is missing something the control plane needs.
+    /// The embedded eBPF object lacks something the control plane needs.
     case objectMismatch(String)
+    /// A pinned map differs from the one this datapath defines (an upgrade that
+    /// changed it): the differences, e.g. "value size 96, not 104".
+    case incompatiblePin(map: String, String)
+    /// `--max-conns` asks for another conntrack size than the pinned table's.
+    case conntrackSizeFixed(current: Int, requested: Int)
 
     public var description: String {
         switch self {
@@ -25,7 +30,13 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
         case .unknownInterface(let name): return "no interface named '\(name)'"
         case .interfaceNotAttached(let name): return "ppctl is not attached to '\(name)'"
         case .unknownNamespace(let name): return "no network namespace named '\(name)' (see `ip netns list`)"
-        case .objectMismatch(let what): return "the embedded eBPF object lacks \(what)"
+        case .objectMismatch(let what): return "the eBPF object does not match the control plane: \(what)"
+        case .incompatiblePin(let map, let diff):
+            return "the pinned map \(map) does not match this datapath (\(diff)); "
+                + "`ppctl detach` first (this drops its services and connections)"
+        case .conntrackSizeFixed(let current, let requested):
+            return "the conntrack table holds \(current) connections, not \(requested); it keeps its size "
+                + "while attached (`ppctl detach` first, or leave out --max-conns)"
         }
     }
 }

@@ -15,11 +15,12 @@ public struct Instance: Sendable {
     /// The directory as seen from the host's mount namespace (names the lock).
     let hostDirectory: String
 
+    /// The pin root when $PPCTL_PIN_ROOT is not set.
     public static let defaultPinRoot = "/sys/fs/bpf/ppctl"
 
     /// The instance for a network namespace. With nil, the namespace the process is
     /// in: its name if it is one of /run/netns (as under `ip netns exec NAME`), else
-    /// "default".
+    /// "default". `pinRoot` overrides $PPCTL_PIN_ROOT.
     public init(netns: String?, pinRoot: String? = nil) {
         let env = getenv("PPCTL_PIN_ROOT").map { String(cString: $0) }
         let root = pinRoot ?? (env?.isEmpty == false ? env! : Self.defaultPinRoot)
@@ -53,7 +54,7 @@ public struct Instance: Sendable {
         defer { fclose(f) }
         var buffer = [CChar](repeating: 0, count: 512)
         guard fgets(&buffer, 512, f) != nil else { return 0 }
-        let line = String(cString: buffer)
+        let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
         guard let close = line.lastIndex(of: ")") else { return 0 }
         let fields = line[line.index(after: close)...].split(separator: " ")
@@ -77,13 +78,17 @@ public struct Instance: Sendable {
     }
 
     /// Path of a pinned map.
-    public func pin(_ map: String) -> String { directory + "/" + map }
+    public func pin(_ map: Maps.Name) -> String { directory + "/" + map.rawValue }
 
     /// True if the datapath's maps are pinned here.
-    public var isAttached: Bool { access(pin("ppctl_services"), F_OK) == 0 }
+    public var isAttached: Bool { access(pin(.services), F_OK) == 0 }
+
+    /// The lock file of the instance: /run/ppctl/<pin directory with '/' as '_'>.lock
+    /// (bpffs holds only BPF objects, so the lock lives on /run).
+    public var lockPath: String { "/run/ppctl/" + hostDirectory.replacingSlashes() + ".lock" }
 
     /// Makes sure bpffs is mounted at /sys/fs/bpf and the instance directory exists
-    /// with mode 0700.
+    /// with mode 0700 (libbpf pins the maps in it with mode 0600). Throws `.system`.
     public func prepareDirectory() throws {
         if !directory.hasPrefix("/proc/") && ppctl_is_bpffs("/sys/fs/bpf") != 1 {
             try check(ppctl_mount_bpffs("/sys/fs/bpf"), "mounting bpffs at /sys/fs/bpf")
@@ -97,7 +102,9 @@ public struct Instance: Sendable {
         chmod(directory, 0o700)
     }
 
-    /// Moves the calling thread into the network namespace /run/netns/NAME.
+    /// Moves the calling thread into the network namespace /run/netns/NAME. Call it
+    /// first, on the main thread, before any other thread exists. Throws
+    /// `.unknownNamespace` if there is no such namespace.
     public static func enterNetworkNamespace(_ name: String) throws {
         guard !name.contains("/"), !name.isEmpty else { throw DatapathError.unknownNamespace(name) }
         let rc = ppctl_enter_netns("/run/netns/" + name)
@@ -105,11 +112,11 @@ public struct Instance: Sendable {
         try check(rc, "entering network namespace \(name)")
     }
 
-    /// Runs `body` holding an exclusive lock on the instance, so that two ppctl
-    /// processes never interleave their changes.
+    /// Runs `body` holding an exclusive `flock` on `lockPath`, so that two ppctl
+    /// processes never interleave their changes (the second waits for the first).
+    /// Every command that writes maps or attaches holds it; readers do not.
     public func withLock<T>(_ body: () throws -> T) throws -> T {
         mkdir("/run/ppctl", 0o700)
-        let lockPath = "/run/ppctl/" + hostDirectory.replacingSlashes() + ".lock"
         let fd = try check(open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600), "opening lock \(lockPath)")
         defer { close(fd) }
         try check(flock(fd, LOCK_EX), "locking \(lockPath)")

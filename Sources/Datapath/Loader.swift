@@ -4,22 +4,33 @@ import Foundation
 
 /// Loads the embedded tc program, attaches it to interfaces and detaches it.
 public enum Loader {
-    /// tc filter handle and priority of ppctl's program ("PP").
+    /// tc filter handle of ppctl's program ("PP"), fixed so that a second attach
+    /// replaces the filter instead of adding one.
     public static let filterHandle: UInt32 = 0x5050
+    /// tc filter priority of ppctl's program.
     public static let filterPriority: UInt32 = 0x5050
+    /// The tc program of the datapath (bpf/lb_tc.bpf.c).
+    public static let programName = "ppctl_tc_ingress"
 
     /// An interface the program was attached to.
     public struct Attached: Sendable {
+        /// The interface's name.
         public let name: String
+        /// Its index in the network namespace.
         public let ifindex: UInt32
-        /// Packets leave it with bpf_redirect_peer (a veth whose peer is elsewhere).
+        /// Packets leave it with bpf_redirect_peer (a veth whose peer is in another
+        /// namespace), recorded as PPCTL_IFACE_PEER in ppctl_ifaces.
         public let redirectsToPeer: Bool
     }
 
     /// Loads (or upgrades) the datapath in `instance` and attaches it at tc ingress of
-    /// every interface. Maps already pinned are reused, connection state included;
-    /// the program on each interface is replaced atomically. `maxConnections` sizes
-    /// the conntrack map when it is created (nil: the default, or what exists).
+    /// every interface (clsact, handle and priority `filterHandle`/`filterPriority`,
+    /// replacing what is there). Maps already pinned are reused, connection state
+    /// included; the program on each interface is replaced atomically.
+    /// `maxConnections` sizes the conntrack map when it is created (nil: the
+    /// default, or what exists). Throws `.unknownInterface` before changing
+    /// anything, `.conntrackSizeFixed`/`.incompatiblePin` if the pinned maps cannot
+    /// be kept, `.system` naming the step for libbpf and kernel errors.
     public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?) throws -> [Attached] {
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
@@ -27,11 +38,29 @@ public enum Loader {
             guard index != 0 else { throw DatapathError.unknownInterface(name) }
             indexes.append((name, index))
         }
+        let upgrade = instance.isAttached
         try instance.prepareDirectory()
         configureLogging()
+        var attached: [Attached] = []
+        do {
+            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections) { attached.append($0) }
+        } catch {
+            // A first attach that fails leaves nothing behind; a failed upgrade keeps
+            // the state it found (and the interfaces already moved to the new program).
+            if !upgrade {
+                for a in attached { _ = detachFilter(ifindex: a.ifindex) }
+                try? unpinAll(instance)
+            }
+            throw error
+        }
+        return attached
+    }
 
+    /// The steps of `attach` after the checks; reports each interface attached.
+    private static func load(instance: Instance, interfaces indexes: [(String, UInt32)], maxConnections: Int?,
+                             attachedTo: (Attached) -> Void) throws {
         guard let bytes = Data(base64Encoded: BPFObjectBytes.lbTc) else {
-            throw DatapathError.objectMismatch("a decodable object")
+            throw DatapathError.objectMismatch("the embedded object is not valid base64")
         }
         let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
             try instance.directory.withCString { pinRoot in
@@ -48,32 +77,23 @@ public enum Loader {
         }
         defer { bpf_object__close(object) }
 
-        guard let conntrack = bpf_object__find_map_by_name(object, "ppctl_conntrack") else {
-            throw DatapathError.objectMismatch("map ppctl_conntrack")
-        }
-        let existing = try? BPFMap<ppctl_ct_key, ppctl_ct_entry>(pinnedAt: instance.pin("ppctl_conntrack"))
-        if let maxConnections {
-            try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
-        } else if let existing, existing.capacity > 0 {
-            try check(bpf_map__set_max_entries(conntrack, UInt32(existing.capacity)), "sizing the conntrack map")
-        }
+        try reconcilePins(object: object, instance: instance, maxConnections: maxConnections)
         try check(bpf_object__load(object), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
 
-        guard let program = bpf_object__find_program_by_name(object, "ppctl_tc_ingress") else {
-            throw DatapathError.objectMismatch("program ppctl_tc_ingress")
+        guard let program = bpf_object__find_program_by_name(object, programName) else {
+            throw DatapathError.objectMismatch("it has no program \(programName)")
         }
         let programFD = bpf_program__fd(program)
 
         let maps = try Maps(instance)
-        if maps.config.lookup(0).map({ $0.timeout_syn == 0 }) ?? true {
+        // A new config map is all zero; an upgrade keeps the one it finds.
+        if maps.config.lookup(0).map({ value in withUnsafeBytes(of: value) { $0.allSatisfy { $0 == 0 } } }) ?? true {
             try maps.config.update(0, defaultConfig(), mode: .any)
         }
         // Stop the sweeper armed by a previous program (writing the element cancels
         // its timer); the new program arms its own on the next connection.
-        let gc = try BPFMap<UInt32, ppctl_gc_state>(pinnedAt: instance.pin("ppctl_gc"))
-        try gc.update(0, ppctl_gc_state(), mode: .any)
+        try maps.gc.update(0, ppctl_gc_state(), mode: .any)
 
-        var attached: [Attached] = []
         for (name, index) in indexes {
             try withTCHook(ifindex: index) { hook in
                 let created = bpf_tc_hook_create(hook)
@@ -95,48 +115,140 @@ public enum Loader {
                 dst.copyBytes(from: src)
             }
             iface.flags = peer ? UInt32(PPCTL_IFACE_PEER) : 0
+            attachedTo(Attached(name: name, ifindex: index, redirectsToPeer: peer))
             try maps.ifaces.update(index, iface, mode: .any)
-            attached.append(Attached(name: name, ifindex: index, redirectsToPeer: peer))
         }
-        return attached
     }
 
-    /// Detaches from the named interfaces, or, with nil, from every attached
-    /// interface and then unpins every map and removes the instance directory.
+    /// Detaches from the named interfaces, or, with nil, from every interface of the
+    /// namespace that carries ppctl's filter (recorded in ppctl_ifaces or not), and
+    /// then unpins every map and removes the instance directory. Only ppctl_ifaces is
+    /// opened, so this works even when the other pinned maps no longer match this
+    /// build (the way out of an incompatible upgrade). Returns the interfaces
+    /// detached from. Throws `.notAttached` if there is nothing to detach,
+    /// `.interfaceNotAttached` for a name not in ppctl_ifaces (before changing
+    /// anything).
     public static func detach(instance: Instance, interfaces: [String]?) throws -> [String] {
-        let maps = try Maps(instance)
-        var targets: [(String, UInt32)] = []
-        if let interfaces {
-            let known = maps.ifaces.entries()
-            for name in interfaces {
-                guard let entry = known.first(where: { ifaceName($0.value) == name }) else {
-                    throw DatapathError.interfaceNotAttached(name)
-                }
-                targets.append((name, entry.key))
+        configureLogging()
+        let ifaces = instance.isAttached ? try BPFMap<UInt32, ppctl_iface>(pinnedAt: instance.pin(.ifaces)) : nil
+        let recorded = ifaces?.entries().map { (name: ifaceName($0.value), index: $0.key) } ?? []
+        guard let interfaces else {
+            var detached: [String] = []
+            for (name, index) in recorded {
+                let rc = detachFilter(ifindex: index)
+                // Gone already (interface deleted, filter removed by hand): nothing to do.
+                if rc < 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL { try check(rc, "detaching from \(name)") }
+                try ifaces?.delete(index)
+                detached.append(name)
             }
-        } else {
-            targets = maps.ifaces.entries().map { (ifaceName($0.value), $0.key) }
+            for (name, index) in namespaceInterfaces() where !recorded.contains(where: { $0.index == index }) {
+                if detachFilter(ifindex: index) == 0 { detached.append(name) }
+            }
+            guard ifaces != nil || !detached.isEmpty else { throw DatapathError.notAttached(directory: instance.directory) }
+            try unpinAll(instance)
+            return detached
         }
-        var detached: [String] = []
+        guard let ifaces else { throw DatapathError.notAttached(directory: instance.directory) }
+        let targets = try interfaces.map { name in
+            guard let entry = recorded.first(where: { $0.name == name }) else { throw DatapathError.interfaceNotAttached(name) }
+            return entry
+        }
         for (name, index) in targets {
-            let rc = withTCHook(ifindex: index) { hook in
-                withZeroed(bpf_tc_opts.self) { opts in
-                    opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
-                    opts.pointee.handle = filterHandle
-                    opts.pointee.priority = filterPriority
-                    return bpf_tc_detach(hook, opts)
-                }
-            }
-            // Gone already (interface deleted, filter removed by hand): nothing to do.
+            let rc = detachFilter(ifindex: index)
             if rc < 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL { try check(rc, "detaching from \(name)") }
-            try maps.ifaces.delete(index)
-            detached.append(name)
+            try ifaces.delete(index)
         }
-        if interfaces == nil {
-            for name in Maps.pinnedNames { unlink(instance.pin(name)) }
-            rmdir(instance.directory)
+        return targets.map(\.name)
+    }
+
+    /// Every interface of the network namespace the process is in.
+    static func namespaceInterfaces() -> [(name: String, index: UInt32)] {
+        guard let list = if_nameindex() else { return [] }
+        defer { if_freenameindex(list) }
+        var result: [(String, UInt32)] = []
+        var entry = list
+        while entry.pointee.if_index != 0, let name = entry.pointee.if_name {
+            result.append((String(cString: name), entry.pointee.if_index))
+            entry += 1
         }
-        return detached
+        return result
+    }
+
+    /// Removes ppctl's filter from an interface's ingress; the libbpf result.
+    static func detachFilter(ifindex: UInt32) -> Int32 {
+        withTCHook(ifindex: ifindex) { hook in
+            withZeroed(bpf_tc_opts.self) { opts in
+                opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
+                opts.pointee.handle = filterHandle
+                opts.pointee.priority = filterPriority
+                return bpf_tc_detach(hook, opts)
+            }
+        }
+    }
+
+    // MARK: - Pins
+
+    /// Before a load: libbpf reuses a pinned map only if it matches the object's
+    /// definition, and fails with a bare EINVAL otherwise. Say which map and why
+    /// instead, and size the conntrack map: `maxConnections` if given (it must then
+    /// agree with a pinned map), else the pinned map's size, else the default.
+    static func reconcilePins(object: OpaquePointer, instance: Instance, maxConnections: Int?) throws {
+        guard let conntrack = bpf_object__find_map_by_name(object, Maps.Name.conntrack.rawValue) else {
+            throw DatapathError.objectMismatch("it has no map \(Maps.Name.conntrack.rawValue)")
+        }
+        if let maxConnections {
+            try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
+        }
+        var map = bpf_object__next_map(object, nil)
+        while let m = map {
+            defer { map = bpf_object__next_map(object, m) }
+            let name = String(cString: bpf_map__name(m))
+            let fd = bpf_obj_get(instance.directory + "/" + name)
+            guard fd >= 0 else { continue }            // not pinned yet: libbpf creates it
+            defer { close(fd) }
+            var info = bpf_map_info()
+            var len = UInt32(MemoryLayout<bpf_map_info>.size)
+            try check(bpf_obj_get_info_by_fd(fd, &info, &len), "reading the description of pinned map \(name)")
+            if m == conntrack && bpf_map__max_entries(m) != info.max_entries {
+                guard maxConnections == nil else {
+                    throw DatapathError.conntrackSizeFixed(current: Int(info.max_entries) / 2, requested: maxConnections!)
+                }
+                try check(bpf_map__set_max_entries(m, info.max_entries), "sizing the conntrack map")
+            }
+            var differences: [String] = []
+            func compare(_ what: String, _ pinned: UInt32, _ ours: UInt32) {
+                if pinned != ours { differences.append("\(what) \(pinned), not \(ours)") }
+            }
+            compare("type", info.type, bpf_map__type(m).rawValue)
+            compare("key size", info.key_size, bpf_map__key_size(m))
+            compare("value size", info.value_size, bpf_map__value_size(m))
+            compare("max entries", info.max_entries, bpf_map__max_entries(m))
+            compare("flags", info.map_flags, bpf_map__map_flags(m))
+            if !differences.isEmpty {
+                throw DatapathError.incompatiblePin(map: name, differences.joined(separator: ", "))
+            }
+        }
+    }
+
+    /// Removes every pin of the instance and its directory. The maps are freed when
+    /// their last user (a program on an interface, an open descriptor) goes away.
+    static func unpinAll(_ instance: Instance) throws {
+        guard let dir = opendir(instance.directory) else {
+            if errno == ENOENT { return }
+            throw DatapathError.system("opening \(instance.directory)", errno: errno)
+        }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        for name in names where unlink(instance.directory + "/" + name) < 0 && errno != ENOENT {
+            throw DatapathError.system("unpinning \(instance.directory)/\(name)", errno: errno)
+        }
+        if rmdir(instance.directory) < 0 && errno != ENOENT {
+            throw DatapathError.system("removing \(instance.directory)", errno: errno)
+        }
     }
 
     /// libbpf rejects option structs whose padding is not zero, and Swift does not

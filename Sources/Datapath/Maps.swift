@@ -1,37 +1,57 @@
 import DatapathABI
 
-/// Typed access to every map of an attached instance. Map names are looked up here
-/// and nowhere else.
+/// Typed access to every map of an attached instance. Map names are spelled here
+/// (`Maps.Name`) and nowhere else; keys and values are the structs of ppctl_abi.h.
 public final class Maps {
-    public let services: BPFMap<ppctl_service_key, ppctl_service>
-    public let rings: BPFMap<UInt32, ppctl_ring>
-    public let backends: BPFMap<UInt32, ppctl_backend>
-    public let serviceTLVs: BPFMap<UInt32, ppctl_service_tlvs>
-    public let conntrack: BPFMap<ppctl_ct_key, ppctl_ct_entry>
-    public let config: BPFMap<UInt32, ppctl_config>
-    public let ifaces: BPFMap<UInt32, ppctl_iface>
-    public let stats: PerCPUArray<ppctl_stats>
-
-    /// The names of the pinned maps, as the eBPF object declares them.
-    public static let pinnedNames = [
-        "ppctl_services", "ppctl_rings", "ppctl_backends", "ppctl_service_tlvs", "ppctl_conntrack",
-        "ppctl_config", "ppctl_ifaces", "ppctl_stats", "ppctl_gc",
-    ]
-
-    /// Opens the maps pinned in `instance`. Throws `.notAttached` if there are none.
-    public init(_ instance: Instance) throws {
-        guard instance.isAttached else { throw DatapathError.notAttached(directory: instance.directory) }
-        services = try BPFMap(pinnedAt: instance.pin("ppctl_services"))
-        rings = try BPFMap(pinnedAt: instance.pin("ppctl_rings"))
-        backends = try BPFMap(pinnedAt: instance.pin("ppctl_backends"))
-        serviceTLVs = try BPFMap(pinnedAt: instance.pin("ppctl_service_tlvs"))
-        conntrack = try BPFMap(pinnedAt: instance.pin("ppctl_conntrack"))
-        config = try BPFMap(pinnedAt: instance.pin("ppctl_config"))
-        ifaces = try BPFMap(pinnedAt: instance.pin("ppctl_ifaces"))
-        stats = try PerCPUArray(pinnedAt: instance.pin("ppctl_stats"))
+    /// The maps of the datapath, by the names bpf/include/maps.h gives them (and
+    /// under which they are pinned in the instance directory).
+    public enum Name: String, CaseIterable, Sendable {
+        case services = "ppctl_services"
+        case rings = "ppctl_rings"
+        case serviceTLVs = "ppctl_service_tlvs"
+        case backends = "ppctl_backends"
+        case conntrack = "ppctl_conntrack"
+        case config = "ppctl_config"
+        case ifaces = "ppctl_ifaces"
+        case stats = "ppctl_stats"
+        case gc = "ppctl_gc"
     }
 
-    /// The statistics counters summed over CPUs.
+    /// VIP and port → service (hash).
+    public let services: BPFMap<ppctl_service_key, ppctl_service>
+    /// Service id → endpoint ring (array).
+    public let rings: BPFMap<UInt32, ppctl_ring>
+    /// Backend id (service id << 8 | index) → backend (hash).
+    public let backends: BPFMap<UInt32, ppctl_backend>
+    /// Service id → pre-encoded TLVs of its v2 headers (array).
+    public let serviceTLVs: BPFMap<UInt32, ppctl_service_tlvs>
+    /// Connection tuple → rewrite and state, two entries per connection (hash).
+    public let conntrack: BPFMap<ppctl_ct_key, ppctl_ct_entry>
+    /// Key 0 → timeouts and SNAT port range.
+    public let config: BPFMap<UInt32, ppctl_config>
+    /// Ifindex → attached interface (hash).
+    public let ifaces: BPFMap<UInt32, ppctl_iface>
+    /// Key 0 → counters, one copy per CPU.
+    public let stats: PerCPUArray<ppctl_stats>
+    /// Key 0 → the conntrack sweeper's timer.
+    public let gc: BPFMap<UInt32, ppctl_gc_state>
+
+    /// Opens the maps pinned in `instance`. Throws `.notAttached` if there are none,
+    /// `.system` or `.incompatiblePin` if one cannot be opened as its type.
+    public init(_ instance: Instance) throws {
+        guard instance.isAttached else { throw DatapathError.notAttached(directory: instance.directory) }
+        services = try BPFMap(pinnedAt: instance.pin(.services))
+        rings = try BPFMap(pinnedAt: instance.pin(.rings))
+        backends = try BPFMap(pinnedAt: instance.pin(.backends))
+        serviceTLVs = try BPFMap(pinnedAt: instance.pin(.serviceTLVs))
+        conntrack = try BPFMap(pinnedAt: instance.pin(.conntrack))
+        config = try BPFMap(pinnedAt: instance.pin(.config))
+        ifaces = try BPFMap(pinnedAt: instance.pin(.ifaces))
+        stats = try PerCPUArray(pinnedAt: instance.pin(.stats))
+        gc = try BPFMap(pinnedAt: instance.pin(.gc))
+    }
+
+    /// The statistics counters summed over CPUs (every field is a __u64).
     public func totals() throws -> ppctl_stats {
         var sum = ppctl_stats()
         for v in try stats.values() {
@@ -46,5 +66,10 @@ public final class Maps {
             }
         }
         return sum
+    }
+
+    /// Connections tracked: the ORIGINAL entries of the conntrack map.
+    public func liveConnections() -> Int {
+        conntrack.entries().reduce(0) { $0 + ($1.value.dir == UInt8(PPCTL_DIR_ORIGINAL) ? 1 : 0) }
     }
 }

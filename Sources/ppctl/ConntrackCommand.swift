@@ -4,6 +4,7 @@ import Datapath
 import DatapathABI
 import Foundation
 
+/// `ppctl conntrack list`: the tracked connections.
 struct Conntrack: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show tracked connections.", subcommands: [List.self], defaultSubcommand: List.self)
@@ -12,11 +13,29 @@ struct Conntrack: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List tracked connections: client, VIP, backend, SNAT address, state, header.")
         @OptionGroup var instance: InstanceOptions
-        @Option(name: .shortAndLong, help: "table or json.") var output: OutputFormat = .table
+        @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
 
+        /// One connection in `-o json` (docs/cli.md).
         struct JSON: Encodable {
             let client: String, vip: String, backend: String, snat: String
             let state: [String], headerLength: Int, uniqueID: String?, ageSeconds: Double
+
+            enum CodingKeys: String, CodingKey {
+                case client, vip, backend, snat, state, headerLength, uniqueID, ageSeconds
+            }
+
+            /// Every key always present: `uniqueID` is null when the service sends none.
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(client, forKey: .client)
+                try c.encode(vip, forKey: .vip)
+                try c.encode(backend, forKey: .backend)
+                try c.encode(snat, forKey: .snat)
+                try c.encode(state, forKey: .state)
+                try c.encode(headerLength, forKey: .headerLength)
+                try c.encode(uniqueID, forKey: .uniqueID)
+                try c.encode(ageSeconds, forKey: .ageSeconds)
+            }
         }
 
         func run() throws {
@@ -39,36 +58,6 @@ struct Conntrack: ParsableCommand {
                      String(format: "%.0fs", $0.ageSeconds)]
                 }))
             }
-        }
-    }
-}
-
-struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show counters: packets, bytes, connections, headers injected, refusals.")
-    @OptionGroup var instance: InstanceOptions
-    @Option(name: .shortAndLong, help: "table or json.") var output: OutputFormat = .table
-
-    func run() throws {
-        let inst = try instance.instance()
-        let (s, live) = try ppctl.run { () throws -> (ppctl_stats, Int) in
-            let maps = try Maps(inst)
-            let entries = maps.conntrack.entries()
-            return (try maps.totals(), entries.filter { $0.value.dir == UInt8(PPCTL_DIR_ORIGINAL) }.count)
-        }
-        let rows: [(String, UInt64)] = [
-            ("packets_to_backend", s.packets_to_backend), ("bytes_to_backend", s.bytes_to_backend),
-            ("packets_to_client", s.packets_to_client), ("bytes_to_client", s.bytes_to_client),
-            ("connections", s.connections), ("live_connections", UInt64(live)),
-            ("headers_injected", s.headers_injected), ("headers_resent", s.headers_resent),
-            ("data_split", s.data_split), ("tfo_trimmed", s.tfo_trimmed),
-            ("refused_no_backend", s.refused_no_backend), ("refused_table_full", s.refused_table_full),
-            ("dropped_no_conn", s.dropped_no_conn), ("passed_unparsed", s.passed_unparsed),
-            ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired), ("fwd_errors", s.fwd_errors),
-        ]
-        switch output {
-        case .json: try printJSON(Dictionary(uniqueKeysWithValues: rows))
-        case .table: print(table(["COUNTER", "VALUE"], rows.map { [$0.0, "\($0.1)"] }))
         }
     }
 }

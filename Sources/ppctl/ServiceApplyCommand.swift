@@ -10,8 +10,8 @@ extension Service {
             discussion: """
                 Each non-empty line not starting with # holds the arguments of one `service add`, e.g.
                   198.18.0.10:80 --proxyv2 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080
-                Every line is validated before anything is written; if adding one fails, the ones
-                already added are removed again.
+                Every line is validated before anything is written, and the services are written \
+                as one transaction: if a write fails, every write before it is undone.
                 """)
 
         @OptionGroup var instance: InstanceOptions
@@ -31,9 +31,10 @@ extension Service {
             for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-                let args = trimmed.split(separator: " ").map(String.init)
+                let args = trimmed.split(whereSeparator: \.isWhitespace).map(String.init)
                 do {
-                    specs.append(try Add.parse(args).spec())
+                    let arguments = try ServiceArguments.quickParse(args) ?? Add.parse(args).arguments
+                    specs.append(try arguments.spec())
                 } catch {
                     throw ValidationError("line \(number + 1): \(Add.message(for: error))")
                 }

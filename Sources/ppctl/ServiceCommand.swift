@@ -4,6 +4,7 @@ import Datapath
 import Foundation
 import ProxyProtocol
 
+/// `ppctl service add|apply|delete|list`.
 struct Service: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Add, delete and list virtual services.",
@@ -25,8 +26,9 @@ extension Service {
         var vip: String
 
         @Option(name: .customLong("backend"), help: ArgumentHelp(
-            "A backend, IP:PORT[,weight=N] (weight 1...10000, default 1); repeatable.", valueName: "IP:PORT[,weight=N]"))
-        var backends: [String] = []
+            "A backend, IP:PORT[,weight=N] (weight 1...10000, default 1); at least one, at most 256.",
+            valueName: "IP:PORT[,weight=N]"))
+        var backends: [String]
 
         @Option(help: ArgumentHelp("Write a PROXY header of this version towards the backends.", valueName: "v1|v2"))
         var proxy: String?
@@ -57,38 +59,14 @@ extension Service {
         @Flag(help: "Add a CRC32C TLV computed by the kernel over each header (v2).")
         var crc32c = false
 
-        func spec() throws -> ServiceSpec {
-            if proxyv2 && proxy != nil && proxy != "v2" { throw ValidationError("--proxyv2 contradicts --proxy \(proxy!)") }
-            var mode: ProxyMode = proxyv2 ? .v2 : .none
-            if let proxy {
-                guard let m = ProxyMode(rawValue: proxy), m != .none else {
-                    throw ValidationError("--proxy must be v1 or v2, not '\(proxy)'")
-                }
-                mode = m
-            }
-            guard !backends.isEmpty else { throw ValidationError("give at least one --backend IP:PORT") }
-            return try validated {
-                var custom = try tlvs.map { try ServiceSpec.parseTLV($0) }
-                if let awsVpceId {
-                    guard !awsVpceId.isEmpty, awsVpceId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
-                        throw BalancerError.invalidTLV("--aws-vpce-id must be printable ASCII")
-                    }
-                    custom.append(.awsVPCEndpointID(awsVpceId))
-                }
-                if let azureLinkId { custom.append(.azureLinkID(azureLinkId)) }
-                if let gcpPscId { custom.append(.gcpPSCConnectionID(gcpPscId)) }
-                let types = custom.map(\.type)
-                if Set(types).count != types.count { throw BalancerError.invalidTLV("the same TLV type is given twice") }
-                let spec = ServiceSpec(
-                    vip: try Endpoint(parsing: vip), backends: try backends.map { try Backend(parsing: $0) },
-                    proxy: mode, snat: try snat.map { s throws(BalancerError) in
-                        guard let a = IPAddress(s) else { throw BalancerError.malformedEndpoint(s, "not an IP address") }
-                        return a
-                    }, tlvs: custom, uniqueID: uniqueId, crc32c: crc32c)
-                try spec.validate()
-                return spec
-            }
+        /// The options as plain values.
+        var arguments: ServiceArguments {
+            ServiceArguments(vip: vip, backends: backends, proxy: proxy, proxyv2: proxyv2, snat: snat, tlvs: tlvs,
+                             awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId,
+                             uniqueId: uniqueId, crc32c: crc32c)
         }
+
+        func spec() throws -> ServiceSpec { try arguments.spec() }
 
         func validate() throws { _ = try spec() }
 
@@ -129,7 +107,7 @@ extension Service {
 
         @OptionGroup var instance: InstanceOptions
 
-        @Option(name: .shortAndLong, help: "table or json.")
+        @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json"))
         var output: OutputFormat = .table
 
         func run() throws {
@@ -155,28 +133,4 @@ extension Service {
             return parts.isEmpty ? "" : " (" + parts.joined(separator: ",") + ")"
         }
     }
-}
-
-/// `ppctl service list -o json`, one object per service.
-struct ServiceJSON: Encodable {
-    struct BackendJSON: Encodable { let address: String; let port: UInt16; let weight: Int }
-    struct TLVJSON: Encodable { let type: UInt8; let name: String; let hex: String }
-    let vip: String, address: String, port: UInt16, proxy: String
-    let snat: String?, uniqueID: Bool, crc32c: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
-
-    init(_ v: ServiceView) {
-        vip = v.spec.vip.description
-        address = v.spec.vip.address.description
-        port = v.spec.vip.port
-        proxy = v.spec.proxy.rawValue
-        snat = v.spec.snat?.description
-        uniqueID = v.spec.uniqueID
-        crc32c = v.spec.crc32c
-        tlvs = v.spec.tlvs.map { TLVJSON(type: $0.type, name: $0.name, hex: $0.value.map { String(format: "%02x", $0) }.joined()) }
-        backends = v.spec.backends.map { BackendJSON(address: $0.endpoint.address.description, port: $0.endpoint.port, weight: $0.weight) }
-    }
-}
-
-func printWarning(_ message: String) {
-    FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
 }

@@ -1,3 +1,5 @@
+import Datapath
+import DatapathABI
 import XCTest
 
 /// ppctl as a new user meets it: bad input gets a one-line error, a non-zero exit,
@@ -14,13 +16,27 @@ final class ControlPlaneTests: XCTestCase {
         lab = nil
     }
 
-    /// Everything the control plane wrote, as text.
+    /// Everything the control plane wrote, as text: the service list and the maps
+    /// it writes, byte for byte (of the arrays, the first ids: the ones tests use).
     func snapshot() throws -> String {
         let list = try lab.ppctl(["service", "list", "-o", "json"]).stdout
-        let pins = lab.pinRoot + "/" + lab.balancer
-        let backends = try lab.run(["/usr/sbin/bpftool", "map", "dump", "pinned", pins + "/ppctl_backends"]).stdout
-        let services = try lab.run(["/usr/sbin/bpftool", "map", "dump", "pinned", pins + "/ppctl_services"]).stdout
-        return list + backends + services
+        let dir = lab.instanceDirectory
+        let pin = { (map: Maps.Name) in dir + "/" + map.rawValue }
+        let dumps = [Maps.Name.services, .backends, .config, .ifaces].map { "map dump pinned \(pin($0))" }
+        let lookups = [Maps.Name.rings, .serviceTLVs].flatMap { map in (0..<4).map { "map lookup pinned \(pin(map)) key \($0) 0 0 0" } }
+        return list + (try lab.bpftool(batch: dumps + lookups))
+    }
+
+    /// The ids of the programs on an interface's ingress (`tc filter show`), and
+    /// the filter lines.
+    func filters(_ dev: String) throws -> (ids: [String], lines: [String]) {
+        let shown = try lab.exec(lab.balancer, ["tc", "filter", "show", "dev", dev, "ingress"]).stdout
+        let lines = shown.split(separator: "\n").map(String.init).filter { $0.contains(" bpf ") && $0.contains(" handle ") }
+        let ids = lines.compactMap { line -> String? in
+            let words = line.split(separator: " ")
+            return words.firstIndex(of: "id").flatMap { $0 + 1 < words.count ? String(words[$0 + 1]) : nil }
+        }
+        return (ids, lines)
     }
 
     func testCommandsBeforeAttachSayWhatToDo() throws {
@@ -30,10 +46,142 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1)
     }
 
-    func testUnknownInterfaceIsRefused() throws {
-        let r = try lab.ppctl(["attach", "--iface", "nope0"], check: false)
+    func testUnknownInterfaceIsRefusedBeforeAnythingIsDone() throws {
+        let r = try lab.ppctl(["attach", "--iface", "l0", "--iface", "nope0"], check: false)
         XCTAssertEqual(r.status, 1)
-        XCTAssertTrue(r.stderr.contains("no interface named 'nope0'"), r.stderr)
+        XCTAssertEqual(r.stderr, "error: no interface named 'nope0'\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory), "no pins")
+        XCTAssertEqual(try filters("l0").ids, [], "no filter on l0")
+    }
+
+    func testAttachPutsOneFilterOnEachInterfaceAndAttachAgainUpgradesInPlace() throws {
+        let out = try lab.attach().stdout
+        XCTAssertTrue(out.contains("attached to l0") && out.contains("attached to l1"), out)
+        var first: [String] = []
+        for dev in ["l0", "l1"] {
+            let f = try filters(dev)
+            XCTAssertEqual(f.ids.count, 1, "one filter on \(dev): \(f.lines)")
+            XCTAssertTrue(f.lines.first?.contains(String(Loader.programName.prefix(15))) == true, "\(f.lines)")
+            XCTAssertTrue(f.lines.first?.contains("handle 0x5050") == true, "\(f.lines)")
+            first += f.ids
+        }
+        XCTAssertEqual(Set(first).count, 1, "the same program on both")
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--proxyv2", "--backend", "198.18.2.2:8080,weight=2",
+                       "--backend", "198.18.2.3:8080"])
+        try lab.ppctl(["service", "add", "198.18.0.11:443", "--snat", "198.18.2.1", "--backend", "198.18.2.2:8443"])
+        let before = try snapshot()
+
+        try lab.attach()
+        XCTAssertEqual(try snapshot(), before, "an upgrade keeps services, config and interfaces")
+        for dev in ["l0", "l1"] {
+            let f = try filters(dev)
+            XCTAssertEqual(f.ids.count, 1, "still one filter on \(dev): \(f.lines)")
+            XCTAssertNotEqual(f.ids, [first[0]], "the new program replaced the old one on \(dev)")
+        }
+    }
+
+    func testMaxConnsSizesTheTableOnceAndIsThenKept() throws {
+        try lab.attach(["--max-conns", "1000"])
+        func maxEntries() throws -> String {
+            let shown = try lab.run(["/usr/sbin/bpftool", "map", "show", "pinned", lab.instanceDirectory + "/ppctl_conntrack"]).stdout
+            return shown.components(separatedBy: "max_entries ").dropFirst().first?.split(separator: " ").first.map(String.init) ?? shown
+        }
+        XCTAssertEqual(try maxEntries(), "2000", "two entries per connection")
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
+        let before = try snapshot()
+        let r = try lab.ppctl(["attach", "--iface", "l0", "--iface", "l1", "--max-conns", "5000"], check: false)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.hasPrefix("error: the conntrack table holds 1000 connections, not 5000"), r.stderr)
+        XCTAssertEqual(try snapshot(), before)
+        try lab.attach()
+        XCTAssertEqual(try maxEntries(), "2000", "an upgrade without --max-conns keeps the size")
+        XCTAssertEqual(try snapshot(), before)
+    }
+
+    func testDetachFromOneInterfaceThenFromEverythingLeavesNothing() throws {
+        try lab.attach()
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
+        let ids = try filters("l0").ids
+        XCTAssertEqual(ids.count, 1)
+
+        XCTAssertEqual(try lab.ppctl(["detach", "--iface", "l0"]).stdout, "detached from l0\n")
+        XCTAssertEqual(try filters("l0").ids, [])
+        XCTAssertEqual(try filters("l1").ids, ids, "l1 keeps its filter")
+        XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("198.18.0.10:80"), "services stay")
+        let ifaces = try lab.dump(.ifaces)
+        XCTAssertFalse(ifaces.contains("\"l0\""), ifaces)
+
+        try lab.ppctl(["detach"])
+        XCTAssertEqual(try filters("l1").ids, [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory), "the pin directory is gone")
+        // The program goes when its last reference does (the sweeper's timer holds
+        // one until the maps are freed): poll briefly.
+        var alive = true
+        for _ in 0..<50 where alive {
+            alive = try lab.run(["/usr/sbin/bpftool", "prog", "show", "id", ids[0]], check: false).status == 0
+            if alive { usleep(100_000) }
+        }
+        XCTAssertFalse(alive, "program \(ids[0]) is freed after detach")
+        let again = try lab.ppctl(["service", "list"], check: false)
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stderr.contains("not attached"), again.stderr)
+        XCTAssertEqual(try lab.ppctl(["detach"], check: false).status, 1, "nothing left to detach")
+    }
+
+    func testAnIncompatiblePinnedMapIsNamedAndDetachStillCleansUp() throws {
+        // What an upgrade that changed a map's layout meets: a pin of another shape.
+        try lab.attach()
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
+        let pin = lab.instanceDirectory + "/ppctl_backends"
+        unlink(pin)
+        try lab.run(["/usr/sbin/bpftool", "map", "create", pin, "type", "hash", "key", "4", "value", "8",
+                     "entries", "16", "name", "ppctl_backends"])
+        let attach = try lab.attach(check: false)
+        XCTAssertEqual(attach.status, 1)
+        XCTAssertTrue(attach.stderr.hasPrefix("error: the pinned map ppctl_backends does not match this datapath (value size 8, not "),
+                      attach.stderr)
+        XCTAssertTrue(attach.stderr.contains("`ppctl detach` first"), attach.stderr)
+        let list = try lab.ppctl(["service", "list"], check: false)
+        XCTAssertEqual(list.status, 1)
+        XCTAssertEqual(list.stderr, "error: the pinned map ppctl_backends does not match this datapath "
+                       + "(value size 8, not \(MemoryLayout<ppctl_backend>.size)); "
+                       + "`ppctl detach` first (this drops its services and connections)\n")
+
+        // ppctl_ifaces forgetting l1 does not leave its filter behind either.
+        let index = try lab.exec(lab.balancer, ["cat", "/sys/class/net/l1/ifindex"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let key = withUnsafeBytes(of: UInt32(index)!.littleEndian) { $0.map { String($0) } }
+        try lab.run(["/usr/sbin/bpftool", "map", "delete", "pinned", lab.instanceDirectory + "/ppctl_ifaces", "key"] + key)
+        let detach = try lab.ppctl(["detach"])
+        XCTAssertEqual(detach.stderr, "", "libbpf stays quiet")
+        XCTAssertTrue(detach.stdout.contains("detached from l0") && detach.stdout.contains("detached from l1"), detach.stdout)
+        XCTAssertEqual(try filters("l0").ids + filters("l1").ids, [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory))
+    }
+
+    func testStatsAndConntrackAnswerInBothFormats() throws {
+        try lab.attach()
+        let stats = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8)) as! [String: Int]
+        XCTAssertEqual(stats["live_connections"], 0)
+        XCTAssertEqual(stats["connections"], 0)
+        XCTAssertEqual(stats.count, 17, "\(stats.keys.sorted())")
+        XCTAssertTrue(try lab.ppctl(["stats"]).stdout.hasPrefix("COUNTER"))
+        let ct = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout.utf8)) as! [Any]
+        XCTAssertEqual(ct.count, 0)
+        XCTAssertTrue(try lab.ppctl(["conntrack", "list"]).stdout.hasPrefix("CLIENT"))
+        XCTAssertTrue(try lab.ppctl(["conntrack"]).stdout.hasPrefix("CLIENT"), "list is the default")
+    }
+
+    func testEveryCommandHasHelp() throws {
+        for path in [[], ["attach"], ["detach"], ["service"], ["service", "add"], ["service", "apply"], ["service", "delete"],
+                     ["service", "list"], ["backend"], ["backend", "add"], ["backend", "delete"], ["conntrack"],
+                     ["conntrack", "list"], ["stats"], ["header"]] {
+            let r = try lab.run([Lab.ppctlPath] + path + ["--help"], check: false)
+            XCTAssertEqual(r.status, 0, "\(path)")
+            XCTAssertTrue(r.stdout.hasPrefix("OVERVIEW:"), "\(path): \(r.stdout.prefix(80))")
+            XCTAssertTrue(r.stdout.contains("USAGE: ppctl \(path.joined(separator: " "))"), "\(path)")
+        }
+        XCTAssertEqual(try lab.run([Lab.ppctlPath, "--version"]).stdout, "0.1.0\n")
     }
 
     func testBadInputIsRefusedAndLeavesTheMapsUnchanged() throws {
@@ -63,9 +211,17 @@ final class ControlPlaneTests: XCTestCase {
             ["service", "add", "198.18.0.11:80", "--proxyv2", "--tlv", "0x01=x", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--proxyv2", "--tlv", "0xE5=hex:zz", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--snat", "nope", "--backend", "198.18.2.2:80"],
+            ["service", "add", "198.18.0.11:80", "--snat", "255.255.255.255", "--backend", "198.18.2.2:80"],
+            ["service", "add", "198.18.0.11:80", "--snat", "2001:2::1", "--backend", "198.18.2.2:80"],   // family
+            ["service", "add", "198.18.0.11:80", "--backend", "0.0.0.0:80"],               // unspecified
+            ["service", "add", "[198.18.0.11]:80", "--backend", "198.18.2.2:80"],          // brackets on IPv4
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=1,weight=2"],
+            ["service", "add", "198.18.0.11:80"] + (0...256).flatMap { ["--backend", "198.18.2.2:\(1000 + $0)"] }, // 257
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80", "--azure-link-id", "-1"],
             ["service", "add", "198.18.0.10:80", "--backend", "198.18.2.3:80"],            // exists
             ["service", "delete", "198.18.0.99:80"],                                       // unknown
             ["service", "delete", "banana"],
+            ["service", "delete", "198.18.0.10"],
             ["backend", "add", "198.18.0.99:80", "198.18.2.3:80"],                         // unknown service
             ["backend", "add", "198.18.0.10:80", "198.18.2.2:8080"],                       // duplicate backend
             ["backend", "delete", "198.18.0.10:80", "198.18.2.9:80"],                      // unknown backend
@@ -73,6 +229,10 @@ final class ControlPlaneTests: XCTestCase {
             ["attach"],                                                                    // no interface
             ["attach", "--iface", "l0", "--iface", "l0"],                                  // duplicate interface
             ["attach", "--iface", "l0", "--max-conns", "1"],                               // out of range
+            ["attach", "--iface", "l0", "--max-conns", "lots"],
+            ["attach", "--iface", "l0", "--iface", "l1", "--max-conns", "1000"],            // size is fixed
+            ["attach", "--iface", "l0", "--iface", "nope0"],                               // unknown interface
+            ["detach", "--iface", "l0", "--iface", "l0"],
             ["detach", "--iface", "nope0"],                                                // not attached
             ["conntrack", "list", "-o", "yaml"],
             ["frobnicate"],
@@ -84,7 +244,9 @@ final class ControlPlaneTests: XCTestCase {
             let firstLine = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
             XCTAssertTrue(firstLine.lowercased().hasPrefix("error"), "ppctl \(args.joined(separator: " ")): \(r.stderr)")
             XCTAssertEqual(try snapshot(), before, "ppctl \(args.joined(separator: " ")) changed the maps")
-            rows.append("| `ppctl \(args.joined(separator: " "))` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+            let shown = args.count > 20 ? args.prefix(6) + ["...(257 backends)"] : args[...]
+            rows.append("| `ppctl \(shown.joined(separator: " "))` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
         }
         print(rows.joined(separator: "\n"))
     }
@@ -97,14 +259,20 @@ final class ControlPlaneTests: XCTestCase {
             let r = try lab.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Lab.ppctlPath] + args,
                                 check: false)
             XCTAssertEqual(r.status, 77, r.stderr)
+            XCTAssertEqual(r.stderr, "error: ppctl needs root (CAP_BPF and CAP_NET_ADMIN) for this command\n")
         }
-        let pins = lab.pinRoot + "/" + lab.balancer
+        let pins = lab.instanceDirectory
         let dump = try lab.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                 "/usr/sbin/bpftool", "map", "dump", "pinned", pins + "/ppctl_services"], check: false)
         XCTAssertNotEqual(dump.status, 0, "a non-root user cannot open the pinned maps")
         var st = stat()
         XCTAssertEqual(stat(pins, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        for map in Maps.Name.allCases {
+            XCTAssertEqual(stat(pins + "/" + map.rawValue, &st), 0, map.rawValue)
+            XCTAssertEqual(st.st_mode & 0o777, 0o600, "\(map.rawValue) is mode 0600")
+            XCTAssertEqual(st.st_uid, 0)
+        }
         XCTAssertEqual(try snapshot(), before)
     }
 
@@ -155,6 +323,41 @@ final class ControlPlaneTests: XCTestCase {
         try lab.ppctl(["service", "apply", file])
         let json = try lab.ppctl(["service", "list", "-o", "json"]).stdout
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [Any]).count, 300)
+    }
+
+    func testApplyReadsEachLineAsServiceAddWould() throws {
+        // Common forms take apply's quick reader, the others ArgumentParser: the
+        // services must come out the same as from `service add`, errors too.
+        let lines = [
+            "198.18.0.20:80 --proxyv2 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080,weight=3",
+            "198.18.0.21:80\t--backend=198.18.2.2:8080   --proxy v1",
+            "198.18.0.22:80 --proxy v2 --unique-id --crc32c --tlv 0xE5=hex:0a0b --aws-vpce-id vpce-1 --backend 198.18.2.2:1",
+            "--backend 198.18.2.2:2 198.18.0.23:80 --snat 198.18.2.1 --azure-link-id 7 --proxyv2",
+            "[2001:2::10]:80 --backend [2001:2:0:2::2]:8080 --gcp-psc-id 9 --proxyv2",
+        ]
+        try lab.attach()
+        let file = NSTemporaryDirectory() + "ppctl-apply-same-\(getpid()).txt"
+        defer { unlink(file) }
+        try ("# a comment\n\n" + lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try lab.ppctl(["service", "apply", file])
+        let applied = try lab.ppctl(["service", "list", "-o", "json"]).stdout
+        try lab.ppctl(["detach"])
+        try lab.attach()
+        for line in lines {
+            try lab.ppctl(["service", "add"] + line.split(whereSeparator: \.isWhitespace).map(String.init))
+        }
+        XCTAssertEqual(try lab.ppctl(["service", "list", "-o", "json"]).stdout, applied)
+
+        for bad in ["198.18.0.30:80 --backend 198.18.2.2:0", "198.18.0.30:80 --backend=198.18.2.2:0",
+                    "198.18.0.30:80 --proxy v3 --backend 198.18.2.2:1", "198.18.0.30:80 --proxy=v3 --backend 198.18.2.2:1",
+                    "198.18.0.30:80 198.18.0.31:80 --backend 198.18.2.2:1", "198.18.0.30:80 --bogus --backend 198.18.2.2:1"] {
+            try bad.write(toFile: file, atomically: true, encoding: .utf8)
+            let viaApply = try lab.ppctl(["service", "apply", file], check: false)
+            let viaAdd = try lab.ppctl(["service", "add"] + bad.split(separator: " ").map(String.init), check: false)
+            XCTAssertEqual(viaApply.status, 64, bad)
+            let reason = { (text: String) in text.replacingOccurrences(of: "line 1: ", with: "").components(separatedBy: " (see").first ?? text }
+            XCTAssertEqual(reason(viaApply.stderr), reason(viaAdd.stderr), bad)
+        }
     }
 
     func testTwoPpctlProcessesAtOnceDoNotCorruptState() throws {

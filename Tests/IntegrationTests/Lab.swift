@@ -1,3 +1,4 @@
+import Datapath
 import DatapathABI
 import Foundation
 import XCTest
@@ -8,21 +9,40 @@ import XCTest
 ///     lb      l0 198.18.1.1/24, 2001:2:0:1::1/64   l1 198.18.2.1/24, 2001:2:0:2::1/64
 ///     backend b0 198.18.2.2/24 and 198.18.2.3/24, 2001:2:0:2::2/64
 ///
-/// Names are unique per process and lab; `close()` (also run by deinit) removes the
-/// namespaces, the processes the lab started and its pin root, even after a failure.
+/// Names are unique per process and lab (`ppt-<pid>-<n>-c|lb|b`); ppctl pins under a
+/// root of the lab's own (`/sys/fs/bpf/ppctl-test-<pid>-<n>`, passed as
+/// PPCTL_PIN_ROOT), so tests never touch a person's balancer. `close()` (also run by
+/// deinit) removes the namespaces, the processes the lab started, its pins and its
+/// lock file, even after a failure; a new lab first removes what labs of dead test
+/// processes left behind.
+///
+/// Typical use:
+///
+///     let lab = try Lab()
+///     try lab.attach()
+///     try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+///     let server = try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080)
+///     let client = try lab.connect(from: lab.client, to: Lab.vip, 80)
+///     let (header, rest) = try server.accept().readHeader()
 final class Lab {
+    /// The namespaces' names (for `exec`, `socket(in:)`, `listen`, `connect`, `spawn`).
     let client: String, balancer: String, backend: String
+    /// PPCTL_PIN_ROOT of every command the lab runs.
     let pinRoot: String
     private var pids: [pid_t] = []
     private var closed = false
     private static var counter = 0
 
+    /// Addresses for services: VIPs are on no interface (the datapath answers for
+    /// them); the backend namespace has two IPv4 addresses and one IPv6.
     static let vip = "198.18.0.10"
     static let vip6 = "2001:2::10"
     static let backendAddress = "198.18.2.2"
     static let backendAddress2 = "198.18.2.3"
     static let backendAddress6 = "2001:2:0:2::2"
 
+    /// Builds the lab. Throws (a test failure, not a skip) without root, or if a
+    /// step fails (what was built is removed again).
     init() throws {
         guard geteuid() == 0 else {
             // A failure, not a skip: scripts/test runs as root, and a run where these
@@ -35,12 +55,49 @@ final class Lab {
         balancer = base + "-lb"
         backend = base + "-b"
         pinRoot = "/sys/fs/bpf/ppctl-test-\(getpid())-\(Lab.counter)"
+        if Lab.counter == 1 { Lab.removeLabsOfDeadProcesses() }
         do { try build() } catch { close(); throw error }
+    }
+
+    /// The balancer's pin directory (the instance is the namespace's name).
+    var instanceDirectory: String { pinRoot + "/" + balancer }
+
+    /// The balancer's lock file (see `Instance.lockPath`).
+    var lockPath: String { Instance(netns: balancer, pinRoot: pinRoot).lockPath }
+
+    /// Namespaces, pin roots and lock files of labs whose test process is gone
+    /// (a crash, a killed run): their names carry the pid.
+    private static func removeLabsOfDeadProcesses() {
+        func deadPID(_ name: String, after prefix: String) -> Bool {
+            guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count).prefix { $0.isNumber }) else { return false }
+            return pid != getpid() && Glibc.kill(pid, 0) != 0 && errno == ESRCH
+        }
+        let fm = FileManager.default
+        for ns in (try? fm.contentsOfDirectory(atPath: "/run/netns")) ?? [] where deadPID(ns, after: "ppt-") {
+            _ = try? Lab.shell("ip netns del \(ns)")
+        }
+        for dir in (try? fm.contentsOfDirectory(atPath: "/sys/fs/bpf")) ?? [] where deadPID(dir, after: "ppctl-test-") {
+            _ = try? Lab.shell("rm -rf /sys/fs/bpf/\(dir)")
+        }
+        for lock in (try? fm.contentsOfDirectory(atPath: "/run/ppctl")) ?? [] where deadPID(lock, after: "_sys_fs_bpf_ppctl-test-") {
+            unlink("/run/ppctl/" + lock)
+        }
+    }
+
+    private static func shell(_ script: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", script]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
     }
 
     deinit { close() }
 
     private func build() throws {
+        try sh("rm -rf \(pinRoot)")      // a crashed run of a process with the same pid
         for ns in [client, balancer, backend] {
             try sh("ip netns del \(ns) 2>/dev/null; ip netns add \(ns) && ip -n \(ns) link set lo up")
         }
@@ -60,29 +117,37 @@ final class Lab {
             """)
     }
 
+    /// Stops the processes `spawn` started, detaches ppctl, and removes the
+    /// namespaces, the pin root and the lock file. Safe to call twice.
     func close() {
         guard !closed else { return }
         closed = true
-        for pid in pids { kill(pid, SIGTERM) }
+        for pid in pids { Glibc.kill(pid, SIGTERM) }
         for pid in pids { var status: Int32 = 0; waitpid(pid, &status, 0) }
         _ = try? ppctl(["detach"], check: false)
         for ns in [client, balancer, backend] { _ = try? sh("ip netns del \(ns) 2>/dev/null", check: false) }
         _ = try? sh("rm -rf \(pinRoot)", check: false)
+        unlink(lockPath)
     }
 
     // MARK: - Commands
 
+    /// What a finished command gave.
     struct Result {
         var status: Int32
         var stdout: String
         var stderr: String
     }
 
+    /// Runs a shell script on the host (in the test's namespaces).
     @discardableResult
     func sh(_ script: String, check: Bool = true) throws -> Result {
         try run(["/bin/sh", "-c", script], check: check)
     }
 
+    /// Runs `argv` (an absolute path first) with PPCTL_PIN_ROOT set to the lab's and
+    /// `env` added, and waits for it. With `check`, a non-zero exit throws
+    /// `LabError.commandFailed` with its output.
     @discardableResult
     func run(_ argv: [String], env: [String: String] = [:], check: Bool = true) throws -> Result {
         let p = Process()
@@ -96,21 +161,36 @@ final class Lab {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        // Read stderr alongside stdout: a full pipe on either would stall the child.
+        final class Box: @unchecked Sendable { var data = Data() }
+        let e = Box()
+        let stderrDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            e.data = err.fileHandleForReading.readDataToEndOfFile()
+            stderrDone.signal()
+        }
         let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
+        stderrDone.wait()
         p.waitUntilExit()
         let r = Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                       stderr: String(decoding: e, as: UTF8.self))
+                       stderr: String(decoding: e.data, as: UTF8.self))
         if check && r.status != 0 {
             throw LabError.commandFailed(argv.joined(separator: " "), r.status, r.stderr + r.stdout)
         }
         return r
     }
 
-    /// Runs `argv` inside a namespace.
+    /// Runs `argv` inside a namespace (with `ip netns exec`, which gives it a
+    /// private /sys).
     @discardableResult
     func exec(_ ns: String, _ argv: [String], check: Bool = true) throws -> Result {
         try run(["/usr/sbin/ip", "netns", "exec", ns] + argv, check: check)
+    }
+
+    /// `exec(ns, argv)`, spelled as a run somewhere.
+    @discardableResult
+    func run(_ argv: [String], in ns: String, check: Bool = true) throws -> Result {
+        try exec(ns, argv, check: check)
     }
 
     /// Runs the ppctl under test on the balancer (`--netns`, the lab's pin root).
@@ -119,7 +199,8 @@ final class Lab {
         try run([Lab.ppctlPath, "--netns", balancer] + args, check: check)
     }
 
-    /// Starts a long-running process in a namespace; the lab stops it on close.
+    /// Starts a long-running process in a namespace (output discarded); the lab
+    /// stops it on close, or `kill(pid)` does earlier.
     func spawn(_ ns: String, _ argv: [String]) throws -> pid_t {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
@@ -129,6 +210,26 @@ final class Lab {
         try p.run()
         pids.append(p.processIdentifier)
         return p.processIdentifier
+    }
+
+    /// Stops a process `spawn` started (SIGTERM, then SIGKILL after `grace`
+    /// seconds) and reaps it; returns its wait status.
+    @discardableResult
+    func kill(_ pid: pid_t, grace: Double = 5) -> Int32 {
+        guard let i = pids.firstIndex(of: pid) else { return -1 }
+        pids.remove(at: i)
+        Glibc.kill(pid, SIGTERM)
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(grace)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if Date() > deadline {
+                Glibc.kill(pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                break
+            }
+            usleep(10_000)
+        }
+        return status
     }
 
     /// The ppctl binary next to the test bundle (override with PPCTL_BIN).
@@ -147,13 +248,38 @@ final class Lab {
         return ".build/debug/ppctl"
     }
 
-    /// Attaches ppctl on both balancer interfaces.
-    func attach(_ extra: [String] = []) throws {
-        try ppctl(["attach", "--iface", "l0", "--iface", "l1"] + extra)
+    /// Attaches ppctl on both balancer interfaces (`extra`: more attach options).
+    @discardableResult
+    func attach(_ extra: [String] = [], check: Bool = true) throws -> Result {
+        try ppctl(["attach", "--iface", "l0", "--iface", "l1"] + extra, check: check)
+    }
+
+    /// `bpftool map dump` of one of the balancer's pinned maps.
+    func dump(_ map: Maps.Name) throws -> String {
+        try run(["/usr/sbin/bpftool", "map", "dump", "pinned", instanceDirectory + "/" + map.rawValue]).stdout
+    }
+
+    /// `bpftool map lookup` of one element of an array map (or a hash map keyed by
+    /// a u32) of the balancer.
+    func lookup(_ map: Maps.Name, _ key: UInt32) throws -> String {
+        let bytes = withUnsafeBytes(of: key.littleEndian) { $0.map { String($0) } }
+        return try run(["/usr/sbin/bpftool", "map", "lookup", "pinned", instanceDirectory + "/" + map.rawValue, "key"] + bytes,
+                       check: false).stdout
+    }
+
+    /// Runs several bpftool commands (each as on its command line, without
+    /// "bpftool") in one process: `bpftool batch file`.
+    func bpftool(batch commands: [String]) throws -> String {
+        let file = NSTemporaryDirectory() + "ppctl-lab-\(getpid())-\(balancer).bpftool"
+        defer { unlink(file) }
+        try commands.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        return try run(["/usr/sbin/bpftool", "batch", "file", file]).stdout
     }
 
     // MARK: - Sockets in namespaces
 
+    /// A new TCP socket (blocking, close-on-exec) in namespace `ns`: the process
+    /// stays where it is. See `listen`/`connect` and the `TCP` helpers.
     func socket(in ns: String, family: Int32 = AF_INET) throws -> Int32 {
         let fd = ppctl_socket_in_netns("/run/netns/" + ns, family, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw LabError.system("socket in \(ns)", -fd) }

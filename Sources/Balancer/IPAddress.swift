@@ -1,0 +1,75 @@
+import DatapathABI
+import ProxyProtocol
+
+/// An IPv4 or IPv6 address.
+public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
+    case v4(IPv4Address)
+    case v6(IPv6Address)
+
+    /// Parses an address: dotted quad, or IPv6 text (without brackets).
+    public init?(_ text: String) {
+        if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
+    }
+
+    public var description: String {
+        switch self {
+        case .v4(let a): return a.description
+        case .v6(let a): return a.description
+        }
+    }
+
+    /// PPCTL_FAMILY_IPV4 or PPCTL_FAMILY_IPV6.
+    public var family: UInt8 {
+        switch self {
+        case .v4: return UInt8(PPCTL_FAMILY_IPV4)
+        case .v6: return UInt8(PPCTL_FAMILY_IPV6)
+        }
+    }
+
+    /// The address as the datapath stores it (network order, IPv4 in the first word).
+    public var abi: ppctl_addr {
+        var a = ppctl_addr()
+        withUnsafeMutableBytes(of: &a) { raw in
+            switch self {
+            case .v4(let v):
+                raw[0] = v.bytes.0; raw[1] = v.bytes.1; raw[2] = v.bytes.2; raw[3] = v.bytes.3
+            case .v6(let v):
+                for i in 0..<16 { raw[i] = v.bytes[i] }
+            }
+        }
+        return a
+    }
+
+    /// Reads an address stored by the datapath.
+    public init(abi: ppctl_addr, family: UInt8) {
+        let bytes = withUnsafeBytes(of: abi) { Array($0) }
+        if family == UInt8(PPCTL_FAMILY_IPV6) {
+            self = .v6(IPv6Address(bytes: bytes)!)
+        } else {
+            self = .v4(IPv4Address(bytes[0], bytes[1], bytes[2], bytes[3]))
+        }
+    }
+
+    /// Why this address cannot be a VIP, backend or SNAT address, or nil if it can:
+    /// unspecified, this-network, broadcast, loopback, multicast, reserved, and for
+    /// IPv6 link-local (which needs a scope the datapath does not keep).
+    var unusableReason: String? {
+        switch self {
+        case .v4(let a):
+            let b = a.bytes
+            if a.hostOrder == 0 { return "the unspecified address" }
+            if b.0 == 0 { return "in 0.0.0.0/8 (this network)" }
+            if a.hostOrder == 0xFFFF_FFFF { return "the broadcast address" }
+            if b.0 == 127 { return "a loopback address" }
+            if b.0 >= 224 && b.0 <= 239 { return "a multicast address" }
+            if b.0 >= 240 { return "a reserved address" }
+            return nil
+        case .v6(let a):
+            if a.bytes.allSatisfy({ $0 == 0 }) { return "the unspecified address" }
+            if a.bytes[0..<15].allSatisfy({ $0 == 0 }) && a.bytes[15] == 1 { return "the loopback address" }
+            if a.bytes[0] == 0xff { return "a multicast address" }
+            if a.bytes[0] == 0xfe && a.bytes[1] & 0xc0 == 0x80 { return "a link-local address" }
+            return nil
+        }
+    }
+}

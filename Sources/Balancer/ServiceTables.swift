@@ -1,0 +1,39 @@
+import Datapath
+import DatapathABI
+
+/// The maps the control plane writes, as plain key/value maps: the pinned BPF maps
+/// of an instance in production, `InMemoryMap`s in unit tests.
+public struct ServiceTables {
+    /// VIP:PORT → service (ppctl_services).
+    public var services: any KeyValueMap<ppctl_service_key, ppctl_service>
+    /// Service id → endpoint ring (ppctl_rings).
+    public var rings: any KeyValueMap<UInt32, ppctl_ring>
+    /// Backend id → backend (ppctl_backends).
+    public var backends: any KeyValueMap<UInt32, ppctl_backend>
+    /// Service id → encoded TLVs (ppctl_service_tlvs).
+    public var tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>
+
+    /// Tables over any maps.
+    public init(services: any KeyValueMap<ppctl_service_key, ppctl_service>,
+                rings: any KeyValueMap<UInt32, ppctl_ring>,
+                backends: any KeyValueMap<UInt32, ppctl_backend>,
+                tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>) {
+        self.services = services
+        self.rings = rings
+        self.backends = backends
+        self.tlvs = tlvs
+    }
+
+    /// The tables of an attached instance.
+    public init(_ maps: Maps) {
+        self.init(services: maps.services, rings: maps.rings, backends: maps.backends, tlvs: maps.serviceTLVs)
+    }
+
+    /// Empty in-memory tables of the datapath's sizes, for tests and dry runs.
+    public static func inMemory() -> ServiceTables {
+        ServiceTables(services: InMemoryMap(capacity: Int(PPCTL_MAX_SERVICES)),
+                      rings: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_ring()),
+                      backends: InMemoryMap(capacity: Int(PPCTL_MAX_BACKENDS)),
+                      tlvs: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_service_tlvs()))
+    }
+}

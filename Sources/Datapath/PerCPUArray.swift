@@ -1,0 +1,34 @@
+import CLibbpf
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pinned per-CPU array map (such as `ppctl_stats`): one value per possible CPU
+/// at each index.
+public final class PerCPUArray<Value: BitwiseCopyable> {
+    /// Where the map is pinned.
+    public let path: String
+    let fd: Int32
+
+    /// Opens the map pinned at `path`. Throws `.system` if it cannot be opened.
+    public init(pinnedAt path: String) throws {
+        self.path = path
+        fd = try check(bpf_obj_get(path), "opening map \(path)")
+    }
+
+    deinit { close(fd) }
+
+    /// The value of every possible CPU at `key`, in CPU order. The kernel lays the
+    /// copies out at a stride of the value size rounded up to 8 bytes.
+    public func values(at key: UInt32 = 0) throws -> [Value] {
+        let cpus = Int(try check(libbpf_num_possible_cpus(), "counting CPUs"))
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        var raw = [UInt8](repeating: 0, count: stride * cpus)
+        var k = key
+        let rc = raw.withUnsafeMutableBytes { bpf_map_lookup_elem(fd, &k, $0.baseAddress!) }
+        try check(rc, "reading map \(path)")
+        return raw.withUnsafeBytes { buf in
+            (0..<cpus).map { buf.loadUnaligned(fromByteOffset: $0 * stride, as: Value.self) }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Datapath
+import DatapathABI
+
+/// `ppctl stats`: the datapath's counters.
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show counters: packets, bytes, connections, headers injected, refusals.",
+        discussion: "The datapath's counters summed over CPUs, and live_connections: the connections tracked now.")
+    @OptionGroup var instance: InstanceOptions
+    @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
+
+    func run() throws {
+        let inst = try instance.instance()
+        let (s, live) = try ppctl.run { () throws -> (ppctl_stats, Int) in
+            let maps = try Maps(inst)
+            return (try maps.totals(), maps.liveConnections())
+        }
+        let rows: [(String, UInt64)] = [
+            ("packets_to_backend", s.packets_to_backend), ("bytes_to_backend", s.bytes_to_backend),
+            ("packets_to_client", s.packets_to_client), ("bytes_to_client", s.bytes_to_client),
+            ("connections", s.connections), ("live_connections", UInt64(live)),
+            ("headers_injected", s.headers_injected), ("headers_resent", s.headers_resent),
+            ("data_split", s.data_split), ("tfo_trimmed", s.tfo_trimmed),
+            ("refused_no_backend", s.refused_no_backend), ("refused_table_full", s.refused_table_full),
+            ("dropped_no_conn", s.dropped_no_conn), ("passed_unparsed", s.passed_unparsed),
+            ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired), ("fwd_errors", s.fwd_errors),
+        ]
+        switch output {
+        case .json: try printJSON(Dictionary(uniqueKeysWithValues: rows))
+        case .table: print(table(["COUNTER", "VALUE"], rows.map { [$0.0, "\($0.1)"] }))
+        }
+    }
+}
