@@ -368,10 +368,9 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	struct ppctl_ct_key rkey;
 	struct ppctl_config *cfg = config_get();
 	struct ppctl_backend *be;
-	struct ppctl_ring *ring;
 	struct ethhdr *eth;
 	void *data, *data_end;
-	__u32 backend_id, slot;
+	__u32 backend_id;
 
 	if (!skb || !p || !svc || !cfg || !scratch)
 		return TC_ACT_SHOT;
@@ -379,15 +378,8 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev = &scratch->rev;
 	__builtin_memset(fwd, 0, sizeof(*fwd));
 	__builtin_memset(rev, 0, sizeof(*rev));
-	if (svc->backend_count == 0)
-		goto no_backend;
-	ring = bpf_map_lookup_elem(&ppctl_rings, &svc->id);
-	if (!ring)
-		goto no_backend;
-	slot = bpf_get_hash_recalc(skb) & (PPCTL_RING_SIZE - 1);
-	backend_id = PPCTL_BACKEND_ID(svc->id, ring->backend[slot]);
-	be = bpf_map_lookup_elem(&ppctl_backends, &backend_id);
-	if (!be || be->family != p->key.family || be->service_id != svc->id)
+	be = pick_backend(svc, bpf_get_hash_recalc(skb), p->key.family, &backend_id);
+	if (!be)
 		goto no_backend;
 
 	/* ORIGINAL: client -> VIP becomes SNAT address:port -> backend. */

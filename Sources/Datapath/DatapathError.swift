@@ -21,12 +21,18 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case incompatiblePin(map: String, String)
     /// `--max-conns` asks for another conntrack size than the pinned table's.
     case conntrackSizeFixed(current: Int, requested: Int)
+    /// No cgroup v2 hierarchy is mounted.
+    case noCgroup2
+    /// The path is not a directory of the cgroup v2 hierarchy.
+    case notCgroup2(String)
+    /// The socket programs are not attached to this cgroup.
+    case cgroupNotAttached(String)
 
     public var description: String {
         switch self {
         case .system(let what, let e): return "\(what): \(String(cString: strerror(e)))"
         case .notAttached(let dir):
-            return "ppctl is not attached (no maps under \(dir)); run `ppctl attach --iface IF` first"
+            return "ppctl is not attached (no maps under \(dir)); run `ppctl attach --iface IF` (or `--cgroup`) first"
         case .unknownInterface(let name): return "no interface named '\(name)'"
         case .interfaceNotAttached(let name): return "ppctl is not attached to '\(name)'"
         case .unknownNamespace(let name): return "no network namespace named '\(name)' (see `ip netns list`)"
@@ -37,6 +43,10 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
         case .conntrackSizeFixed(let current, let requested):
             return "the conntrack table holds \(current) connections, not \(requested); it keeps its size "
                 + "while attached (`ppctl detach` first, or leave out --max-conns)"
+        case .noCgroup2:
+            return "no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup"
+        case .notCgroup2(let path): return "'\(path)' is not a cgroup v2 directory"
+        case .cgroupNotAttached(let path): return "ppctl is not attached to cgroup \(path)"
         }
     }
 }

@@ -59,22 +59,7 @@ public enum Loader {
     /// The steps of `attach` after the checks; reports each interface attached.
     private static func load(instance: Instance, interfaces indexes: [(String, UInt32)], maxConnections: Int?,
                              attachedTo: (Attached) -> Void) throws {
-        guard let bytes = Data(base64Encoded: BPFObjectBytes.lbTc) else {
-            throw DatapathError.objectMismatch("the embedded object is not valid base64")
-        }
-        let object: OpaquePointer = try bytes.withUnsafeBytes { raw in
-            try instance.directory.withCString { pinRoot in
-                try "ppctl".withCString { objectName in try withZeroed(bpf_object_open_opts.self) { opts in
-                    opts.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
-                    opts.pointee.object_name = objectName
-                    opts.pointee.pin_root_path = pinRoot
-                    guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, opts) else {
-                        throw DatapathError.system("opening the embedded eBPF object", errno: errno)
-                    }
-                    return obj
-                } }
-            }
-        }
+        let object = try openObject(BPFObjectBytes.lbTc, instance: instance)
         defer { bpf_object__close(object) }
 
         try reconcilePins(object: object, instance: instance, maxConnections: maxConnections)
@@ -145,6 +130,7 @@ public enum Loader {
                 if detachFilter(ifindex: index) == 0 { detached.append(name) }
             }
             guard ifaces != nil || !detached.isEmpty else { throw DatapathError.notAttached(directory: instance.directory) }
+            SocketPath.detachAll(instance: instance)
             try unpinAll(instance)
             return detached
         }
@@ -186,6 +172,27 @@ public enum Loader {
         }
     }
 
+    /// Opens an embedded object (base64) with its maps pinned in the instance
+    /// directory. The caller closes it.
+    static func openObject(_ base64: String, instance: Instance) throws -> OpaquePointer {
+        guard let bytes = Data(base64Encoded: base64) else {
+            throw DatapathError.objectMismatch("the embedded object is not valid base64")
+        }
+        return try bytes.withUnsafeBytes { raw in
+            try instance.directory.withCString { pinRoot in
+                try "ppctl".withCString { objectName in try withZeroed(bpf_object_open_opts.self) { opts in
+                    opts.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
+                    opts.pointee.object_name = objectName
+                    opts.pointee.pin_root_path = pinRoot
+                    guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, opts) else {
+                        throw DatapathError.system("opening the embedded eBPF object", errno: errno)
+                    }
+                    return obj
+                } }
+            }
+        }
+    }
+
     // MARK: - Pins
 
     /// Before a load: libbpf reuses a pinned map only if it matches the object's
@@ -193,10 +200,9 @@ public enum Loader {
     /// instead, and size the conntrack map: `maxConnections` if given (it must then
     /// agree with a pinned map), else the pinned map's size, else the default.
     static func reconcilePins(object: OpaquePointer, instance: Instance, maxConnections: Int?) throws {
-        guard let conntrack = bpf_object__find_map_by_name(object, Maps.Name.conntrack.rawValue) else {
-            throw DatapathError.objectMismatch("it has no map \(Maps.Name.conntrack.rawValue)")
-        }
-        if let maxConnections {
+        // The socket object has no conntrack map: nothing to size.
+        let conntrack = bpf_object__find_map_by_name(object, Maps.Name.conntrack.rawValue)
+        if let conntrack, let maxConnections {
             try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
         }
         var map = bpf_object__next_map(object, nil)
@@ -209,7 +215,7 @@ public enum Loader {
             var info = bpf_map_info()
             var len = UInt32(MemoryLayout<bpf_map_info>.size)
             try check(bpf_obj_get_info_by_fd(fd, &info, &len), "reading the description of pinned map \(name)")
-            if m == conntrack && bpf_map__max_entries(m) != info.max_entries {
+            if m == conntrack, bpf_map__max_entries(m) != info.max_entries {
                 guard maxConnections == nil else {
                     throw DatapathError.conntrackSizeFixed(current: Int(info.max_entries) / 2, requested: maxConnections!)
                 }

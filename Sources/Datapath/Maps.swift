@@ -1,4 +1,7 @@
 import DatapathABI
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Typed access to every map of an attached instance. Map names are spelled here
 /// (`Maps.Name`) and nowhere else; keys and values are the structs of ppctl_abi.h.
@@ -15,6 +18,7 @@ public final class Maps {
         case ifaces = "ppctl_ifaces"
         case stats = "ppctl_stats"
         case gc = "ppctl_gc"
+        case sockStats = "ppctl_sock_stats"
     }
 
     /// VIP and port → service (hash).
@@ -35,6 +39,9 @@ public final class Maps {
     public let stats: PerCPUArray<ppctl_stats>
     /// Key 0 → the conntrack sweeper's timer.
     public let gc: BPFMap<UInt32, ppctl_gc_state>
+    /// Key 0 → the socket path's counters, one copy per CPU (nil until a cgroup
+    /// attach creates it).
+    public let sockStats: PerCPUArray<ppctl_sock_stats>?
 
     /// Opens the maps pinned in `instance`. Throws `.notAttached` if there are none,
     /// `.system` or `.incompatiblePin` if one cannot be opened as its type.
@@ -49,23 +56,16 @@ public final class Maps {
         ifaces = try BPFMap(pinnedAt: instance.pin(.ifaces))
         stats = try PerCPUArray(pinnedAt: instance.pin(.stats))
         gc = try BPFMap(pinnedAt: instance.pin(.gc))
+        sockStats = access(instance.pin(.sockStats), F_OK) == 0 ? try PerCPUArray(pinnedAt: instance.pin(.sockStats)) : nil
     }
 
-    /// The statistics counters summed over CPUs (every field is a __u64).
-    public func totals() throws -> ppctl_stats {
-        var sum = ppctl_stats()
-        for v in try stats.values() {
-            withUnsafeMutableBytes(of: &sum) { s in
-                withUnsafeBytes(of: v) { c in
-                    for i in 0..<(s.count / 8) {
-                        let a = s.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
-                        let b = c.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)
-                        s.storeBytes(of: a &+ b, toByteOffset: i * 8, as: UInt64.self)
-                    }
-                }
-            }
-        }
-        return sum
+    /// The statistics counters summed over CPUs.
+    public func totals() throws -> ppctl_stats { try stats.sum() }
+
+    /// The socket path's counters summed over CPUs; nil if it was never attached.
+    public func socketTotals() throws -> ppctl_sock_stats? {
+        guard let sockStats else { return nil }
+        return try sockStats.sum()
     }
 
     /// Connections tracked: the ORIGINAL entries of the conntrack map.

@@ -31,4 +31,18 @@ public final class PerCPUArray<Value: BitwiseCopyable> {
             (0..<cpus).map { buf.loadUnaligned(fromByteOffset: $0 * stride, as: Value.self) }
         }
     }
+
+    /// The values at `key` summed over CPUs, for a struct whose fields are all __u64
+    /// counters (ppctl_stats, ppctl_sock_stats).
+    public func sum(at key: UInt32 = 0) throws -> Value {
+        let all = try values(at: key)
+        precondition(MemoryLayout<Value>.size % 8 == 0, "\(Value.self) is not made of __u64 counters")
+        var raw = [UInt64](repeating: 0, count: MemoryLayout<Value>.size / 8)
+        for v in all {
+            withUnsafeBytes(of: v) { c in
+                for i in raw.indices { raw[i] &+= c.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
+            }
+        }
+        return raw.withUnsafeBytes { $0.loadUnaligned(as: Value.self) }
+    }
 }

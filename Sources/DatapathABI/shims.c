@@ -15,6 +15,9 @@
 
 #include "DatapathABI.h"
 
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC 0xcafe4a11
 #endif
@@ -56,6 +59,14 @@ int ppctl_is_bpffs(const char *path)
 	if (statfs(path, &st) < 0)
 		return -errno;
 	return st.f_type == BPF_FS_MAGIC ? 1 : 0;
+}
+
+int ppctl_is_cgroup2(const char *path)
+{
+	struct statfs st;
+	if (statfs(path, &st) < 0)
+		return -errno;
+	return st.f_type == CGROUP2_SUPER_MAGIC ? 1 : 0;
 }
 
 int ppctl_mount_bpffs(const char *path)

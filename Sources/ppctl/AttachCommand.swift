@@ -2,22 +2,33 @@ import ArgumentParser
 import Balancer
 import Datapath
 
-/// `ppctl attach`: load or upgrade the datapath, attach it to interfaces.
+/// `ppctl attach`: load or upgrade the datapath, attach it to interfaces and cgroups.
 struct Attach: ParsableCommand {
+    /// What `--cgroup` given without a path stands for (PPCtl.main fills it in).
+    static let rootCgroup = "<unified-root>"
+
     static let configuration = CommandConfiguration(
-        abstract: "Load (or upgrade) the datapath and attach it at tc ingress of interfaces.",
+        abstract: "Load (or upgrade) the datapath: at tc ingress of interfaces, and/or on a cgroup for local clients.",
         discussion: """
-            Attach to every interface clients and backends are reached through (both directions \
-            of a connection are handled at ingress). Running it again upgrades the program in \
-            place: pinned maps, services and live connections are kept, and the program on each \
-            interface is replaced atomically. The first attach creates the maps (pinned, mode \
+            --iface: attach to every interface clients and backends are reached through (both \
+            directions of a connection are handled at ingress). --cgroup: balance the connections \
+            of processes on this host in that cgroup v2 (and its descendants) at the socket \
+            layer; PATH is absolute or relative to the unified hierarchy's root, and without PATH \
+            it is that root. Services serve both paths alike. Running attach again upgrades the \
+            programs in place: pinned maps, services and live connections are kept, and each \
+            attachment is replaced atomically. The first attach creates the maps (pinned, mode \
             0600) under $PPCTL_PIN_ROOT/<instance>, mounting bpffs at /sys/fs/bpf if needed.
             """)
 
     @OptionGroup var instance: InstanceOptions
 
     @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to attach to (repeatable).", valueName: "IF"))
-    var interfaces: [String]
+    var interfaces: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "A cgroup v2 whose processes are balanced at the socket layer (PATH may be left out: the unified root).",
+        valueName: "path"))
+    var cgroup: String?
 
     @Option(help: ArgumentHelp(
         "Connections the conntrack table holds, 16...4000000 (default 131072); fixed when the table is created.",
@@ -25,7 +36,7 @@ struct Attach: ParsableCommand {
     var maxConns: Int?
 
     func validate() throws {
-        guard !interfaces.isEmpty else { throw ValidationError("give at least one --iface") }
+        guard !interfaces.isEmpty || cgroup != nil else { throw ValidationError("give at least one --iface, or --cgroup") }
         if let twice = interfaces.first(where: { name in interfaces.filter { $0 == name }.count > 1 }) {
             throw ValidationError("interface '\(twice)' is given twice")
         }
@@ -39,11 +50,27 @@ struct Attach: ParsableCommand {
 
     func run() throws {
         let inst = try instance.instance()
+        let group = try cgroup.map { path in try validated { try Cgroup(path: path == Self.rootCgroup ? nil : path) } }
         let attached = try ppctl.run {
-            try inst.withLock { try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns) }
+            try inst.withLock { () throws -> [Loader.Attached] in
+                let first = !inst.isAttached
+                let attached = interfaces.isEmpty ? []
+                    : try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns)
+                do {
+                    if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }
+                } catch {
+                    // A first attach that fails leaves nothing behind.
+                    if first && inst.isAttached { _ = try? Loader.detach(instance: inst, interfaces: nil) }
+                    throw error
+                }
+                return attached
+            }
         }
         for a in attached {
             print("attached to \(a.name) (ifindex \(a.ifindex)\(a.redirectsToPeer ? ", veth: redirect to peer" : ""))")
+        }
+        if let group {
+            print("attached to cgroup \(group.path) (\(SocketPath.hookNames.joined(separator: ", ")), sk_msg)")
         }
     }
 }

@@ -21,7 +21,7 @@ struct PPCtl: ParsableCommand {
     /// with `ip -n`. Errors are one line on stderr, `error: ...`.
     static func main() {
         let given = Array(CommandLine.arguments.dropFirst())
-        let arguments = movingNetnsLast(given)
+        let arguments = fillingBareCgroup(movingNetnsLast(given))
         var command: ParsableCommand
         do {
             command = try parseAsRoot(arguments)
@@ -59,6 +59,19 @@ struct PPCtl: ParsableCommand {
             return rest + [first]
         }
         return rest
+    }
+
+    /// `--cgroup` with no path (last, or followed by another option) means the
+    /// unified hierarchy's root; ArgumentParser has no optional option values.
+    static func fillingBareCgroup(_ arguments: [String]) -> [String] {
+        var result: [String] = []
+        for (i, argument) in arguments.enumerated() {
+            result.append(argument)
+            if argument == "--cgroup", i + 1 == arguments.count || arguments[i + 1].hasPrefix("-") {
+                result.append(Attach.rootCgroup)
+            }
+        }
+        return result
     }
 
     static func withoutNetns(_ arguments: [String]) -> [String] {

@@ -6,17 +6,20 @@ import DatapathABI
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show counters: packets, bytes, connections, headers injected, refusals.",
-        discussion: "The datapath's counters summed over CPUs, and live_connections: the connections tracked now.")
+        discussion: """
+            The datapath's counters summed over CPUs, and live_connections: the connections tracked \
+            now. Once `attach --cgroup` has run, the local_* counters of the socket path follow.
+            """)
     @OptionGroup var instance: InstanceOptions
     @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
 
     func run() throws {
         let inst = try instance.instance()
-        let (s, live) = try ppctl.run { () throws -> (ppctl_stats, Int) in
+        let (s, sock, live) = try ppctl.run { () throws -> (ppctl_stats, ppctl_sock_stats?, Int) in
             let maps = try Maps(inst)
-            return (try maps.totals(), maps.liveConnections())
+            return (try maps.totals(), try maps.socketTotals(), maps.liveConnections())
         }
-        let rows: [(String, UInt64)] = [
+        var rows: [(String, UInt64)] = [
             ("packets_to_backend", s.packets_to_backend), ("bytes_to_backend", s.bytes_to_backend),
             ("packets_to_client", s.packets_to_client), ("bytes_to_client", s.bytes_to_client),
             ("connections", s.connections), ("live_connections", UInt64(live)),
@@ -26,6 +29,11 @@ struct Stats: ParsableCommand {
             ("dropped_no_conn", s.dropped_no_conn), ("passed_unparsed", s.passed_unparsed),
             ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired), ("fwd_errors", s.fwd_errors),
         ]
+        // The socket path (local clients), once a cgroup attach has created its maps.
+        if let sock {
+            rows += [("local_connects", sock.connects), ("local_refused_no_backend", sock.refused_no_backend),
+                     ("local_headers_pushed", sock.headers_pushed), ("local_header_errors", sock.header_errors)]
+        }
         switch output {
         case .json: try printJSON(Dictionary(uniqueKeysWithValues: rows))
         case .table: print(table(["COUNTER", "VALUE"], rows.map { [$0.0, "\($0.1)"] }))

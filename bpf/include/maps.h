@@ -1,47 +1,17 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* maps.h: every map of the tc datapath. Maps are pinned by name under the
- * instance's pin directory, so that the control plane and later loads (upgrades)
- * find the same state. Keys and values are defined in ppctl_abi.h. */
+/* maps.h: the maps of the tc datapath (service_maps.h has the ones both paths
+ * share). Maps are pinned by name under the instance's pin directory, so that the
+ * control plane and later loads (upgrades) find the same state. Keys and values are defined in
+ * ppctl_abi.h. */
 #ifndef PPCTL_MAPS_H
 #define PPCTL_MAPS_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "ppctl_abi.h"
+#include "service_maps.h"
 
 struct bpf_map;  /* opaque: the callbacks of bpf_for_each_map_elem get one */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PPCTL_MAX_SERVICES);
-	__type(key, struct ppctl_service_key);
-	__type(value, struct ppctl_service);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PPCTL_MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct ppctl_ring);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_rings SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, PPCTL_MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct ppctl_service_tlvs);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_service_tlvs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, PPCTL_MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct ppctl_backend);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_backends SEC(".maps");
 
 /* Two entries per connection; the loader sets max_entries from --max-conns. */
 struct {
@@ -84,25 +54,5 @@ struct {
 	__type(value, struct ppctl_gc_state);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ppctl_gc SEC(".maps");
-
-/* Per-CPU scratch space for rebuilding a segment (too big for the stack). */
-struct ppctl_scratch {
-	__u8 buf[PPCTL_MAX_HEADER_LEN];   /* the PROXY header */
-	__u8 tcp[60];                     /* a copy of the TCP header, for its checksum */
-	struct {                          /* the TCP pseudo header, IPv6 layout */
-		struct ppctl_addr saddr, daddr;
-		__be32 len;
-		__u8 zero[3], proto;
-	} pseudo;
-	struct ppctl_ct_entry fwd;        /* the two entries of a new connection */
-	struct ppctl_ct_entry rev;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ppctl_scratch);
-} ppctl_scratch SEC(".maps");
 
 #endif /* PPCTL_MAPS_H */

@@ -60,6 +60,9 @@ struct ppctl_service_key {
 #define PPCTL_SVC_SNAT_ADDR  (1u << 2)  /* use `snat` instead of the egress interface address */
 #define PPCTL_SVC_UNIQUE_ID  (1u << 3)  /* v2: add a UNIQUE_ID TLV, new for every connection */
 #define PPCTL_SVC_CRC32C     (1u << 4)  /* v2: add a CRC32C TLV computed over the header */
+/* Local clients (socket path) get the header on the handshake ACK at tc egress, not
+ * in front of their first send: for protocols where the server speaks first. */
+#define PPCTL_SVC_SERVER_FIRST (1u << 5)
 
 struct ppctl_service {
 	__u32 id;                   /* index into ppctl_rings */
@@ -245,6 +248,40 @@ struct ppctl_gc_state {
 #endif
 	__u32 armed;
 	__u32 pad;
+};
+
+/* MARK: - The socket path (bpf/lb_sock.bpf.c) */
+
+/* What the socket programs remember about a local client's socket (sk_storage map
+ * "ppctl_sock_state"): set by connect4 when it sends the socket to a backend, read
+ * by getpeername4 (to report the VIP), sock_ops and sk_msg (to write the header). */
+#define PPCTL_SOCK_HDR_PENDING (1u << 0)  /* sk_msg: the header goes in front of the first send */
+#define PPCTL_SOCK_HDR_AT_TC   (1u << 1)  /* server-first: tc egress puts it on the handshake ACK */
+
+struct ppctl_sock_state {
+	struct ppctl_addr vip;      /* what the client connected to */
+	__u16 vport;                /* network order */
+	__u8 family;
+	__u8 flags;                 /* PPCTL_SOCK_* */
+	__u32 service_id;
+	__u32 backend_id;
+	__u32 hdr_flags;            /* PPCTL_SVC_PROXY_* | UNIQUE_ID | CRC32C */
+	__u64 unique_id;
+	__u64 cookie;               /* the socket's cookie: its key in ppctl_sockhash */
+};
+
+/* Key 0 of "ppctl_sock_config": which network namespace the instance serves (the
+ * cgroup programs see every process of the cgroup, whatever its namespace). */
+struct ppctl_sock_config {
+	__u64 netns_cookie;         /* SO_NETNS_COOKIE of the balancer's namespace */
+};
+
+/* "ppctl_sock_stats", per-CPU array, one element at key 0. */
+struct ppctl_sock_stats {
+	__u64 connects;             /* connect() to a service sent to a backend */
+	__u64 refused_no_backend;   /* connect() to a service without backends: ECONNREFUSED */
+	__u64 headers_pushed;       /* PROXY headers put in front of a first send */
+	__u64 header_errors;        /* header could not be built or pushed: send failed */
 };
 
 #endif /* PPCTL_ABI_H */

@@ -20,7 +20,7 @@
 #include <bpf/bpf_helpers.h>
 #include "consts.h"
 #include "crc32c_table.h"
-#include "maps.h"
+#include "service_maps.h"
 #include "ppctl_abi.h"
 
 #define HDR_MASK (PPCTL_MAX_HEADER_LEN - 1)

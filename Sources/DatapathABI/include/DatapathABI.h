@@ -17,6 +17,8 @@ int ppctl_socket_in_netns(const char *path, int domain, int type, int protocol);
 
 /// 1 if `path` is a mounted bpffs, 0 if not, -errno on error.
 int ppctl_is_bpffs(const char *path);
+/* 1 if path is on a cgroup v2 hierarchy, 0 if not, -errno if it cannot be read. */
+int ppctl_is_cgroup2(const char *path);
 
 /// Mounts bpffs at `path` (mode 0700). Returns 0 or -errno.
 int ppctl_mount_bpffs(const char *path);

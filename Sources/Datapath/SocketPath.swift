@@ -1,0 +1,181 @@
+import CLibbpf
+import DatapathABI
+import Foundation
+
+/// A cgroup v2 directory the socket programs attach to.
+public struct Cgroup: Sendable, Equatable {
+    /// Its absolute path.
+    public let path: String
+    /// The cgroup's id (the inode of its directory), which names its link pins.
+    public let id: UInt64
+
+    /// The root of the unified (v2) hierarchy: /sys/fs/cgroup/unified on a hybrid
+    /// system, /sys/fs/cgroup on a pure v2 one. Throws `.noCgroup2`.
+    public static func unifiedRoot() throws -> String {
+        for candidate in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] where isCgroup2(candidate) {
+            return candidate
+        }
+        throw DatapathError.noCgroup2
+    }
+
+    static func isCgroup2(_ path: String) -> Bool { ppctl_is_cgroup2(path) == 1 }
+
+    /// The cgroup at `path`: absolute, or relative to the unified root; nil is the
+    /// root itself. Throws `.notCgroup2` if it is not a directory of a cgroup v2
+    /// hierarchy.
+    public init(path given: String?) throws {
+        let root = try Self.unifiedRoot()
+        var path = given.map { $0.hasPrefix("/") ? $0 : root + "/" + $0 } ?? root
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, Self.isCgroup2(path) else {
+            throw DatapathError.notCgroup2(path)
+        }
+        self.path = path
+        id = UInt64(st.st_ino)
+    }
+}
+
+/// The socket path: cgroup programs that balance the connections of processes on the
+/// balancer host (bpf/lb_sock.bpf.c). They read the same service maps as the tc
+/// path; their attachments are bpf links pinned in the instance directory as
+/// `cgroup_<id>_<hook>` (bpffs refuses dots in names), so that they outlive ppctl and `detach` finds them.
+public enum SocketPath {
+    /// A cgroup hook and the program attached there.
+    struct Hook {
+        let name: String
+        let program: String
+        let type: bpf_attach_type
+    }
+
+    static let hooks = [
+        Hook(name: "connect4", program: "ppctl_connect4", type: BPF_CGROUP_INET4_CONNECT),
+        Hook(name: "connect6", program: "ppctl_connect6", type: BPF_CGROUP_INET6_CONNECT),
+        Hook(name: "getpeername4", program: "ppctl_getpeername4", type: BPF_CGROUP_INET4_GETPEERNAME),
+        Hook(name: "getpeername6", program: "ppctl_getpeername6", type: BPF_CGROUP_INET6_GETPEERNAME),
+        Hook(name: "sockops", program: "ppctl_sockops", type: BPF_CGROUP_SOCK_OPS),
+    ]
+    /// The sk_msg program, attached to the sockhash rather than to the cgroup.
+    static let messageProgram = "ppctl_sk_msg"
+    static let sockhash = "ppctl_sockhash"
+    static let sockConfig = "ppctl_sock_config"
+
+    /// The names of the hooks, in attach order.
+    public static var hookNames: [String] { hooks.map(\.name) }
+
+    static func linkPin(_ instance: Instance, _ cgroupID: UInt64, _ hook: Hook) -> String {
+        instance.directory + "/cgroup_\(cgroupID)_\(hook.name)"
+    }
+
+    /// Loads (or upgrades) the socket programs and attaches them to `cgroup`. The
+    /// service maps are created first if the instance has none (an instance may
+    /// serve local clients only). Attaching again replaces the programs in place
+    /// (bpf_link_update): sockets already connected keep their state. A failure
+    /// leaves the cgroup as it was (the caller removes maps it had ppctl create).
+    public static func attach(instance: Instance, cgroup: Cgroup, maxConnections: Int?) throws {
+        if !instance.isAttached { _ = try Loader.attach(instance: instance, interfaces: [], maxConnections: maxConnections) }
+        try load(instance: instance, cgroup: cgroup)
+    }
+
+    private static func load(instance: Instance, cgroup: Cgroup) throws {
+        Loader.configureLogging()
+        let object = try Loader.openObject(BPFObjectBytes.lbSock, instance: instance)
+        defer { bpf_object__close(object) }
+        try Loader.reconcilePins(object: object, instance: instance, maxConnections: nil)
+        try check(bpf_object__load(object), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
+
+        func programFD(_ name: String) throws -> Int32 {
+            guard let program = bpf_object__find_program_by_name(object, name) else {
+                throw DatapathError.objectMismatch("it has no program \(name)")
+            }
+            return bpf_program__fd(program)
+        }
+        guard let hash = bpf_object__find_map_by_name(object, sockhash) else {
+            throw DatapathError.objectMismatch("it has no map \(sockhash)")
+        }
+
+        // Only sockets of this instance's namespace are balanced.
+        let config = try BPFMap<UInt32, ppctl_sock_config>(pinnedAt: instance.directory + "/" + sockConfig)
+        try config.update(0, ppctl_sock_config(netns_cookie: try currentNetnsCookie()), mode: .any)
+        // Replaces the sk_msg program a previous load attached (sockets already in the
+        // sockhash keep the one they have).
+        try check(bpf_prog_attach(try programFD(messageProgram), bpf_map__fd(hash), BPF_SK_MSG_VERDICT, 0),
+                  "attaching \(messageProgram) to \(sockhash)")
+
+        let cgroupFD = try check(open(cgroup.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), "opening \(cgroup.path)")
+        defer { close(cgroupFD) }
+        var created: [String] = []
+        do {
+            for hook in hooks {
+                let pin = linkPin(instance, cgroup.id, hook)
+                let fd = try programFD(hook.program)
+                let existing = bpf_obj_get(pin)
+                if existing >= 0 {
+                    defer { close(existing) }
+                    try check(bpf_link_update(existing, fd, nil), "replacing the \(hook.name) program of \(cgroup.path)")
+                } else {
+                    let link = try check(bpf_link_create(fd, cgroupFD, hook.type, nil),
+                                         "attaching \(hook.name) to \(cgroup.path)")
+                    defer { close(link) }
+                    try check(bpf_obj_pin(link, pin), "pinning the \(hook.name) link at \(pin)")
+                    created.append(pin)
+                }
+            }
+        } catch {
+            for pin in created { unlink(pin) }   // the last reference: the link detaches
+            throw error
+        }
+    }
+
+    /// Detaches the socket programs from `cgroup`. Throws `.cgroupNotAttached` if
+    /// ppctl is not attached there.
+    public static func detach(instance: Instance, cgroup: Cgroup) throws {
+        var found = false
+        for hook in hooks {
+            let pin = linkPin(instance, cgroup.id, hook)
+            let fd = bpf_obj_get(pin)
+            guard fd >= 0 else { continue }
+            found = true
+            // Detach explicitly: another process may hold the link open.
+            _ = bpf_link_detach(fd)
+            close(fd)
+            if unlink(pin) < 0 && errno != ENOENT { try check(-1, "unpinning \(pin)") }
+        }
+        guard found else { throw DatapathError.cgroupNotAttached(cgroup.path) }
+    }
+
+    /// Detaches every cgroup link pinned in the instance (before it is unpinned).
+    static func detachAll(instance: Instance) {
+        for id in attachedCgroupIDs(instance) {
+            for hook in hooks {
+                let fd = bpf_obj_get(linkPin(instance, id, hook))
+                if fd >= 0 { _ = bpf_link_detach(fd); close(fd) }
+            }
+        }
+    }
+
+    /// The ids of the cgroups the socket programs are attached to.
+    public static func attachedCgroupIDs(_ instance: Instance) -> [UInt64] {
+        guard let dir = opendir(instance.directory) else { return [] }
+        defer { closedir(dir) }
+        var ids: Set<UInt64> = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let parts = name.split(separator: "_", maxSplits: 2)
+            if parts.count == 3, parts[0] == "cgroup", let id = UInt64(parts[1]) { ids.insert(id) }
+        }
+        return ids.sorted()
+    }
+
+    /// SO_NETNS_COOKIE of the network namespace the process is in.
+    static func currentNetnsCookie() throws -> UInt64 {
+        let fd = try check(socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0),
+                           "opening a socket")
+        defer { close(fd) }
+        var cookie: UInt64 = 0
+        var len = socklen_t(MemoryLayout<UInt64>.size)
+        let soNetnsCookie: Int32 = 71
+        try check(getsockopt(fd, SOL_SOCKET, soNetnsCookie, &cookie, &len), "reading the network namespace cookie")
+        return cookie
+    }
+}

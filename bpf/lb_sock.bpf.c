@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * lb_sock.bpf.c: ppctl for processes on the balancer host itself. Their
+ * connections never cross a tc ingress hook; they are balanced where the socket
+ * is made, and the PROXY header is written as the client's own first bytes, so
+ * that no sequence number is ever translated.
+ *
+ *   connect()      [cgroup/connect4|6] VIP:port is a service: pick a backend by
+ *                  the same ring as the tc path, connect there instead, and note
+ *                  the VIP in the socket's storage.
+ *   established    [sockops] a socket that owes a header joins ppctl_sockhash, so
+ *                  that the sk_msg program sees its sends.
+ *   first send     [sk_msg] push the header in front of the client's bytes (one
+ *                  segment, header first).
+ *   first ack      [sockops, RTT callback] the socket leaves the sockhash and
+ *                  asks for no more callbacks: later sends and acks run no
+ *                  program at all.
+ *   getpeername()  [cgroup/getpeername4|6] reports the VIP, not the backend.
+ *
+ * Server-first services (the client reads a banner before it writes) cannot wait
+ * for a first send: their header rides on the handshake ACK at tc egress
+ * (lb_tc.bpf.c, ppctl_tc_egress), like a remote client's. docs/datapath.md,
+ * "Local clients", explains both.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "consts.h"
+#include "service_maps.h"
+#include "sock_maps.h"
+#include "proxy_header.h"
+
+#define SOCK_STREAM    1
+#define ECONNREFUSED   111
+#define AF_INET        2
+#define AF_INET6       10
+
+/* Return values of cgroup sock_addr and sockops programs. */
+#define CGROUP_ALLOW   1
+#define CGROUP_DENY    0
+
+static __always_inline struct ppctl_sock_stats *sock_stats(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ppctl_sock_stats, &zero);
+}
+
+/* True if the socket lives in the network namespace this instance serves. */
+static __always_inline int in_our_netns(struct bpf_sock_addr *ctx)
+{
+	__u32 zero = 0;
+	struct ppctl_sock_config *cfg = bpf_map_lookup_elem(&ppctl_sock_config, &zero);
+
+	return cfg && cfg->netns_cookie && cfg->netns_cookie == bpf_get_netns_cookie(ctx);
+}
+
+/* MARK: - connect() */
+
+/* Shared by connect4 and connect6: `key` is what the client asked for. Returns the
+ * backend to connect to, or NULL to leave the socket alone; *refuse is set when
+ * the connect must fail (a service without a usable backend). */
+static __always_inline struct ppctl_backend *balance(struct bpf_sock_addr *ctx,
+						     const struct ppctl_service_key *key,
+						     int *refuse)
+{
+	struct ppctl_sock_stats *stats = sock_stats();
+	struct ppctl_sock_state *st;
+	struct ppctl_service *svc;
+	struct ppctl_backend *be;
+	__u32 backend_id;
+
+	*refuse = 0;
+	if (ctx->type != SOCK_STREAM || !in_our_netns(ctx))
+		return NULL;
+	svc = bpf_map_lookup_elem(&ppctl_services, key);
+	if (!svc)
+		return NULL;
+	be = pick_backend(svc, bpf_get_prandom_u32(), key->family, &backend_id);
+	if (!be)
+		goto refuse;
+	st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		goto refuse;
+	__builtin_memset(st, 0, sizeof(*st));
+	st->vip = key->vip;
+	st->vport = key->port;
+	st->family = key->family;
+	st->service_id = svc->id;
+	st->backend_id = backend_id;
+	st->hdr_flags = svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 |
+				      PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C);
+	if (st->hdr_flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2))
+		st->flags = svc->flags & PPCTL_SVC_SERVER_FIRST ? PPCTL_SOCK_HDR_AT_TC
+							       : PPCTL_SOCK_HDR_PENDING;
+	if (st->hdr_flags & PPCTL_SVC_UNIQUE_ID)
+		st->unique_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	if (stats)
+		stats->connects++;
+	return be;
+refuse:
+	if (stats)
+		stats->refused_no_backend++;
+	*refuse = 1;
+	return NULL;
+}
+
+SEC("cgroup/connect4")
+int ppctl_connect4(struct bpf_sock_addr *ctx)
+{
+	struct ppctl_service_key key = {};
+	struct ppctl_backend *be;
+	int refuse;
+
+	key.vip.w[0] = ctx->user_ip4;
+	key.port = (__u16)ctx->user_port;
+	key.family = PPCTL_FAMILY_IPV4;
+	key.proto = PPCTL_PROTO_TCP;
+	be = balance(ctx, &key, &refuse);
+	if (refuse) {
+		bpf_set_retval(-ECONNREFUSED);
+		return CGROUP_DENY;
+	}
+	if (be) {
+		ctx->user_ip4 = be->addr.w[0];
+		ctx->user_port = be->port;
+	}
+	return CGROUP_ALLOW;
+}
+
+SEC("cgroup/connect6")
+int ppctl_connect6(struct bpf_sock_addr *ctx)
+{
+	struct ppctl_service_key key = {};
+	struct ppctl_backend *be;
+	int refuse;
+
+	key.vip.w[0] = ctx->user_ip6[0];
+	key.vip.w[1] = ctx->user_ip6[1];
+	key.vip.w[2] = ctx->user_ip6[2];
+	key.vip.w[3] = ctx->user_ip6[3];
+	key.port = (__u16)ctx->user_port;
+	key.family = PPCTL_FAMILY_IPV6;
+	key.proto = PPCTL_PROTO_TCP;
+	be = balance(ctx, &key, &refuse);
+	if (refuse) {
+		bpf_set_retval(-ECONNREFUSED);
+		return CGROUP_DENY;
+	}
+	if (be) {
+		ctx->user_ip6[0] = be->addr.w[0];
+		ctx->user_ip6[1] = be->addr.w[1];
+		ctx->user_ip6[2] = be->addr.w[2];
+		ctx->user_ip6[3] = be->addr.w[3];
+		ctx->user_port = be->port;
+	}
+	return CGROUP_ALLOW;
+}
+
+/* MARK: - getpeername() */
+
+SEC("cgroup/getpeername4")
+int ppctl_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct ppctl_sock_state *st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, 0);
+
+	if (st && st->family == PPCTL_FAMILY_IPV4) {
+		ctx->user_ip4 = st->vip.w[0];
+		ctx->user_port = st->vport;
+	}
+	return CGROUP_ALLOW;
+}
+
+SEC("cgroup/getpeername6")
+int ppctl_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct ppctl_sock_state *st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, 0);
+
+	if (st && st->family == PPCTL_FAMILY_IPV6) {
+		ctx->user_ip6[0] = st->vip.w[0];
+		ctx->user_ip6[1] = st->vip.w[1];
+		ctx->user_ip6[2] = st->vip.w[2];
+		ctx->user_ip6[3] = st->vip.w[3];
+		ctx->user_port = st->vport;
+	}
+	return CGROUP_ALLOW;
+}
+
+/* MARK: - The connection is up */
+
+SEC("sockops")
+int ppctl_sockops(struct bpf_sock_ops *skops)
+{
+	struct ppctl_sock_state *st;
+	struct bpf_sock *sk = skops->sk;
+
+	if (!sk)
+		return CGROUP_ALLOW;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+		if (!st || !(st->flags & PPCTL_SOCK_HDR_PENDING))
+			break;
+		st->cookie = bpf_get_socket_cookie(skops);
+		if (bpf_sock_hash_update(skops, &ppctl_sockhash, &st->cookie, BPF_NOEXIST)) {
+			/* The sockhash is full: no sk_msg will see this socket, and its
+			 * data would reach the backend without a header. Counted. */
+			struct ppctl_sock_stats *stats = sock_stats();
+
+			if (stats)
+				stats->header_errors++;
+			break;
+		}
+		/* An sk_msg program cannot take its socket out of the sockhash; this
+		 * program can, on the first ack that follows the header. */
+		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_RTT_CB_FLAG);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+		st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+		if (st && (st->flags & PPCTL_SOCK_HDR_PENDING))
+			break;   /* an ack of something else: the header is still to come */
+		if (st)
+			bpf_map_delete_elem(&ppctl_sockhash, &st->cookie);
+		bpf_sock_ops_cb_flags_set(skops, 0);
+		break;
+	}
+	return CGROUP_ALLOW;
+}
+
+/* MARK: - The first send */
+
+/* Copies the header built in scratch->buf in front of the message. */
+static __always_inline int push_header(struct sk_msg_md *msg, struct ppctl_scratch *scratch,
+				       __u32 len)
+{
+	__u8 *data, *data_end;
+	__u32 i;
+
+	if (len == 0 || len > PPCTL_MAX_HEADER_LEN)
+		return -1;
+	if (bpf_msg_push_data(msg, 0, len, 0))
+		return -1;
+	if (bpf_msg_pull_data(msg, 0, len, 0))
+		return -1;
+	data = msg->data;
+	data_end = msg->data_end;
+	for (i = 0; i < PPCTL_MAX_HEADER_LEN; i++) {
+		if (i >= len)
+			break;
+		if (data + i + 1 > data_end)
+			return -1;
+		data[i] = *at(scratch->buf, i);
+	}
+	return 0;
+}
+
+SEC("sk_msg")
+int ppctl_sk_msg(struct sk_msg_md *msg)
+{
+	struct ppctl_sock_stats *stats = sock_stats();
+	struct ppctl_scratch *scratch;
+	struct ppctl_sock_state *st;
+	struct ppctl_ct_key client = {};
+	struct bpf_sock *sk = msg->sk;
+	__u32 zero = 0, len;
+
+	if (!sk)
+		return SK_PASS;
+	st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+	if (!st || !(st->flags & PPCTL_SOCK_HDR_PENDING))
+		return SK_PASS;
+	scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	if (!scratch)
+		goto fail;
+
+	/* The header names the client socket's own address and port, and the VIP. */
+	client.family = st->family;
+	if (st->family == PPCTL_FAMILY_IPV4) {
+		client.saddr.w[0] = msg->local_ip4;
+	} else {
+		client.saddr.w[0] = msg->local_ip6[0];
+		client.saddr.w[1] = msg->local_ip6[1];
+		client.saddr.w[2] = msg->local_ip6[2];
+		client.saddr.w[3] = msg->local_ip6[3];
+	}
+	client.daddr = st->vip;
+	client.sport = bpf_htons((__u16)msg->local_port);
+	client.dport = st->vport;
+	client.proto = PPCTL_PROTO_TCP;
+
+	len = proxy_header_build(scratch, &client, st->hdr_flags, st->service_id, st->unique_id);
+	asm volatile("" : "+r"(len));
+	if (push_header(msg, scratch, len))
+		goto fail;
+	st->flags &= ~PPCTL_SOCK_HDR_PENDING;
+	if (stats)
+		stats->headers_pushed++;
+	return SK_PASS;
+fail:
+	/* The send fails (EACCES) rather than reach the backend without a header. */
+	if (stats)
+		stats->header_errors++;
+	return SK_DROP;
+}
+
+char LICENSE[] SEC("license") = "GPL";
