@@ -30,6 +30,7 @@ final class Lab {
     /// PPCTL_PIN_ROOT of every command the lab runs.
     let pinRoot: String
     private var pids: [pid_t] = []
+    private var cgroups: [String] = []
     private var closed = false
     private static var counter = 0
 
@@ -82,6 +83,11 @@ final class Lab {
         for lock in (try? fm.contentsOfDirectory(atPath: "/run/ppctl")) ?? [] where deadPID(lock, after: "_sys_fs_bpf_ppctl-test-") {
             unlink("/run/ppctl/" + lock)
         }
+        if let root = try? Cgroup.unifiedRoot() {
+            for dir in (try? fm.contentsOfDirectory(atPath: root)) ?? [] where deadPID(dir, after: "ppctl-test-") {
+                rmdir(root + "/" + dir)
+            }
+        }
     }
 
     private static func shell(_ script: String) throws {
@@ -125,6 +131,7 @@ final class Lab {
         for pid in pids { Glibc.kill(pid, SIGTERM) }
         for pid in pids { var status: Int32 = 0; waitpid(pid, &status, 0) }
         _ = try? ppctl(["detach"], check: false)
+        for cg in cgroups.reversed() { rmdir(cg) }
         for ns in [client, balancer, backend] { _ = try? sh("ip netns del \(ns) 2>/dev/null", check: false) }
         _ = try? sh("rm -rf \(pinRoot)", check: false)
         unlink(lockPath)
@@ -274,6 +281,26 @@ final class Lab {
         defer { unlink(file) }
         try commands.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
         return try run(["/usr/sbin/bpftool", "batch", "file", file]).stdout
+    }
+
+    // MARK: - Cgroups
+
+    /// A new cgroup v2 of the lab's own under the unified root
+    /// (`ppctl-test-<pid>-<n>-<k>`), removed by `close()`.
+    func makeCgroup() throws -> String {
+        let path = try Cgroup.unifiedRoot() + "/ppctl-test-\(getpid())-\(Lab.counter)-\(cgroups.count)"
+        guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw LabError.system("mkdir \(path)", errno) }
+        cgroups.append(path)
+        return path
+    }
+
+    /// Runs `argv` in namespace `ns` as a process that joined `cgroup` first (the
+    /// cgroup programs see it; `ip netns exec` alone would leave it where ppctl's
+    /// test process is).
+    @discardableResult
+    func run(_ argv: [String], in ns: String, cgroup: String, check: Bool = true) throws -> Result {
+        try run(["/bin/sh", "-c", "echo $$ > \"$0\"/cgroup.procs && exec \"$@\"", cgroup,
+                 "/usr/sbin/ip", "netns", "exec", ns] + argv, check: check)
     }
 
     // MARK: - Sockets in namespaces

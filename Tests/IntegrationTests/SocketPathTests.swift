@@ -1,0 +1,374 @@
+import Datapath
+import ProxyProtocol
+import XCTest
+
+/// The socket path (`ppctl attach --cgroup`): client processes on the balancer host,
+/// in the balancer's namespace and in a test cgroup, connecting to services. The
+/// client is a separate process (`localclient.py`, below) that joined the cgroup;
+/// backends are the test's own sockets, nginx and HAProxy in the backend namespace.
+final class SocketPathTests: XCTestCase {
+    var lab: Lab!
+    var cgroup: String!
+    var dir: String!
+
+    override func setUpWithError() throws {
+        lab = try Lab()
+        cgroup = try lab.makeCgroup()
+        dir = NSTemporaryDirectory() + "ppctl-sock-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Self.client.write(toFile: dir + "/localclient.py", atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() {
+        lab?.close()
+        lab = nil
+        if let dir { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    /// What the local client reported: its socket's names and what it got.
+    struct Report: Decodable {
+        var sockname: String?
+        var peername: String?
+        var error: String?
+        var errno: Int?
+        var received: String?
+        var banner: String?
+        var sent: Int?
+        var count: Int?
+        var intact: Bool?
+    }
+
+    /// Runs the local client in the balancer's namespace, inside `cgroup` unless
+    /// `outside`.
+    func local(_ args: [String], outside: Bool = false) throws -> Report {
+        let argv = ["/usr/bin/python3", dir + "/localclient.py"] + args
+        let r = outside ? try lab.run(argv, in: lab.balancer) : try lab.run(argv, in: lab.balancer, cgroup: cgroup)
+        guard let line = r.stdout.split(separator: "\n").last else {
+            throw LabError.commandFailed("localclient.py \(args.joined(separator: " "))", r.status, r.stderr)
+        }
+        return try JSONDecoder().decode(Report.self, from: Data(line.utf8))
+    }
+
+    func attachCgroup() throws {
+        let r = try lab.ppctl(["attach", "--cgroup", cgroup])
+        XCTAssertTrue(r.stdout.contains("attached to cgroup \(cgroup!)"), r.stdout)
+    }
+
+    /// The ids of the programs attached to the test cgroup.
+    func cgroupPrograms() throws -> [String] {
+        let out = try lab.run(["/usr/sbin/bpftool", "-j", "cgroup", "show", cgroup]).stdout
+        if out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return [] }   // nothing attached
+        let list = (try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]]) ?? []
+        return list.compactMap { ($0["name"] as? String) }.sorted()
+    }
+
+    // MARK: - Header, addresses, both families
+
+    func testLocalClientReachesBackendWithHeaderWholeAndSeesTheVIP() throws {
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        try lab.ppctl(["service", "add", "[\(Lab.vip6)]:80", "--proxy", "v2", "--backend", "[\(Lab.backendAddress6)]:8080"])
+
+        for (vip, backend) in [(Lab.vip, Lab.backendAddress), (Lab.vip6, Lab.backendAddress6)] {
+            let server = try TCP.listen(lab, in: lab.backend, on: backend, 8080)
+            let accepted = Background { () throws -> (ProxyHeader, [UInt8], Int) in
+                let conn = try server.accept()
+                usleep(200_000)   // let every segment of the first send arrive
+                // The header must be whole in the first segment: the first recv
+                // after it arrived holds it.
+                var peek = [UInt8](repeating: 0, count: 4096)
+                let first = recv(conn.fd, &peek, peek.count, Int32(MSG_PEEK))
+                let (header, rest) = try conn.readHeader()
+                try conn.write("pong\n")
+                return (header, rest, first)
+            }
+            let report = try local(["send", vip, "80", "ping"])
+            let (header, rest, first) = try accepted.wait()
+
+            XCTAssertNil(report.error, "\(report)")
+            let expected = vip.contains(":") ? "[\(vip)]:80" : "\(vip):80"
+            XCTAssertEqual(report.peername, expected, "getpeername() reports the VIP, not the backend")
+            XCTAssertEqual(report.received, "pong\n")
+            XCTAssertEqual(header.command, ProxyHeader.Command.proxy)
+            XCTAssertEqual(header.addresses.endpoints?.source, report.sockname,
+                           "the header's source is the client socket's getsockname()")
+            XCTAssertEqual(header.addresses.endpoints?.destination, expected, "the header's destination is the VIP")
+            XCTAssertEqual(rest, Array("ping".utf8), "the client's bytes follow the header")
+            XCTAssertGreaterThanOrEqual(first, try header.encoded().count + 4, "header and first bytes arrive in one segment")
+        }
+        let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
+        XCTAssertTrue(stats.contains("\"local_headers_pushed\" : 2"), stats)
+        XCTAssertTrue(stats.contains("\"local_connects\" : 2"), stats)
+    }
+
+    func testPlainServiceGetsNoHeaderAndABackendlessServiceIsRefused() throws {
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):81", "--backend", "\(Lab.backendAddress):8081"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8081)
+        let got = Background { () throws -> [UInt8] in
+            let conn = try server.accept()
+            let bytes = try conn.readExactly(5)
+            try conn.write("ok\n")
+            return bytes
+        }
+        let report = try local(["send", Lab.vip, "81", "hello"])
+        XCTAssertEqual(try got.wait(), Array("hello".utf8), "a service without --proxy gets the client's bytes only")
+        XCTAssertEqual(report.peername, "\(Lab.vip):81")
+
+        try lab.ppctl(["service", "add", "\(Lab.vip):82", "--proxyv2", "--backend", "\(Lab.backendAddress):8082"])
+        try lab.ppctl(["backend", "delete", "\(Lab.vip):82", "\(Lab.backendAddress):8082"])
+        let refused = try local(["send", Lab.vip, "82", "x"])
+        XCTAssertEqual(refused.errno, Int(ECONNREFUSED), "\(refused)")
+    }
+
+    // MARK: - Real receivers
+
+    func testNginxAndHAProxyReadTheLocalClientsAddress() throws {
+        let conf = """
+            daemon off;
+            pid \(dir!)/nginx.pid;
+            error_log \(dir!)/nginx-error.log;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                client_body_temp_path \(dir!)/body;
+                proxy_temp_path \(dir!)/proxy;
+                fastcgi_temp_path \(dir!)/fastcgi;
+                uwsgi_temp_path \(dir!)/uwsgi;
+                scgi_temp_path \(dir!)/scgi;
+                server {
+                    listen 198.18.2.2:8080 proxy_protocol;
+                    location / {
+                        return 200 "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port\\n";
+                    }
+                }
+            }
+            """
+        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
+        let haproxy = """
+            global
+                maxconn 100
+            defaults
+                mode http
+                timeout connect 5s
+                timeout client 5s
+                timeout server 5s
+            frontend fe
+                bind 198.18.2.2:8081 accept-proxy
+                http-request return status 200 content-type text/plain lf-string "%[src]:%[src_port] %[dst]:%[dst_port]\\n"
+            """
+        try (haproxy + "\n").write(toFile: dir + "/haproxy.cfg", atomically: true, encoding: .utf8)
+        _ = try lab.spawn(lab.backend, ["/bin/sh", "-c", "exec /usr/sbin/haproxy -db -f \(dir!)/haproxy.cfg >\(dir!)/haproxy.log 2>&1"])
+        try waitForListener(lab.backend, 8080)
+        try waitForListener(lab.backend, 8081)
+
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        try lab.ppctl(["service", "add", "\(Lab.vip):81", "--proxy", "v1", "--backend", "\(Lab.backendAddress):8081"])
+
+        let n = try local(["send", Lab.vip, "80", "GET / HTTP/1.0\r\n\r\n"])
+        XCTAssertTrue(n.received?.hasSuffix("\r\n\r\n\(n.sockname ?? "?") \(Lab.vip):80\n") ?? false,
+                      "nginx's view of the local client: \(n)")
+
+        let h = try local(["send", Lab.vip, "81", "GET / HTTP/1.0\r\n\r\n"])
+        XCTAssertTrue(h.received?.hasSuffix("\r\n\r\n\(h.sockname ?? "?") \(Lab.vip):81\n") ?? false,
+                      "HAProxy's view of the local client: \(h.received ?? "nothing")")
+    }
+
+    func waitForListener(_ ns: String, _ port: UInt16) throws {
+        for _ in 0..<50 {
+            if try lab.exec(ns, ["ss", "-Hltn", "sport = :\(port)"]).stdout.contains("LISTEN") { return }
+            usleep(100_000)
+        }
+        throw LabError.timeout("listener on :\(port) in \(ns)")
+    }
+
+    // MARK: - Byte-exact transfers
+
+    func testSixtyFourMiBEachWayByteExact() throws {
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--unique-id", "--crc32c",
+                       "--backend", "\(Lab.backendAddress):8080"])
+        let total = 64 << 20
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        let backend = Background { () throws -> (ProxyHeader, Int, Bool) in
+            let conn = try server.accept()
+            let (header, rest) = try conn.readHeader()
+            let sender = Background { () throws -> Void in
+                try conn.sendPattern(seed: 2, total: total)
+                conn.shutdownWrite()
+            }
+            let (count, intact) = try conn.receivePattern(seed: 1, prefix: rest)
+            try sender.wait(timeout: 120)
+            return (header, count, intact)
+        }
+        let report = try local(["stream", Lab.vip, "80", "\(total)"])
+        let (header, count, intact) = try backend.wait(timeout: 120)
+        XCTAssertEqual(header.addresses.endpoints?.source, report.sockname)
+        XCTAssertNotNil(header.tlvs.first { $0.type == 0x05 }, "the UNIQUE_ID TLV is there")
+        XCTAssertEqual(count, total, "client → backend byte count")
+        XCTAssertTrue(intact, "client → backend bytes are the client's, in order")
+        XCTAssertEqual(report.count, total, "backend → client byte count: \(report)")
+        XCTAssertEqual(report.intact, true, "backend → client bytes are the backend's, in order")
+    }
+
+    // MARK: - Who is touched
+
+    func testProcessesOutsideTheCgroupAndOtherAddressesAreUntouched() throws {
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        for outside in [true, false] {
+            // A backend address itself is not a service: no header, whoever connects.
+            let got = Background { () throws -> [UInt8] in
+                let conn = try server.accept()
+                let bytes = try conn.readExactly(4)
+                try conn.write("ok\n")
+                return bytes
+            }
+            let direct = try local(["send", Lab.backendAddress, "8080", "raw!"], outside: outside)
+            XCTAssertEqual(try got.wait(), Array("raw!".utf8), "no header on a connection to a non-service (outside: \(outside))")
+            XCTAssertEqual(direct.peername, "\(Lab.backendAddress):8080")
+        }
+        // Outside the cgroup the VIP is an address like any other: the balancer's
+        // namespace has no route to it.
+        let outside = try local(["send", Lab.vip, "80", "x"], outside: true)
+        XCTAssertEqual(outside.errno, Int(ENETUNREACH), "\(outside)")
+        let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
+        XCTAssertTrue(stats.contains("\"local_connects\" : 0"), stats)
+    }
+
+    // MARK: - Attach and detach
+
+    func testDetachLeavesNoProgramAttached() throws {
+        try attachCgroup()
+        XCTAssertEqual(try cgroupPrograms(), ["ppctl_connect4", "ppctl_connect6", "ppctl_getpeername4",
+                                              "ppctl_getpeername6", "ppctl_sockops"])
+        // Attaching again upgrades in place: still one program per hook.
+        try attachCgroup()
+        XCTAssertEqual(try cgroupPrograms().count, 5)
+
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        let detach = try lab.ppctl(["detach", "--cgroup", cgroup])
+        XCTAssertTrue(detach.stdout.contains("detached from cgroup \(cgroup!)"), detach.stdout)
+        XCTAssertEqual(try cgroupPrograms(), [])
+        // The service stays, but local clients no longer reach it.
+        XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("\(Lab.vip):80"))
+        XCTAssertEqual(try local(["send", Lab.vip, "80", "x"]).errno, Int(ENETUNREACH))
+        let again = try lab.ppctl(["detach", "--cgroup", cgroup], check: false)
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stderr.contains("not attached to cgroup"), again.stderr)
+
+        // Detaching everything takes the cgroup programs and every pin with it.
+        try attachCgroup()
+        let msgProgram = try lab.run(["/usr/sbin/bpftool", "-j", "map", "show", "pinned",
+                                      lab.instanceDirectory + "/ppctl_sockhash"]).stdout
+        XCTAssertTrue(msgProgram.contains("\"id\""), msgProgram)
+        try lab.ppctl(["detach"])
+        XCTAssertEqual(try cgroupPrograms(), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory))
+        let bad = try lab.ppctl(["attach", "--cgroup", "/tmp"], check: false)
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory), "a refused attach creates nothing")
+    }
+
+    // MARK: - The local client
+
+    /// `localclient.py MODE HOST PORT ...`, one JSON line on stdout:
+    /// - send HOST PORT TEXT: connect, send TEXT, read to the end;
+    /// - banner HOST PORT: connect, read a line first, then send "QUIT\r\n", read to the end;
+    /// - stream HOST PORT N: send N bytes of pattern 1 while checking pattern 2 coming back.
+    /// The patterns are `Pattern.block` (xorshift32), the same bytes the Swift side makes.
+    static let client = #"""
+        import json, socket, sys, threading
+
+        def block(seed, size=1 << 16):
+            x = (seed * 2654435761 + 1) & 0xFFFFFFFF
+            out = bytearray(size)
+            for i in range(size):
+                x ^= (x << 13) & 0xFFFFFFFF
+                x ^= x >> 17
+                x ^= (x << 5) & 0xFFFFFFFF
+                out[i] = x & 0xFF
+            return bytes(out)
+
+        def endpoint(name):
+            host, port = name[0], name[1]
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+        def read_all(s):
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                out += chunk
+
+        mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        report = {}
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect((host, port))
+            report["sockname"] = endpoint(s.getsockname())
+            report["peername"] = endpoint(s.getpeername())
+            if mode == "send":
+                s.sendall(sys.argv[4].encode())
+                report["received"] = read_all(s).decode(errors="replace")
+            elif mode == "banner":
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = s.recv(1)
+                    if not chunk:
+                        break
+                    line += chunk
+                report["banner"] = line.decode(errors="replace")
+                s.sendall(b"QUIT\r\n")
+                report["received"] = read_all(s).decode(errors="replace")
+            elif mode == "stream":
+                total = int(sys.argv[4])
+                def send():
+                    b = block(1)
+                    sent = 0
+                    while sent < total:
+                        n = min(len(b), total - sent)
+                        s.sendall(b[:n])
+                        sent += n
+                    s.shutdown(socket.SHUT_WR)
+                t = threading.Thread(target=send)
+                t.start()
+                b = block(2)
+                count, intact = 0, True
+                while True:
+                    chunk = s.recv(1 << 18)
+                    if not chunk:
+                        break
+                    if intact:
+                        view, at = memoryview(chunk), count % len(b)
+                        while len(view):
+                            n = min(len(b) - at, len(view))
+                            if view[:n] != b[at:at + n]:
+                                intact = False
+                                break
+                            view, at = view[n:], (at + n) % len(b)
+                    count += len(chunk)
+                t.join()
+                report["sent"], report["count"], report["intact"] = total, count, intact
+        except OSError as e:
+            report["error"], report["errno"] = str(e), e.errno
+        print(json.dumps(report))
+        """#
+}
+
+extension ProxyHeader.Addresses {
+    /// "address:port" of both ends ("[v6]:port"), as the local client prints them.
+    var endpoints: (source: String, destination: String)? {
+        switch self {
+        case .ipv4(let s, let sp, let d, let dp, _): return ("\(s):\(sp)", "\(d):\(dp)")
+        case .ipv6(let s, let sp, let d, let dp, _): return ("[\(s)]:\(sp)", "[\(d)]:\(dp)")
+        default: return nil
+        }
+    }
+}
