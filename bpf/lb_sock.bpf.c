@@ -27,7 +27,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "consts.h"
-#include "service_maps.h"
+#include "maps.h"
 #include "sock_maps.h"
 #include "proxy_header.h"
 
@@ -189,6 +189,34 @@ int ppctl_getpeername6(struct bpf_sock_addr *ctx)
 
 /* MARK: - The connection is up */
 
+/* True if tc egress made the conntrack entry of this connection (the socket's
+ * local address and port to the backend it is connected to). */
+static __always_inline int tc_tracks(struct bpf_sock_ops *skops, const struct ppctl_sock_state *st)
+{
+	struct ppctl_ct_key key = {};
+
+	if (st->family == PPCTL_FAMILY_IPV4) {
+		key.saddr.w[0] = skops->local_ip4;
+		key.daddr.w[0] = skops->remote_ip4;
+	} else {
+		key.saddr.w[0] = skops->local_ip6[0];
+		key.saddr.w[1] = skops->local_ip6[1];
+		key.saddr.w[2] = skops->local_ip6[2];
+		key.saddr.w[3] = skops->local_ip6[3];
+		key.daddr.w[0] = skops->remote_ip6[0];
+		key.daddr.w[1] = skops->remote_ip6[1];
+		key.daddr.w[2] = skops->remote_ip6[2];
+		key.daddr.w[3] = skops->remote_ip6[3];
+	}
+	/* local_port is in host order; remote_port holds the network-order port in
+	 * its upper 16 bits (a sock_ops quirk kept for compatibility). */
+	key.sport = bpf_htons((__u16)skops->local_port);
+	key.dport = (__u16)(skops->remote_port >> 16);
+	key.family = st->family;
+	key.proto = PPCTL_PROTO_TCP;
+	return bpf_map_lookup_elem(&ppctl_conntrack, &key) != NULL;
+}
+
 SEC("sockops")
 int ppctl_sockops(struct bpf_sock_ops *skops)
 {
@@ -200,6 +228,11 @@ int ppctl_sockops(struct bpf_sock_ops *skops)
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+		if (st && (st->flags & PPCTL_SOCK_HDR_AT_TC) && !tc_tracks(skops, st)) {
+			/* Server-first, but no ppctl_tc_egress saw the SYN (no --iface on
+			 * the way to the backend): the first send carries the header. */
+			st->flags = PPCTL_SOCK_HDR_PENDING;
+		}
 		if (!st || !(st->flags & PPCTL_SOCK_HDR_PENDING))
 			break;
 		st->cookie = bpf_get_socket_cookie(skops);

@@ -23,12 +23,42 @@
 
 #include "consts.h"
 #include "maps.h"
+#include "sock_maps.h"
 #include "parse.h"
 #include "csum.h"
 #include "conntrack.h"
 #include "nat.h"
 #include "seq.h"
 #include "proxy_header.h"
+
+/* MARK: - Local clients */
+
+/* For a local client's packet (tc egress, skb->sk is its socket): the tuple its
+ * header names, the packet's own with the VIP the socket asked for (the socket
+ * path's connect4 sent it to the backend) in place of the backend. Returns -1 if
+ * the socket is not one the socket path sent here with a header owed at tc. */
+static __always_inline int local_header_tuple(struct __sk_buff *skb, const struct packet *p,
+					      struct ppctl_ct_key *tuple,
+					      struct ppctl_sock_state **state)
+{
+	struct ppctl_sock_state *st;
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return -1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return -1;
+	st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+	if (!st || !(st->flags & PPCTL_SOCK_HDR_AT_TC) || st->family != p->key.family)
+		return -1;
+	*tuple = p->key;
+	tuple->daddr = st->vip;
+	tuple->dport = st->vport;
+	if (state)
+		*state = st;
+	return 0;
+}
 
 /* MARK: - Rebuilding a segment */
 
@@ -127,9 +157,16 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 	__u32 len;
 	__u8 clear = p->payload_len ? TCPF_FIN : 0;
 
+	const struct ppctl_ct_key *tuple = &p->key;
+
 	if (!scratch)
 		return TC_ACT_SHOT;
-	len = proxy_header_build(scratch, &p->key, e->hdr_flags, e->service_id,
+	if (e->local_flags & PPCTL_CT_L_LOCAL) {
+		if (local_header_tuple(skb, p, &scratch->tuple, NULL))
+			goto fail;
+		tuple = &scratch->tuple;
+	}
+	len = proxy_header_build(scratch, tuple, e->hdr_flags, e->service_id,
 				 e->unique_id);
 	/* clang knows the bound from the builder's body; the verifier must see it. */
 	asm volatile("" : "+r"(len));
@@ -170,7 +207,8 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 						   struct ppctl_ct_entry *e,
 						   struct ppctl_stats *stats)
 {
-	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
+	/* (A clone of a local client's segment would meet the egress program again.) */
+	if ((e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
 		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0) == 0 &&
 		    bpf_clone_redirect(skb, e->ifindex, 0) == 0 && stats) {
 			stats->data_split++;
@@ -214,7 +252,7 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 	seq = p->seq;
 
 	ct_touch(e, now);
-	if (!(e->local_flags & PPCTL_CT_L_FWD_CACHED))
+	if (!(e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)))
 		route_entry(skb, e, NULL, 0);   /* the neighbour may be known by now */
 
 	if (p->flags & TCPF_RST)
@@ -473,7 +511,102 @@ table_full:
 	return TC_ACT_SHOT;
 }
 
-/* MARK: - Entry point */
+/*
+ * A local client's SYN to a server-first service's backend (the socket path sent
+ * it there and owes the header at tc): two entries with no address rewrite, the
+ * same sequence state as a remote client's. Its handshake ACK then grows into the
+ * header segment in to_backend, exactly as a remote client's does.
+ */
+__noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
+				    struct ppctl_stats *stats, __u64 now)
+{
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	struct ppctl_sock_state *st = NULL;
+	struct ppctl_ct_entry *fwd, *rev;
+	struct ppctl_ct_key rkey;
+
+	if (!skb || !p || !scratch)
+		return TC_ACT_OK;
+	if (local_header_tuple(skb, p, &scratch->tuple, &st) || !st)
+		return TC_ACT_OK;       /* not a socket the socket path handed to tc */
+	fwd = &scratch->fwd;
+	rev = &scratch->rev;
+	__builtin_memset(fwd, 0, sizeof(*fwd));
+
+	fwd->nat_saddr = p->key.saddr;
+	fwd->nat_daddr = p->key.daddr;
+	fwd->nat_sport = p->key.sport;
+	fwd->nat_dport = p->key.dport;
+	fwd->dir = PPCTL_DIR_ORIGINAL;
+	fwd->local_flags = PPCTL_CT_L_LOCAL;
+	fwd->family = p->key.family;
+	fwd->client_isn = p->seq;
+	fwd->hdr_flags = st->hdr_flags;
+	fwd->unique_id = st->unique_id;
+	fwd->service_id = st->service_id;
+	fwd->backend_id = st->backend_id;
+	fwd->created_ns = now;
+	fwd->last_seen_ns = now;
+	fwd->hdr_len = proxy_header_build(scratch, &scratch->tuple, fwd->hdr_flags,
+					  fwd->service_id, fwd->unique_id);
+	if (!fwd->hdr_len)
+		goto fail;
+
+	*rev = *fwd;
+	rev->nat_saddr = p->key.daddr;
+	rev->nat_daddr = p->key.saddr;
+	rev->nat_sport = p->key.dport;
+	rev->nat_dport = p->key.sport;
+	rev->dir = PPCTL_DIR_REPLY;
+
+	ct_peer_key(fwd, &rkey);
+	if (bpf_map_update_elem(&ppctl_conntrack, &rkey, rev, BPF_ANY))
+		goto table_full;
+	if (bpf_map_update_elem(&ppctl_conntrack, &p->key, fwd, BPF_NOEXIST)) {
+		bpf_map_delete_elem(&ppctl_conntrack, &rkey);
+		goto table_full;
+	}
+	gc_arm();
+	if (stats) {
+		stats->connections++;
+		stats->packets_to_backend++;
+		stats->bytes_to_backend += skb->len;
+	}
+	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats))
+		goto fail;
+	return TC_ACT_OK;
+fail:
+	if (stats)
+		stats->fwd_errors++;
+	return TC_ACT_SHOT;     /* the client sends its SYN again */
+table_full:
+	if (stats)
+		stats->refused_table_full++;
+	return TC_ACT_SHOT;
+}
+
+/* MARK: - Entry points */
+
+/* Parses the packet (pulling the headers in if they are not linear); PARSE_OK or
+ * why not, counted. */
+static __always_inline int parse_or_count(struct __sk_buff *skb, struct packet *p,
+					  struct ppctl_stats *stats)
+{
+	int rc;
+
+	pull_headers(skb);
+	rc = parse_packet(skb, p);
+	if (rc == PARSE_NEED_PULL) {
+		__u32 want = ETH_HLEN + IPV6_HLEN_MAX + TCP_HLEN_MIN;
+
+		bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
+		rc = parse_packet(skb, p);
+	}
+	if (stats && (rc == PARSE_MALFORMED || rc == PARSE_FRAGMENT))
+		stats->passed_unparsed++;
+	return rc;
+}
 
 SEC("tc")
 int ppctl_tc_ingress(struct __sk_buff *skb)
@@ -482,24 +615,11 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	struct ppctl_service_key skey = {};
 	struct ppctl_service *svc;
 	struct ppctl_ct_entry *e;
-	struct ppctl_stats *stats;
+	struct ppctl_stats *stats = stats_get();
 	__u64 now;
-	int rc;
 
-	pull_headers(skb);
-	rc = parse_packet(skb, &p);
-	if (rc == PARSE_NEED_PULL) {
-		__u32 want = ETH_HLEN + IPV6_HLEN_MAX + TCP_HLEN_MIN;
-
-		bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
-		rc = parse_packet(skb, &p);
-	}
-	stats = stats_get();
-	if (rc != PARSE_OK) {
-		if (stats && (rc == PARSE_MALFORMED || rc == PARSE_FRAGMENT))
-			stats->passed_unparsed++;
+	if (parse_or_count(skb, &p, stats) != PARSE_OK)
 		return TC_ACT_OK;
-	}
 
 	now = bpf_ktime_get_coarse_ns();
 	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
@@ -531,6 +651,40 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	return new_connection(skb, &p, svc, stats, now);
+}
+
+/* At egress, only packets of local sockets: local clients of server-first
+ * services (the socket path), whose header goes out at tc. Forwarded packets (no
+ * socket) and everything else pass after one test or one lookup. Their replies
+ * come in through ppctl_tc_ingress, which finds their REPLY entries. */
+SEC("tc")
+int ppctl_tc_egress(struct __sk_buff *skb)
+{
+	struct packet p = {};
+	struct ppctl_ct_entry *e;
+	struct ppctl_stats *stats;
+	__u64 now;
+
+	if (!skb->sk)
+		return TC_ACT_OK;
+	stats = stats_get();
+	if (parse_or_count(skb, &p, stats) != PARSE_OK)
+		return TC_ACT_OK;
+
+	now = bpf_ktime_get_coarse_ns();
+	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
+	if (e) {
+		if (e->dir != PPCTL_DIR_ORIGINAL || !(e->local_flags & PPCTL_CT_L_LOCAL))
+			return TC_ACT_OK;
+		if (!(p.flags & TCPF_SYN) || p.seq == e->client_isn)
+			return to_backend(skb, &p, e, stats, now);
+		ct_delete_connection(&p.key, e);
+		if (stats)
+			stats->conns_reused++;
+	}
+	if ((p.flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) != TCPF_SYN)
+		return TC_ACT_OK;
+	return new_local_connection(skb, &p, stats, now);
 }
 
 char LICENSE[] SEC("license") = "GPL";

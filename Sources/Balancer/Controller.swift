@@ -50,7 +50,8 @@ public final class Controller {
         let snat = has(PPCTL_SVC_SNAT_ADDR) ? IPAddress(abi: value.snat, family: family) : nil
         let tlvs = proxy == .v2 ? t.tlvs.lookup(value.id).map(Self.decodeTLVs) ?? [] : []
         let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
-                               uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C))
+                               uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C),
+                               serverFirst: has(PPCTL_SVC_SERVER_FIRST))
         return ServiceView(id: value.id, spec: spec)
     }
 

@@ -27,6 +27,10 @@ public struct ServiceSpec: Hashable, Sendable {
     public var uniqueID: Bool
     /// A CRC32C TLV computed in the kernel (v2).
     public var crc32c: Bool
+    /// The backends speak first (SMTP, IMAP, MySQL...): local clients (socket path)
+    /// get their header on the handshake ACK at tc egress instead of in front of
+    /// their first send, which a server-first client never makes unprompted.
+    public var serverFirst: Bool
 
     /// Backends a service can have: ring slots hold 8-bit backend indexes
     /// (PPCTL_BACKEND_ID), and every backend gets at least one slot.
@@ -34,7 +38,7 @@ public struct ServiceSpec: Hashable, Sendable {
 
     /// A service; nothing is checked until `validate()`.
     public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: IPAddress? = nil,
-                tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false) {
+                tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false, serverFirst: Bool = false) {
         self.vip = vip
         self.backends = backends
         self.proxy = proxy
@@ -42,6 +46,7 @@ public struct ServiceSpec: Hashable, Sendable {
         self.tlvs = tlvs
         self.uniqueID = uniqueID
         self.crc32c = crc32c
+        self.serverFirst = serverFirst
     }
 
     /// Checks everything that can be checked without the maps: usable addresses
@@ -65,6 +70,9 @@ public struct ServiceSpec: Hashable, Sendable {
         }
         if proxy != .v2 && (!tlvs.isEmpty || uniqueID || crc32c) {
             throw .contradiction("TLVs, --unique-id and --crc32c need a PROXY v2 service (--proxy v2)")
+        }
+        if proxy == .none && serverFirst {
+            throw .contradiction("--server-first is about where the PROXY header goes: give --proxy v1 or v2")
         }
         let encoded = try encodedTLVs()
         guard encoded.count <= Int(PPCTL_MAX_SERVICE_TLV_LEN) else {
@@ -102,6 +110,7 @@ public struct ServiceSpec: Hashable, Sendable {
         if snat != nil { f |= UInt32(PPCTL_SVC_SNAT_ADDR) }
         if uniqueID { f |= UInt32(PPCTL_SVC_UNIQUE_ID) }
         if crc32c { f |= UInt32(PPCTL_SVC_CRC32C) }
+        if serverFirst { f |= UInt32(PPCTL_SVC_SERVER_FIRST) }
         return f
     }
 

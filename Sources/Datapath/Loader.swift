@@ -9,8 +9,10 @@ public enum Loader {
     public static let filterHandle: UInt32 = 0x5050
     /// tc filter priority of ppctl's program.
     public static let filterPriority: UInt32 = 0x5050
-    /// The tc program of the datapath (bpf/lb_tc.bpf.c).
+    /// The tc programs of the datapath (bpf/lb_tc.bpf.c): ingress handles remote
+    /// clients and every reply; egress, local clients of server-first services.
     public static let programName = "ppctl_tc_ingress"
+    public static let egressProgramName = "ppctl_tc_egress"
 
     /// An interface the program was attached to.
     public struct Attached: Sendable {
@@ -65,10 +67,13 @@ public enum Loader {
         try reconcilePins(object: object, instance: instance, maxConnections: maxConnections)
         try check(bpf_object__load(object), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
 
-        guard let program = bpf_object__find_program_by_name(object, programName) else {
-            throw DatapathError.objectMismatch("it has no program \(programName)")
+        func programFD(_ name: String) throws -> Int32 {
+            guard let program = bpf_object__find_program_by_name(object, name) else {
+                throw DatapathError.objectMismatch("it has no program \(name)")
+            }
+            return bpf_program__fd(program)
         }
-        let programFD = bpf_program__fd(program)
+        let programs = [(BPF_TC_INGRESS, try programFD(programName)), (BPF_TC_EGRESS, try programFD(egressProgramName))]
 
         let maps = try Maps(instance)
         // A new config map is all zero; an upgrade keeps the one it finds.
@@ -80,16 +85,18 @@ public enum Loader {
         try maps.gc.update(0, ppctl_gc_state(), mode: .any)
 
         for (name, index) in indexes {
-            try withTCHook(ifindex: index) { hook in
-                let created = bpf_tc_hook_create(hook)
-                if created < 0 && created != -EEXIST { try check(created, "creating the clsact qdisc on \(name)") }
-                try withZeroed(bpf_tc_opts.self) { opts in
-                    opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
-                    opts.pointee.prog_fd = programFD
-                    opts.pointee.handle = filterHandle
-                    opts.pointee.priority = filterPriority
-                    opts.pointee.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-                    try check(bpf_tc_attach(hook, opts), "attaching to \(name)")
+            for (point, programFD) in programs {
+                try withTCHook(ifindex: index, point) { hook in
+                    let created = bpf_tc_hook_create(hook)
+                    if created < 0 && created != -EEXIST { try check(created, "creating the clsact qdisc on \(name)") }
+                    try withZeroed(bpf_tc_opts.self) { opts in
+                        opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
+                        opts.pointee.prog_fd = programFD
+                        opts.pointee.handle = filterHandle
+                        opts.pointee.priority = filterPriority
+                        opts.pointee.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
+                        try check(bpf_tc_attach(hook, opts), "attaching to \(name)")
+                    }
                 }
             }
 
@@ -160,16 +167,22 @@ public enum Loader {
         return result
     }
 
-    /// Removes ppctl's filter from an interface's ingress; the libbpf result.
+    /// Removes ppctl's filters from an interface's ingress and egress; the libbpf
+    /// result of the ingress one (an egress filter may be missing: attached by an
+    /// older ppctl).
     static func detachFilter(ifindex: UInt32) -> Int32 {
-        withTCHook(ifindex: ifindex) { hook in
-            withZeroed(bpf_tc_opts.self) { opts in
-                opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
-                opts.pointee.handle = filterHandle
-                opts.pointee.priority = filterPriority
-                return bpf_tc_detach(hook, opts)
+        var result: Int32 = 0
+        for point in [BPF_TC_EGRESS, BPF_TC_INGRESS] {
+            result = withTCHook(ifindex: ifindex, point) { hook in
+                withZeroed(bpf_tc_opts.self) { opts in
+                    opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
+                    opts.pointee.handle = filterHandle
+                    opts.pointee.priority = filterPriority
+                    return bpf_tc_detach(hook, opts)
+                }
             }
         }
+        return result
     }
 
     /// Opens an embedded object (base64) with its maps pinned in the instance
@@ -266,12 +279,13 @@ public enum Loader {
         return try body(raw.assumingMemoryBound(to: T.self))
     }
 
-    /// A clsact ingress hook on an interface.
-    static func withTCHook<R>(ifindex: UInt32, _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R) rethrows -> R {
+    /// A clsact hook (ingress or egress) on an interface.
+    static func withTCHook<R>(ifindex: UInt32, _ point: bpf_tc_attach_point,
+                              _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R) rethrows -> R {
         try withZeroed(bpf_tc_hook.self) { hook in
             hook.pointee.sz = MemoryLayout<bpf_tc_hook>.size
             hook.pointee.ifindex = Int32(ifindex)
-            hook.pointee.attach_point = BPF_TC_INGRESS
+            hook.pointee.attach_point = point
             return try body(hook)
         }
     }

@@ -8,10 +8,11 @@ struct Attach: ParsableCommand {
     static let rootCgroup = "<unified-root>"
 
     static let configuration = CommandConfiguration(
-        abstract: "Load (or upgrade) the datapath: at tc ingress of interfaces, and/or on a cgroup for local clients.",
+        abstract: "Load (or upgrade) the datapath: at tc on interfaces, and/or on a cgroup for local clients.",
         discussion: """
             --iface: attach to every interface clients and backends are reached through (both \
-            directions of a connection are handled at ingress). --cgroup: balance the connections \
+            directions of a connection are handled at ingress; the egress program serves local \
+            clients of --server-first services). --cgroup: balance the connections \
             of processes on this host in that cgroup v2 (and its descendants) at the socket \
             layer; PATH is absolute or relative to the unified hierarchy's root, and without PATH \
             it is that root. Services serve both paths alike. Running attach again upgrades the \

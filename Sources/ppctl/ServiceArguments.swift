@@ -16,6 +16,7 @@ struct ServiceArguments {
     var gcpPscId: UInt64?
     var uniqueId = false
     var crc32c = false
+    var serverFirst = false
 
     /// The service these arguments describe, validated (`ServiceSpec.validate()`).
     /// Throws ValidationError (exit 64) naming the bad value.
@@ -46,7 +47,7 @@ struct ServiceArguments {
                 proxy: mode, snat: try snat.map { s throws(BalancerError) in
                     guard let a = IPAddress(s) else { throw BalancerError.malformedEndpoint(s, "not an IP address") }
                     return a
-                }, tlvs: custom, uniqueID: uniqueId, crc32c: crc32c)
+                }, tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
             try spec.validate()
             return spec
         }
@@ -54,7 +55,7 @@ struct ServiceArguments {
 
     /// Reads the usual forms of a `service add` line quickly: the VIP and
     /// `--backend X`, `--proxyv2`, `--proxy X`, `--snat X`, `--tlv X`, `--aws-vpce-id X`,
-    /// `--unique-id`, `--crc32c`, each value a separate word. nil for anything else
+    /// `--unique-id`, `--crc32c`, `--server-first`, each value a separate word. nil for anything else
     /// (other options, `--opt=value`, repeats, values that look like options), which
     /// the caller hands to ArgumentParser, so both ways read a line the same.
     /// (ArgumentParser costs about 0.4 ms a line: most of a 10,000-line apply.)
@@ -85,6 +86,7 @@ struct ServiceArguments {
                 case "--proxyv2": a.proxyv2 = true
                 case "--unique-id": a.uniqueId = true
                 case "--crc32c": a.crc32c = true
+                case "--server-first": a.serverFirst = true
                 default: return nil
                 }
             }

@@ -59,11 +59,16 @@ extension Service {
         @Flag(help: "Add a CRC32C TLV computed by the kernel over each header (v2).")
         var crc32c = false
 
+        @Flag(help: ArgumentHelp(
+            "The backends speak first (SMTP, IMAP...): local clients get the header at tc egress, on the handshake ACK.",
+            discussion: "Needs `attach --iface` on the interfaces towards the backends as well as `--cgroup`."))
+        var serverFirst = false
+
         /// The options as plain values.
         var arguments: ServiceArguments {
             ServiceArguments(vip: vip, backends: backends, proxy: proxy, proxyv2: proxyv2, snat: snat, tlvs: tlvs,
                              awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId,
-                             uniqueId: uniqueId, crc32c: crc32c)
+                             uniqueId: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
         }
 
         func spec() throws -> ServiceSpec { try arguments.spec() }
@@ -130,6 +135,7 @@ extension Service {
             if !s.tlvs.isEmpty { parts.append("\(s.tlvs.count) tlv") }
             if s.uniqueID { parts.append("unique-id") }
             if s.crc32c { parts.append("crc32c") }
+            if s.serverFirst { parts.append("server-first") }
             return parts.isEmpty ? "" : " (" + parts.joined(separator: ",") + ")"
         }
     }

@@ -7,10 +7,10 @@ struct ServiceJSON: Encodable {
     struct BackendJSON: Encodable { let address: String; let port: UInt16; let weight: Int }
     struct TLVJSON: Encodable { let type: UInt8; let name: String; let hex: String }
     let vip: String, address: String, port: UInt16, proxy: String
-    let snat: String?, uniqueID: Bool, crc32c: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
+    let snat: String?, uniqueID: Bool, crc32c: Bool, serverFirst: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
 
     enum CodingKeys: String, CodingKey {
-        case vip, address, port, proxy, snat, uniqueID, crc32c, tlvs, backends
+        case vip, address, port, proxy, snat, uniqueID, crc32c, serverFirst, tlvs, backends
     }
 
     func encode(to encoder: Encoder) throws {
@@ -22,6 +22,7 @@ struct ServiceJSON: Encodable {
         try c.encode(snat, forKey: .snat)
         try c.encode(uniqueID, forKey: .uniqueID)
         try c.encode(crc32c, forKey: .crc32c)
+        try c.encode(serverFirst, forKey: .serverFirst)
         try c.encode(tlvs, forKey: .tlvs)
         try c.encode(backends, forKey: .backends)
     }
@@ -34,6 +35,7 @@ struct ServiceJSON: Encodable {
         snat = v.spec.snat?.description
         uniqueID = v.spec.uniqueID
         crc32c = v.spec.crc32c
+        serverFirst = v.spec.serverFirst
         tlvs = v.spec.tlvs.map { TLVJSON(type: $0.type, name: $0.name, hex: $0.value.map { String(format: "%02x", $0) }.joined()) }
         backends = v.spec.backends.map { BackendJSON(address: $0.endpoint.address.description, port: $0.endpoint.port, weight: $0.weight) }
     }

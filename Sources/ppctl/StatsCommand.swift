@@ -8,7 +8,7 @@ struct Stats: ParsableCommand {
         abstract: "Show counters: packets, bytes, connections, headers injected, refusals.",
         discussion: """
             The datapath's counters summed over CPUs, and live_connections: the connections tracked \
-            now. Once `attach --cgroup` has run, the local_* counters of the socket path follow.
+            now. The local_* counters are the socket path's (clients on this host, `attach --cgroup`).
             """)
     @OptionGroup var instance: InstanceOptions
     @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
@@ -29,7 +29,7 @@ struct Stats: ParsableCommand {
             ("dropped_no_conn", s.dropped_no_conn), ("passed_unparsed", s.passed_unparsed),
             ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired), ("fwd_errors", s.fwd_errors),
         ]
-        // The socket path (local clients), once a cgroup attach has created its maps.
+        // The socket path (local clients); its map is missing only in pins of an older ppctl.
         if let sock {
             rows += [("local_connects", sock.connects), ("local_refused_no_backend", sock.refused_no_backend),
                      ("local_headers_pushed", sock.headers_pushed), ("local_header_errors", sock.header_errors)]

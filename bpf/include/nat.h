@@ -149,6 +149,8 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 /* Sends a rewritten packet on its way. */
 static __always_inline int forward(const struct ppctl_ct_entry *e)
 {
+	if (e->local_flags & PPCTL_CT_L_LOCAL)
+		return TC_ACT_OK;       /* a local socket's: on through egress, or up the stack */
 	if (e->local_flags & PPCTL_CT_L_PEER)
 		return bpf_redirect_peer(e->ifindex, 0);
 	if (e->local_flags & PPCTL_CT_L_FWD_CACHED)

@@ -142,6 +142,9 @@ struct ppctl_ct_key {
 #define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
 #define PPCTL_CT_L_DATA_SEEN   (1u << 1)  /* client data at ISN+1 went out once */
 #define PPCTL_CT_L_PEER        (1u << 2)  /* egress is a veth: bpf_redirect_peer */
+/* A local client's connection to a server-first service (socket path): no address
+ * is rewritten, packets go on through the stack, only seq/ack/SACK move. */
+#define PPCTL_CT_L_LOCAL       (1u << 3)
 
 struct ppctl_ct_entry {
 	/* Rewrite for packets matching the key. */

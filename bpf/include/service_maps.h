@@ -53,6 +53,7 @@ struct ppctl_scratch {
 	} pseudo;
 	struct ppctl_ct_entry fwd;        /* the two entries of a new connection */
 	struct ppctl_ct_entry rev;
+	struct ppctl_ct_key tuple;        /* the tuple a local client's header names */
 };
 
 struct {

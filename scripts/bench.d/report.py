@@ -39,6 +39,28 @@ for workload, unit, scale in workloads:
                     f"{statistics.median(cpu) if cpu else '-'} | "
                     f"{statistics.median(bpf) if bpf and path.startswith('ppctl') else '-'} |")
 
+# Local clients (the socket path): ratios to local-direct, and the extra CPU per
+# connection against it.
+local_paths = ["local-direct", "local-ppctl", "local-ppctl-proxyv2"]
+rows += ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+for workload in ["conn-per-request", "keep-alive"]:
+    base = statistics.median(pick("local-direct", workload) or [0])
+    base_cpu = statistics.median(pick("local-direct", workload, "cpu_us_per_request") or [0])
+    for path in local_paths:
+        values = [v for v in pick(path, workload) if v]
+        if not values:
+            rows.append(f"| {workload} | {path} | failed | | | | | | |")
+            continue
+        med = statistics.median(values)
+        p50 = pick(path, workload, "p50_ms")
+        p99 = pick(path, workload, "p99_ms")
+        cpu = statistics.median(pick(path, workload, "cpu_us_per_request"))
+        extra = f"{cpu - base_cpu:+.2f}" if workload == "conn-per-request" and path != "local-direct" else "-"
+        rows.append(f"| {workload} | {path} | {med:,.2f} req/s | {min(values):,.2f} | {max(values):,.2f} | "
+                    f"{med / base if base else 0:.2f} | {statistics.median(p50):.2f} / {statistics.median(p99):.2f} | "
+                    f"{cpu} | {extra} |")
+
 table = "\n".join(rows)
 table += f"\n\n{rounds} rounds of {duration} s per path and workload, interleaved; run id `{out_dir}`.\n"
 try:
