@@ -284,7 +284,7 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 		/* Only the client's stream moves. A sequence number before ISN+1 (a RST
 		 * answering a backend ack from an older connection on this tuple, whose
 		 * ack we passed through untouched) goes back untouched too. */
-		if (seq_geq(p->seq, e->client_isn + 1))
+		if ((e->state & PPCTL_CT_HDR_ACKED) || seq_geq(p->seq, e->client_isn + 1))
 			seq += e->hdr_len;
 	}
 
@@ -307,7 +307,7 @@ fail:
 __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
 			 struct ppctl_stats *stats, __u64 now)
 {
-	__u32 ack, sack_diff = 0;
+	__u32 ack, acked, sack_diff = 0;
 
 	if (!skb || !p || !e)
 		return TC_ACT_SHOT;
@@ -322,11 +322,12 @@ __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_c
 		ct_set_state(e, PPCTL_CT_FIN_BACKEND);
 
 	if (e->hdr_len && (p->flags & TCPF_ACK)) {
-		ack = ack_to_client(p->ack, e->client_isn, e->hdr_len);
 		if (!(e->state & PPCTL_CT_HDR_ACKED) &&
 		    seq_geq(p->ack, e->client_isn + 1 + e->hdr_len))
 			ct_set_state(e, PPCTL_CT_HDR_ACKED);
-		sack_diff = translate_sack(skb, p, e->client_isn, e->hdr_len);
+		acked = e->state & PPCTL_CT_HDR_ACKED;
+		ack = ack_to_client(p->ack, e->client_isn, e->hdr_len, acked);
+		sack_diff = translate_sack(skb, p, e->client_isn, e->hdr_len, acked);
 	}
 
 	if (rewrite_packet(skb, p, e, p->seq, ack, sack_diff)) {
@@ -653,10 +654,12 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	return new_connection(skb, &p, svc, stats, now);
 }
 
-/* At egress, only packets of local sockets: local clients of server-first
- * services (the socket path), whose header goes out at tc. Forwarded packets (no
- * socket) and everything else pass after one test or one lookup. Their replies
- * come in through ppctl_tc_ingress, which finds their REPLY entries. */
+/* At egress, only locally made packets: those of local clients of server-first
+ * services, whose header goes out here. Forwarded packets (no socket) pass after
+ * one test, other local packets after one lookup. The lookup is by tuple, not by
+ * socket, so that what the kernel sends for a connection from elsewhere (a
+ * TIME_WAIT ack or a reset, from the namespace's control socket) is translated
+ * too. Replies come in through ppctl_tc_ingress, which finds their REPLY entries. */
 SEC("tc")
 int ppctl_tc_egress(struct __sk_buff *skb)
 {

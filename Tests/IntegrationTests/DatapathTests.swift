@@ -134,6 +134,27 @@ final class DatapathTests: XCTestCase {
         if expectHeader, let header { assertHeader(header, client: client.localEndpoint, vip: "\(Lab.vip):\(port)") }
     }
 
+    /// Past 2 GiB the client's sequence numbers are more than 2^31 from its ISN, where
+    /// serial arithmetic can no longer tell "before ISN+1" from "after": translation
+    /// must go on regardless. (It did not: seq stopped moving and acks stopped being
+    /// translated at 2^31 bytes, and the stream stalled.)
+    func testStreamPastTwoGiBStaysTranslatedAndByteExact() throws {
+        try addServices()
+        let size = (1 << 31) + (256 << 20)
+        let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8080)
+        let backend = Background { () throws -> (Int, Bool) in
+            let c = try server.accept()
+            let (_, prefix) = try c.readHeader()
+            return try c.receivePattern(seed: 1, prefix: prefix)
+        }
+        let client = try TCP.connect(lab, from: lab.client, to: Lab.vip, 80, timeout: 60)
+        try client.sendPattern(seed: 1, total: size)
+        client.shutdownWrite()
+        let (received, intact) = try backend.wait(timeout: 300)
+        XCTAssertEqual(received, size, "the backend received every byte")
+        XCTAssertTrue(intact, "in order, with nothing lost or repeated at the 2^31 mark")
+    }
+
     func testTransfer64MiBBothWaysThroughProxyAndPlainServices() throws {
         try addServices()
         try transfer(port: 80, backendPort: 8080, size: 64 << 20, expectHeader: true)

@@ -241,6 +241,9 @@ final class LossTests: XCTestCase {
         let size = 64 << 20
         var done = false
         for _ in 0..<8 where !done {
+            // Connect first: a connection the ring sent to the silent backend fails, and
+            // an accept already waiting would take the next attempt's connection.
+            guard let client = try? TCP.connect(lab, from: lab.client, to: Lab.vip, 80, timeout: 3) else { continue }
             let backend = Background { () throws -> (Int, Bool) in
                 let c = try server.accept()
                 let (_, prefix) = try c.readHeader()
@@ -249,7 +252,6 @@ final class LossTests: XCTestCase {
                 try sender.wait(timeout: 120)
                 return r
             }
-            guard let client = try? TCP.connect(lab, from: lab.client, to: Lab.vip, 80, timeout: 3) else { continue }
             let sender = Background { try client.sendPattern(seed: 5, total: size); client.shutdownWrite() }
             usleep(50_000)
             try lab.attach()                                             // upgrade in place

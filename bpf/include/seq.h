@@ -11,7 +11,12 @@
  *   SACK blocks from the backend translate like acks; a block that lies inside the
  *   header says nothing about client data and the whole SACK option is turned into
  *   NOPs (SACK is advisory; the next segment carries fresh blocks).
- * All comparisons are modulo 2^32 (RFC 1982 serial arithmetic).
+ * All comparisons are modulo 2^32 (RFC 1982 serial arithmetic), which can only
+ * order numbers less than 2^31 apart: once a connection has moved 2 GiB past its
+ * ISN, "before ISN+1" and "after" look alike. So the comparisons with ISN+1 are made
+ * only until the backend has acknowledged the whole header (PPCTL_CT_HDR_ACKED);
+ * from then on every sequence number is past the header, however far the stream
+ * has wrapped, and is translated without asking.
  */
 #ifndef PPCTL_SEQ_H
 #define PPCTL_SEQ_H
@@ -29,12 +34,13 @@ static __always_inline int seq_geq(__u32 a, __u32 b)
 	return (__s32)(a - b) >= 0;
 }
 
-/* Backend-side ack (host order) to the client's sequence space. */
-static __always_inline __u32 ack_to_client(__u32 ack, __u32 isn, __u32 hdr_len)
+/* Backend-side ack (host order) to the client's sequence space. `acked`: the
+ * backend has acknowledged the whole header (see above). */
+static __always_inline __u32 ack_to_client(__u32 ack, __u32 isn, __u32 hdr_len, __u32 acked)
 {
 	__u32 first = isn + 1;
 
-	if (seq_geq(ack, first + hdr_len))
+	if (acked || seq_geq(ack, first + hdr_len))
 		return ack - hdr_len;
 	if (seq_geq(ack, first))
 		return first;           /* part of the header: clamp */
@@ -42,18 +48,24 @@ static __always_inline __u32 ack_to_client(__u32 ack, __u32 isn, __u32 hdr_len)
 }
 
 /* Translates the SACK blocks of a backend -> client segment in place. Returns the
- * checksum diff of what it changed (0 if nothing). */
-static __noinline __u32 translate_sack(struct __sk_buff *skb, const struct packet *p,
-					    __u32 isn, __u32 hdr_len)
+ * checksum diff of what it changed (0 if nothing). A global function: verified
+ * once, not once per path of its caller. */
+__noinline __u32 translate_sack(struct __sk_buff *skb, const struct packet *p,
+				__u32 isn, __u32 hdr_len, __u32 acked)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u32 l4_off = p->l4_off & L4_OFF_MASK, tcp_hlen = p->tcp_hlen;
+	void *data, *data_end;
+	__u32 l4_off, tcp_hlen;
 	__u32 opt_off, opt_end;
 	__u32 header_end = isn + 1 + hdr_len;
 	__u32 diff = 0;
 	__u32 i;
 
+	if (!skb || !p)
+		return 0;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	l4_off = p->l4_off & L4_OFF_MASK;
+	tcp_hlen = p->tcp_hlen;
 	/* Bounds the verifier can see (parse_ipv4_tcp guarantees them). */
 	if (l4_off > ETH_HLEN + IPV6_HLEN_MAX || tcp_hlen > TCP_HLEN_MAX ||
 	    tcp_hlen <= TCP_HLEN_MIN)
@@ -98,7 +110,9 @@ static __noinline __u32 translate_sack(struct __sk_buff *skb, const struct packe
 				break;
 			__builtin_memcpy(&left, edge, 4);
 			__builtin_memcpy(&right, edge + 4, 4);
-			if (!seq_geq(bpf_ntohl(right), header_end + 1))
+			/* Blocks lie above the cumulative ack: once it has passed the
+			 * header, none can be inside it. */
+			if (!acked && !seq_geq(bpf_ntohl(right), header_end + 1))
 				inside = 1;
 		}
 		if (inside) {
@@ -123,8 +137,8 @@ static __noinline __u32 translate_sack(struct __sk_buff *skb, const struct packe
 			if (b >= blocks || (void *)(edge + TCPOPT_SACK_BLOCK) > data_end)
 				break;
 			__builtin_memcpy(old, edge, 8);
-			new[0] = bpf_htonl(ack_to_client(bpf_ntohl(old[0]), isn, hdr_len));
-			new[1] = bpf_htonl(ack_to_client(bpf_ntohl(old[1]), isn, hdr_len));
+			new[0] = bpf_htonl(ack_to_client(bpf_ntohl(old[0]), isn, hdr_len, acked));
+			new[1] = bpf_htonl(ack_to_client(bpf_ntohl(old[1]), isn, hdr_len, acked));
 			__builtin_memcpy(edge, new, 8);
 			diff = csum_add(diff, csum_shift(csum_diff32(old[0], new[0]), at));
 			diff = csum_add(diff, csum_shift(csum_diff32(old[1], new[1]), at));
