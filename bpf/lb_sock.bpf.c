@@ -75,8 +75,12 @@ static __always_inline struct ppctl_backend *balance(struct bpf_sock_addr *ctx,
 	if (ctx->type != SOCK_STREAM || !in_our_netns(ctx))
 		return NULL;
 	svc = bpf_map_lookup_elem(&ppctl_services, key);
-	if (!svc)
+	if (!svc) {
+		/* A socket may connect again after a failed attempt: what an earlier
+		 * connect to a service noted must not outlive it. */
+		bpf_sk_storage_delete(&ppctl_sock_state, ctx->sk);
 		return NULL;
+	}
 	be = pick_backend(svc, bpf_get_prandom_u32(), key->family, &backend_id);
 	if (!be)
 		goto refuse;
@@ -263,18 +267,24 @@ int ppctl_sockops(struct bpf_sock_ops *skops)
 
 /* MARK: - The first send */
 
-/* Copies the header built in scratch->buf in front of the message. */
+/* Copies the header built in scratch->buf in front of the message. The pushed
+ * bytes get a buffer of their own, which the sockmap send path would hand to TCP
+ * as a segment of its own; pulling the first bytes of the message in with them
+ * makes header and request one segment (one packet and one ack fewer). */
+#define COALESCE_MAX 1024
+
 static __always_inline int push_header(struct sk_msg_md *msg, struct ppctl_scratch *scratch,
 				       __u32 len)
 {
 	__u8 *data, *data_end;
-	__u32 i;
+	__u32 i, more;
 
 	if (len == 0 || len > PPCTL_MAX_HEADER_LEN)
 		return -1;
+	more = msg->size < COALESCE_MAX ? msg->size : COALESCE_MAX;
 	if (bpf_msg_push_data(msg, 0, len, 0))
 		return -1;
-	if (bpf_msg_pull_data(msg, 0, len, 0))
+	if (bpf_msg_pull_data(msg, 0, len + more, 0) && bpf_msg_pull_data(msg, 0, len, 0))
 		return -1;
 	data = msg->data;
 	data_end = msg->data_end;

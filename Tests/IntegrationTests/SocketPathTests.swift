@@ -36,6 +36,7 @@ final class SocketPathTests: XCTestCase {
         var sent: Int?
         var count: Int?
         var intact: Bool?
+        var first_errno: Int?
     }
 
     /// Runs the local client in the balancer's namespace, inside `cgroup` unless
@@ -94,7 +95,8 @@ final class SocketPathTests: XCTestCase {
                            "the header's source is the client socket's getsockname()")
             XCTAssertEqual(header.addresses.endpoints?.destination, expected, "the header's destination is the VIP")
             XCTAssertEqual(rest, Array("ping".utf8), "the client's bytes follow the header")
-            XCTAssertGreaterThanOrEqual(first, try header.encoded().count, "the header arrives whole, in one segment")
+            XCTAssertEqual(first, try header.encoded().count + 4,
+                           "the header arrives whole, with the first send's bytes, in one segment")
         }
         let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
         XCTAssertTrue(stats.contains("\"local_headers_pushed\" : 2"), stats)
@@ -335,6 +337,24 @@ final class SocketPathTests: XCTestCase {
         XCTAssertTrue(stats.contains("\"local_connects\" : 0"), stats)
     }
 
+    func testASocketThatConnectsAgainElsewhereForgetsTheVIP() throws {
+        try attachCgroup()
+        // The ring sends the first connect to a backend where nothing listens.
+        try lab.ppctl(["service", "add", "\(Lab.vip):83", "--proxyv2", "--backend", "\(Lab.backendAddress):8083"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        let got = Background { () throws -> [UInt8] in
+            let conn = try server.accept()
+            let bytes = try conn.readExactly(5)
+            try conn.write("ok\n")
+            return bytes
+        }
+        let report = try local(["reconnect", Lab.vip, "83", Lab.backendAddress, "8080"])
+        XCTAssertEqual(report.first_errno, Int(ECONNREFUSED), "\(report)")
+        XCTAssertNil(report.error, "\(report)")
+        XCTAssertEqual(report.peername, "\(Lab.backendAddress):8080", "getpeername() no longer says the VIP")
+        XCTAssertEqual(try got.wait(), Array("again".utf8), "and no header goes to the second address")
+    }
+
     // MARK: - Attach and detach
 
     func testDetachLeavesNoProgramAttached() throws {
@@ -407,7 +427,20 @@ final class SocketPathTests: XCTestCase {
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             s = socket.socket(family, socket.SOCK_STREAM)
             s.settimeout(20)
-            s.connect((host, port))
+            if mode == "reconnect":
+                try:
+                    s.connect((host, port))
+                except OSError as e:
+                    report["first_errno"] = e.errno
+                host, port = sys.argv[4], int(sys.argv[5])
+                mode = "send"
+                sys.argv[4] = "again"
+                try:
+                    s.connect((host, port))
+                except ConnectionAbortedError:
+                    s.connect((host, port))   # Linux reports the earlier failure once more first
+            else:
+                s.connect((host, port))
             report["sockname"] = endpoint(s.getsockname())
             report["peername"] = endpoint(s.getpeername())
             if mode == "send":

@@ -8,7 +8,9 @@ raw_path, out_dir, doc_path, png_path, rounds, duration = sys.argv[1:7]
 samples = [json.loads(line) for line in open(raw_path) if line.strip()]
 json.dump(samples, open(f"{out_dir}/raw.json", "w"), indent=1)
 
-paths = ["direct", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"]
+# A run with --only measures one group of paths: the other is left out of the table.
+measured = {s["path"] for s in samples}
+paths = [p for p in ["direct", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"] if p in measured]
 workloads = [("throughput", "Gbit/s", 1e-9), ("conn-per-request", "req/s", 1), ("keep-alive", "req/s", 1)]
 
 
@@ -17,7 +19,7 @@ def pick(path, workload, key="value"):
 
 
 rows = ["| workload | path | median | min | max | ratio to direct | p50 / p99 ms | CPU µs/req | BPF ns/pkt |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] if paths else []
 ratios = {}
 for workload, unit, scale in workloads:
     base = statistics.median(pick("direct", workload) or [0])
@@ -41,25 +43,26 @@ for workload, unit, scale in workloads:
 
 # Local clients (the socket path): ratios to local-direct, and the extra CPU per
 # connection against it.
-local_paths = ["local-direct", "local-ppctl", "local-ppctl-proxyv2"]
-rows += ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-for workload in ["conn-per-request", "keep-alive"]:
+local_paths = [p for p in ["local-direct", "local-ppctl", "local-ppctl-proxyv2"] if p in measured]
+rows += [] if not local_paths else ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn | BPF ns/req |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+for workload in ["conn-per-request", "keep-alive"] if local_paths else []:
     base = statistics.median(pick("local-direct", workload) or [0])
     base_cpu = statistics.median(pick("local-direct", workload, "cpu_us_per_request") or [0])
     for path in local_paths:
         values = [v for v in pick(path, workload) if v]
         if not values:
-            rows.append(f"| {workload} | {path} | failed | | | | | | |")
+            rows.append(f"| {workload} | {path} | failed | | | | | | | |")
             continue
         med = statistics.median(values)
+        bpf = [v for v in pick(path, workload, "bpf_ns_per_request") if v]
         p50 = pick(path, workload, "p50_ms")
         p99 = pick(path, workload, "p99_ms")
         cpu = statistics.median(pick(path, workload, "cpu_us_per_request"))
         extra = f"{cpu - base_cpu:+.2f}" if workload == "conn-per-request" and path != "local-direct" else "-"
         rows.append(f"| {workload} | {path} | {med:,.2f} req/s | {min(values):,.2f} | {max(values):,.2f} | "
                     f"{med / base if base else 0:.2f} | {statistics.median(p50):.2f} / {statistics.median(p99):.2f} | "
-                    f"{cpu} | {extra} |")
+                    f"{cpu} | {extra} | {statistics.median(bpf) if bpf else '-'} |")
 
 table = "\n".join(rows)
 table += f"\n\n{rounds} rounds of {duration} s per path and workload, interleaved; run id `{out_dir}`.\n"

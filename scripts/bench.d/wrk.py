@@ -4,6 +4,8 @@ import re
 import sys
 
 round_, path, mode, jiffies, hz, bpf_ns = sys.argv[1:7]
+# Optional: total BPF run time over the run (the socket programs), spread per request.
+bpf_total_ns = int(sys.argv[7]) if len(sys.argv) > 7 else None
 text = sys.stdin.read()
 
 
@@ -22,4 +24,6 @@ print(json.dumps({
     "p50_ms": lat.get("50", 0.0), "p99_ms": lat.get("99", 0.0),
     "cpu_us_per_request": round(cpu_us, 2), "bpf_ns": int(bpf_ns),
     "errors": "Non-2xx" in text or "Socket errors" in text,
+    **({"bpf_ns_per_request": round(bpf_total_ns / requests) if requests else 0}
+       if bpf_total_ns is not None else {}),
 }))
