@@ -103,6 +103,38 @@ final class SocketPathTests: XCTestCase {
         XCTAssertTrue(stats.contains("\"local_connects\" : 2"), stats)
     }
 
+    /// After the header the connection runs no ppctl program: the socket has left
+    /// the sockhash (the sk_msg program's scope) while the connection is still open.
+    func testTheSocketLeavesTheSockhashOnceTheHeaderIsThrough() throws {
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        let served = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let backend = Background { () throws -> [UInt8] in
+            let conn = try server.accept()
+            var (_, rest) = try conn.readHeader()
+            if rest.count < 4 { rest += try conn.readExactly(4 - rest.count) }
+            try conn.write("pong\n")
+            served.signal()
+            _ = release.wait(timeout: .now() + 20)
+            return rest                      // the connection closes here
+        }
+        let client = Background { try self.local(["send", Lab.vip, "80", "ping"]) }
+        XCTAssertEqual(served.wait(timeout: .now() + 20), .success)
+        var entries = -1
+        for _ in 0..<20 {                    // the ack of the header takes a moment
+            let dump = try lab.run(["/usr/sbin/bpftool", "-j", "map", "dump", "pinned",
+                                    lab.instanceDirectory + "/ppctl_sockhash"]).stdout
+            entries = ((try? JSONSerialization.jsonObject(with: Data(dump.utf8))) as? [Any])?.count ?? -1
+            if entries == 0 { break }
+            usleep(50_000)
+        }
+        XCTAssertEqual(entries, 0, "the open connection's socket is no longer in ppctl_sockhash")
+        release.signal()
+        XCTAssertEqual(try backend.wait(), Array("ping".utf8))
+        XCTAssertEqual(try client.wait().received, "pong\n")
+    }
+
     func testPlainServiceGetsNoHeaderAndABackendlessServiceIsRefused() throws {
         try attachCgroup()
         try lab.ppctl(["service", "add", "\(Lab.vip):81", "--backend", "\(Lab.backendAddress):8081"])
