@@ -110,85 +110,89 @@ refuse:
 	return NULL;
 }
 
-SEC("cgroup/connect4")
-int ppctl_connect4(struct bpf_sock_addr *ctx)
+/* The address in a sock_addr context, as ppctl stores addresses, and back. The
+ * family is a constant at every call: the other branch is compiled out (a
+ * connect4 program may not touch user_ip6). */
+static __always_inline void get_user_addr(struct bpf_sock_addr *ctx, __u8 family,
+					  struct ppctl_addr *a)
+{
+	if (family == PPCTL_FAMILY_IPV4) {
+		a->w[0] = ctx->user_ip4;
+	} else {
+		a->w[0] = ctx->user_ip6[0];
+		a->w[1] = ctx->user_ip6[1];
+		a->w[2] = ctx->user_ip6[2];
+		a->w[3] = ctx->user_ip6[3];
+	}
+}
+
+static __always_inline void set_user_addr(struct bpf_sock_addr *ctx, __u8 family,
+					  const struct ppctl_addr *a, __u16 port)
+{
+	if (family == PPCTL_FAMILY_IPV4) {
+		ctx->user_ip4 = a->w[0];
+	} else {
+		ctx->user_ip6[0] = a->w[0];
+		ctx->user_ip6[1] = a->w[1];
+		ctx->user_ip6[2] = a->w[2];
+		ctx->user_ip6[3] = a->w[3];
+	}
+	ctx->user_port = port;
+}
+
+static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct ppctl_service_key key = {};
 	struct ppctl_backend *be;
 	int refuse;
 
-	key.vip.w[0] = ctx->user_ip4;
+	get_user_addr(ctx, family, &key.vip);
 	key.port = (__u16)ctx->user_port;
-	key.family = PPCTL_FAMILY_IPV4;
+	key.family = family;
 	key.proto = PPCTL_PROTO_TCP;
 	be = balance(ctx, &key, &refuse);
 	if (refuse) {
 		bpf_set_retval(-ECONNREFUSED);
 		return CGROUP_DENY;
 	}
-	if (be) {
-		ctx->user_ip4 = be->addr.w[0];
-		ctx->user_port = be->port;
-	}
+	if (be)
+		set_user_addr(ctx, family, &be->addr, be->port);
 	return CGROUP_ALLOW;
+}
+
+SEC("cgroup/connect4")
+int ppctl_connect4(struct bpf_sock_addr *ctx)
+{
+	return on_connect(ctx, PPCTL_FAMILY_IPV4);
 }
 
 SEC("cgroup/connect6")
 int ppctl_connect6(struct bpf_sock_addr *ctx)
 {
-	struct ppctl_service_key key = {};
-	struct ppctl_backend *be;
-	int refuse;
-
-	key.vip.w[0] = ctx->user_ip6[0];
-	key.vip.w[1] = ctx->user_ip6[1];
-	key.vip.w[2] = ctx->user_ip6[2];
-	key.vip.w[3] = ctx->user_ip6[3];
-	key.port = (__u16)ctx->user_port;
-	key.family = PPCTL_FAMILY_IPV6;
-	key.proto = PPCTL_PROTO_TCP;
-	be = balance(ctx, &key, &refuse);
-	if (refuse) {
-		bpf_set_retval(-ECONNREFUSED);
-		return CGROUP_DENY;
-	}
-	if (be) {
-		ctx->user_ip6[0] = be->addr.w[0];
-		ctx->user_ip6[1] = be->addr.w[1];
-		ctx->user_ip6[2] = be->addr.w[2];
-		ctx->user_ip6[3] = be->addr.w[3];
-		ctx->user_port = be->port;
-	}
-	return CGROUP_ALLOW;
+	return on_connect(ctx, PPCTL_FAMILY_IPV6);
 }
 
 /* MARK: - getpeername() */
 
-SEC("cgroup/getpeername4")
-int ppctl_getpeername4(struct bpf_sock_addr *ctx)
+static __always_inline int on_getpeername(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct ppctl_sock_state *st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, 0);
 
-	if (st && st->family == PPCTL_FAMILY_IPV4) {
-		ctx->user_ip4 = st->vip.w[0];
-		ctx->user_port = st->vport;
-	}
+	if (st && st->family == family)
+		set_user_addr(ctx, family, &st->vip, st->vport);
 	return CGROUP_ALLOW;
+}
+
+SEC("cgroup/getpeername4")
+int ppctl_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return on_getpeername(ctx, PPCTL_FAMILY_IPV4);
 }
 
 SEC("cgroup/getpeername6")
 int ppctl_getpeername6(struct bpf_sock_addr *ctx)
 {
-	struct ppctl_sock_state *st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, 0);
-
-	if (st && st->family == PPCTL_FAMILY_IPV6) {
-		ctx->user_ip6[0] = st->vip.w[0];
-		ctx->user_ip6[1] = st->vip.w[1];
-		ctx->user_ip6[2] = st->vip.w[2];
-		ctx->user_ip6[3] = st->vip.w[3];
-		ctx->user_port = st->vport;
-	}
-	return CGROUP_ALLOW;
+	return on_getpeername(ctx, PPCTL_FAMILY_IPV6);
 }
 
 /* MARK: - The connection is up */

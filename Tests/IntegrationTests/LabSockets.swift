@@ -13,6 +13,16 @@ extension Lab {
     func connect(from ns: String, to host: String, _ port: UInt16, timeout: Int = 20) throws -> TCP {
         try TCP.connect(self, from: ns, to: host, port, timeout: timeout)
     }
+
+    /// Waits (up to 5 s) until something listens on TCP `port` in namespace `ns`:
+    /// for servers the lab starts as processes (nginx, HAProxy).
+    func waitForListener(_ ns: String, _ port: UInt16) throws {
+        for _ in 0..<50 {
+            if try exec(ns, ["ss", "-Hltn", "sport = :\(port)"]).stdout.contains("LISTEN") { return }
+            usleep(100_000)
+        }
+        throw LabError.timeout("listener on :\(port) in \(ns)")
+    }
 }
 
 extension TCP {

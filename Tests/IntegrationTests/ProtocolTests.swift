@@ -35,14 +35,6 @@ final class ProtocolTests: XCTestCase {
         return String(decoding: out, as: UTF8.self)
     }
 
-    func waitForListener(_ ns: String, _ port: UInt16) throws {
-        for _ in 0..<50 {
-            if try lab.exec(ns, ["ss", "-Hltn", "sport = :\(port)"]).stdout.contains("LISTEN") { return }
-            usleep(100_000)
-        }
-        throw LabError.timeout("listener on :\(port) in \(ns)")
-    }
-
     // MARK: - nginx
 
     func startNginx() throws {
@@ -62,7 +54,7 @@ final class ProtocolTests: XCTestCase {
             """
         try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
         _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
-        try waitForListener(lab.backend, 8080)
+        try lab.waitForListener(lab.backend, 8080)
     }
 
     func testNginxReadsV1AndV2OverIPv4AndIPv6() throws {
@@ -106,7 +98,7 @@ final class ProtocolTests: XCTestCase {
             """
         try (conf + "\n").write(toFile: dir + "/haproxy.cfg", atomically: true, encoding: .utf8)
         _ = try lab.spawn(lab.backend, ["/bin/sh", "-c", "exec /usr/sbin/haproxy -db -f \(dir!)/haproxy.cfg >\(dir!)/haproxy.log 2>&1"])
-        do { try waitForListener(lab.backend, 8081) } catch {
+        do { try lab.waitForListener(lab.backend, 8081) } catch {
             print((try? String(contentsOfFile: dir + "/haproxy.log", encoding: .utf8)) ?? "")
             throw error
         }

@@ -194,8 +194,8 @@ final class SocketPathTests: XCTestCase {
             """
         try (haproxy + "\n").write(toFile: dir + "/haproxy.cfg", atomically: true, encoding: .utf8)
         _ = try lab.spawn(lab.backend, ["/bin/sh", "-c", "exec /usr/sbin/haproxy -db -f \(dir!)/haproxy.cfg >\(dir!)/haproxy.log 2>&1"])
-        try waitForListener(lab.backend, 8080)
-        try waitForListener(lab.backend, 8081)
+        try lab.waitForListener(lab.backend, 8080)
+        try lab.waitForListener(lab.backend, 8081)
 
         try attachCgroup()
         try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
@@ -208,14 +208,6 @@ final class SocketPathTests: XCTestCase {
         let h = try local(["send", Lab.vip, "81", "GET / HTTP/1.0\r\n\r\n"])
         XCTAssertTrue(h.received?.hasSuffix("\r\n\r\n\(h.sockname ?? "?") \(Lab.vip):81\n") ?? false,
                       "HAProxy's view of the local client: \(h.received ?? "nothing")")
-    }
-
-    func waitForListener(_ ns: String, _ port: UInt16) throws {
-        for _ in 0..<50 {
-            if try lab.exec(ns, ["ss", "-Hltn", "sport = :\(port)"]).stdout.contains("LISTEN") { return }
-            usleep(100_000)
-        }
-        throw LabError.timeout("listener on :\(port) in \(ns)")
     }
 
     // MARK: - Byte-exact transfers
@@ -314,7 +306,7 @@ final class SocketPathTests: XCTestCase {
             """
         try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
         _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
-        try waitForListener(lab.backend, 8025)
+        try lab.waitForListener(lab.backend, 8025)
         try lab.ppctl(["service", "add", "\(Lab.vip):26", "--proxy", "v1", "--server-first", "--backend", "\(Lab.backendAddress):8025"])
         let n = try local(["banner", Lab.vip, "26"])
         XCTAssertEqual(n.banner, "\(n.sockname ?? "?") \(Lab.vip):26\n", "nginx's banner names the local client: \(n)")
