@@ -270,6 +270,27 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(quit, Array("QUIT\r\n".utf8))
         XCTAssertEqual(report.received, "221 bye\r\n")
 
+        // The same over IPv6.
+        try lab.ppctl(["service", "add", "[\(Lab.vip6)]:25", "--proxyv2", "--server-first",
+                       "--backend", "[\(Lab.backendAddress6)]:2525"])
+        let server6 = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress6, 2525)
+        let smtp6 = Background { () throws -> (ProxyHeader, [UInt8]) in
+            let conn = try server6.accept()
+            let result = try conn.readHeader()
+            try conn.write("220 ppctl.test ESMTP\r\n")
+            _ = try conn.readExactly(6)
+            try conn.write("221 bye\r\n")
+            return result
+        }
+        let report6 = try local(["banner", Lab.vip6, "25"])
+        let (header6, early6) = try smtp6.wait()
+        XCTAssertEqual(early6, [])
+        XCTAssertEqual(header6.addresses.endpoints?.source, report6.sockname)
+        XCTAssertEqual(header6.addresses.endpoints?.destination, "[\(Lab.vip6)]:25")
+        XCTAssertEqual(report6.peername, "[\(Lab.vip6)]:25")
+        XCTAssertEqual(report6.banner, "220 ppctl.test ESMTP\r\n", "\(report6)")
+        XCTAssertEqual(report6.received, "221 bye\r\n")
+
         // Bulk data both ways through the translated sequence space.
         let total = 16 << 20
         let bulk = Background { () throws -> (Int, Bool) in
@@ -312,7 +333,7 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(n.banner, "\(n.sockname ?? "?") \(Lab.vip):26\n", "nginx's banner names the local client: \(n)")
 
         let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
-        XCTAssertTrue(stats.contains("\"headers_injected\" : 3"), "every header went out at tc: \(stats)")
+        XCTAssertTrue(stats.contains("\"headers_injected\" : 4"), "every header went out at tc: \(stats)")
         XCTAssertTrue(stats.contains("\"local_headers_pushed\" : 0"), "and none by sk_msg: \(stats)")
     }
 
