@@ -140,23 +140,48 @@ static __always_inline void set_user_addr(struct bpf_sock_addr *ctx, __u8 family
 	ctx->user_port = port;
 }
 
+/* ::ffff:a.b.c.d, how a dual-stack (AF_INET6) socket names an IPv4 peer. */
+#define V4_MAPPED_PREFIX bpf_htonl(0x0000ffff)
+
+static __always_inline int is_v4_mapped(const struct ppctl_addr *a)
+{
+	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == V4_MAPPED_PREFIX;
+}
+
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct ppctl_service_key key = {};
 	struct ppctl_backend *be;
-	int refuse;
+	struct ppctl_addr to = {};
+	int refuse, mapped = 0;
 
 	get_user_addr(ctx, family, &key.vip);
-	key.port = (__u16)ctx->user_port;
 	key.family = family;
+	/* A dual-stack socket (Java's, for one) connecting to an IPv4 VIP: the
+	 * service is the IPv4 one, and the backend is given back mapped. */
+	if (family == PPCTL_FAMILY_IPV6 && is_v4_mapped(&key.vip)) {
+		key.vip.w[0] = key.vip.w[3];
+		key.vip.w[2] = 0;
+		key.vip.w[3] = 0;
+		key.family = PPCTL_FAMILY_IPV4;
+		mapped = 1;
+	}
+	key.port = (__u16)ctx->user_port;
 	key.proto = PPCTL_PROTO_TCP;
 	be = balance(ctx, &key, &refuse);
 	if (refuse) {
 		bpf_set_retval(-ECONNREFUSED);
 		return CGROUP_DENY;
 	}
-	if (be)
-		set_user_addr(ctx, family, &be->addr, be->port);
+	if (!be)
+		return CGROUP_ALLOW;
+	to = be->addr;
+	if (mapped) {
+		to.w[3] = to.w[0];
+		to.w[2] = V4_MAPPED_PREFIX;
+		to.w[0] = 0;
+	}
+	set_user_addr(ctx, family, &to, be->port);
 	return CGROUP_ALLOW;
 }
 
@@ -177,9 +202,21 @@ int ppctl_connect6(struct bpf_sock_addr *ctx)
 static __always_inline int on_getpeername(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct ppctl_sock_state *st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, 0);
+	struct ppctl_addr vip;
 
-	if (st && st->family == family)
-		set_user_addr(ctx, family, &st->vip, st->vport);
+	if (!st)
+		return CGROUP_ALLOW;
+	vip = st->vip;
+	if (family == PPCTL_FAMILY_IPV6 && st->family == PPCTL_FAMILY_IPV4) {
+		/* A dual-stack socket that asked for an IPv4 VIP: give it back mapped. */
+		vip.w[3] = vip.w[0];
+		vip.w[2] = V4_MAPPED_PREFIX;
+		vip.w[0] = 0;
+		vip.w[1] = 0;
+	} else if (st->family != family) {
+		return CGROUP_ALLOW;
+	}
+	set_user_addr(ctx, family, &vip, st->vport);
 	return CGROUP_ALLOW;
 }
 

@@ -103,6 +103,33 @@ final class SocketPathTests: XCTestCase {
         XCTAssertTrue(stats.contains("\"local_connects\" : 2"), stats)
     }
 
+    /// A dual-stack socket (AF_INET6, as the JVM makes them) connecting to an IPv4 VIP
+    /// names it ::ffff:198.18.0.10: the IPv4 service serves it, getpeername() gives
+    /// the mapped VIP back, and the header is an IPv4 one.
+    func testDualStackSocketsReachIPv4ServicesThroughMappedAddresses() throws {
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        let got = Background { () throws -> (ProxyHeader, [UInt8]) in
+            let conn = try server.accept()
+            var (header, rest) = try conn.readHeader()
+            if rest.count < 4 { rest += try conn.readExactly(4 - rest.count) }
+            try conn.write("pong\n")
+            return (header, rest)
+        }
+        let report = try local(["send", "::ffff:\(Lab.vip)", "80", "ping"])
+        let (header, rest) = try got.wait()
+        XCTAssertNil(report.error, "\(report)")
+        XCTAssertEqual(report.peername, "[::ffff:\(Lab.vip)]:80")
+        XCTAssertTrue(report.sockname?.hasPrefix("[::ffff:198.18.") ?? false, "a mapped client socket: \(report)")
+        let source = header.addresses.endpoints?.source
+        XCTAssertEqual(source.map { "[::ffff:\($0.split(separator: ":")[0])]:\($0.split(separator: ":")[1])" }, report.sockname,
+                       "the IPv4 header names the mapped socket's address and port")
+        XCTAssertEqual(header.addresses.endpoints?.destination, "\(Lab.vip):80")
+        XCTAssertEqual(rest, Array("ping".utf8))
+        XCTAssertEqual(report.received, "pong\n")
+    }
+
     /// After the header the connection runs no ppctl program: the socket has left
     /// the sockhash (the sk_msg program's scope) while the connection is still open.
     func testTheSocketLeavesTheSockhashOnceTheHeaderIsThrough() throws {
