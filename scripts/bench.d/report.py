@@ -44,15 +44,16 @@ for workload, unit, scale in workloads:
 # Local clients (the socket path): ratios to local-direct, and the extra CPU per
 # connection against it.
 local_paths = [p for p in ["local-direct", "local-ppctl", "local-ppctl-proxyv2"] if p in measured]
-rows += [] if not local_paths else ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn | BPF ns/req |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+rows += [] if not local_paths else ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn | client CPU µs/req (extra) | BPF ns/req |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for workload in ["conn-per-request", "keep-alive"] if local_paths else []:
     base = statistics.median(pick("local-direct", workload) or [0])
     base_cpu = statistics.median(pick("local-direct", workload, "cpu_us_per_request") or [0])
+    base_client = statistics.median(pick("local-direct", workload, "client_cpu_us_per_request") or [0])
     for path in local_paths:
         values = [v for v in pick(path, workload) if v]
         if not values:
-            rows.append(f"| {workload} | {path} | failed | | | | | | | |")
+            rows.append(f"| {workload} | {path} | failed | | | | | | | | |")
             continue
         med = statistics.median(values)
         bpf = [v for v in pick(path, workload, "bpf_ns_per_request") if v]
@@ -60,9 +61,14 @@ for workload in ["conn-per-request", "keep-alive"] if local_paths else []:
         p99 = pick(path, workload, "p99_ms")
         cpu = statistics.median(pick(path, workload, "cpu_us_per_request"))
         extra = f"{cpu - base_cpu:+.2f}" if workload == "conn-per-request" and path != "local-direct" else "-"
+        client = pick(path, workload, "client_cpu_us_per_request")
+        client_text = "-"
+        if client:
+            c = statistics.median(client)
+            client_text = f"{c:.2f}" + (f" ({c - base_client:+.2f})" if path != "local-direct" else "")
         rows.append(f"| {workload} | {path} | {med:,.2f} req/s | {min(values):,.2f} | {max(values):,.2f} | "
                     f"{med / base if base else 0:.2f} | {statistics.median(p50):.2f} / {statistics.median(p99):.2f} | "
-                    f"{cpu} | {extra} | {statistics.median(bpf) if bpf else '-'} |")
+                    f"{cpu} | {extra} | {client_text} | {statistics.median(bpf) if bpf else '-'} |")
 
 table = "\n".join(rows)
 table += f"\n\n{rounds} rounds of {duration} s per path and workload, interleaved; run id `{out_dir}`.\n"

@@ -6,6 +6,8 @@ import sys
 round_, path, mode, jiffies, hz, bpf_ns = sys.argv[1:7]
 # Optional: total BPF run time over the run (the socket programs), spread per request.
 bpf_total_ns = int(sys.argv[7]) if len(sys.argv) > 7 else None
+# Optional: the client cgroup's CPU over the run (µs), spread per request.
+client_us = int(sys.argv[8]) if len(sys.argv) > 8 else None
 text = sys.stdin.read()
 
 
@@ -26,4 +28,6 @@ print(json.dumps({
     "errors": "Non-2xx" in text or "Socket errors" in text,
     **({"bpf_ns_per_request": round(bpf_total_ns / requests) if requests else 0}
        if bpf_total_ns is not None else {}),
+    **({"client_cpu_us_per_request": round(client_us / requests, 2) if requests else 0}
+       if client_us is not None else {}),
 }))
