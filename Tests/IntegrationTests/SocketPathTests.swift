@@ -361,6 +361,8 @@ final class SocketPathTests: XCTestCase {
 
         let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
         XCTAssertTrue(stats.contains("\"headers_injected\" : 4"), "every header went out at tc: \(stats)")
+        let ct = try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout
+        XCTAssertTrue(ct.contains("\"local\""), "conntrack list marks local connections: \(ct)")
         XCTAssertTrue(stats.contains("\"local_headers_pushed\" : 0"), "and none by sk_msg: \(stats)")
     }
 
