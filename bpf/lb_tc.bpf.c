@@ -5,7 +5,9 @@
  * One program at clsact ingress on every interface of the balancer. A packet
  * either belongs to a tracked connection (one lookup tells which direction) and
  * is rewritten and redirected, or it is a SYN to a service and creates one, or it
- * is none of ppctl's business and goes to the stack untouched.
+ * is none of ppctl's business and goes to the stack untouched. A second program,
+ * at egress, serves local clients of server-first services (the socket path hands
+ * them over; see lb_sock.bpf.c and the end of this file).
  *
  *   client --SYN--> [ingress] new_connection: pick a backend, route, SNAT port,
  *                             two conntrack entries; SYN rewritten, redirected.
