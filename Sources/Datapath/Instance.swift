@@ -35,18 +35,24 @@ public struct Instance: Sendable {
     /// (the shell that ran `ip netns exec`) through /proc/PID/root.
     static func reachable(_ root: String) -> String {
         guard root.hasPrefix("/sys/fs/bpf"), ppctl_is_bpffs("/sys/fs/bpf") != 1 else { return root }
+        return ancestorRoot { ppctl_is_bpffs($0 + "/sys/fs/bpf") == 1 }.map { $0 + root } ?? root
+    }
+
+    /// "/proc/PID/root" of the nearest ancestor process that lives in another mount
+    /// namespace and for which `accepts` holds (given that prefix): the way back to
+    /// the host's /sys from under `ip netns exec`. nil if there is none.
+    static func ancestorRoot(where accepts: (String) -> Bool) -> String? {
         var own = stat()
-        guard stat("/proc/self/ns/mnt", &own) == 0 else { return root }
+        guard stat("/proc/self/ns/mnt", &own) == 0 else { return nil }
         var pid = getppid()
         for _ in 0..<16 where pid > 1 {
             var theirs = stat()
-            if stat("/proc/\(pid)/ns/mnt", &theirs) == 0, theirs.st_ino != own.st_ino,
-               ppctl_is_bpffs("/proc/\(pid)/root/sys/fs/bpf") == 1 {
-                return "/proc/\(pid)/root" + root
+            if stat("/proc/\(pid)/ns/mnt", &theirs) == 0, theirs.st_ino != own.st_ino, accepts("/proc/\(pid)/root") {
+                return "/proc/\(pid)/root"
             }
             pid = parentOf(pid)
         }
-        return root
+        return nil
     }
 
     private static func parentOf(_ pid: pid_t) -> pid_t {

@@ -9,11 +9,23 @@ public struct Cgroup: Sendable, Equatable {
     /// The cgroup's id (the inode of its directory), which names its link pins.
     public let id: UInt64
 
+    /// The path as the host names it (without the /proc/PID/root that reaches it
+    /// from under `ip netns exec`), for messages.
+    public var displayPath: String {
+        guard path.hasPrefix("/proc/"), let root = path.range(of: "/root/") else { return path }
+        return "/" + path[root.upperBound...]
+    }
+
     /// The root of the unified (v2) hierarchy: /sys/fs/cgroup/unified on a hybrid
-    /// system, /sys/fs/cgroup on a pure v2 one. Throws `.noCgroup2`.
+    /// system, /sys/fs/cgroup on a pure v2 one. Under `ip netns exec`, whose private
+    /// /sys has no cgroup tree, the host's through an ancestor's /proc/PID/root.
+    /// Throws `.noCgroup2`.
     public static func unifiedRoot() throws -> String {
-        for candidate in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] where isCgroup2(candidate) {
-            return candidate
+        let candidates = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        if let local = candidates.first(where: isCgroup2) { return local }
+        if let host = Instance.ancestorRoot(where: { prefix in candidates.contains { isCgroup2(prefix + $0) } }),
+           let path = candidates.first(where: { isCgroup2(host + $0) }) {
+            return host + path
         }
         throw DatapathError.noCgroup2
     }
@@ -26,6 +38,10 @@ public struct Cgroup: Sendable, Equatable {
     public init(path given: String?) throws {
         let root = try Self.unifiedRoot()
         var path = given.map { $0.hasPrefix("/") ? $0 : root + "/" + $0 } ?? root
+        // An absolute host path under `ip netns exec`: reach it the way the root was.
+        if let given, given.hasPrefix("/sys/"), !Self.isCgroup2(given), root.hasPrefix("/proc/") {
+            path = String(root[..<root.range(of: "/sys/")!.lowerBound]) + given
+        }
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
         var st = stat()
         guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, Self.isCgroup2(path) else {
@@ -141,7 +157,7 @@ public enum SocketPath {
             close(fd)
             if unlink(pin) < 0 && errno != ENOENT { try check(-1, "unpinning \(pin)") }
         }
-        guard found else { throw DatapathError.cgroupNotAttached(cgroup.path) }
+        guard found else { throw DatapathError.cgroupNotAttached(cgroup.displayPath) }
     }
 
     /// Detaches every cgroup link pinned in the instance (before it is unpinned).

@@ -71,7 +71,7 @@ struct Attach: ParsableCommand {
             print("attached to \(a.name) (ifindex \(a.ifindex)\(a.redirectsToPeer ? ", veth: redirect to peer" : ""))")
         }
         if let group {
-            print("attached to cgroup \(group.path) (\(SocketPath.hookNames.joined(separator: ", ")), sk_msg)")
+            print("attached to cgroup \(group.displayPath) (\(SocketPath.hookNames.joined(separator: ", ")), sk_msg)")
         }
     }
 }

@@ -41,7 +41,7 @@ struct Detach: ParsableCommand {
             }
         }
         for name in detached { print("detached from \(name)") }
-        if let group { print("detached from cgroup \(group.path)") }
+        if let group { print("detached from cgroup \(group.displayPath)") }
         if everything { print("removed \(inst.directory)") }
     }
 }

@@ -458,6 +458,13 @@ final class SocketPathTests: XCTestCase {
         try lab.ppctl(["detach"])
         XCTAssertEqual(try cgroupPrograms(), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory))
+        // Under `ip netns exec` (a private /sys without the cgroup tree) too.
+        let viaExec = try lab.exec(lab.balancer, [Lab.ppctlPath, "attach", "--cgroup", cgroup])
+        XCTAssertTrue(viaExec.stdout.contains("attached to cgroup \(cgroup!)"), viaExec.stdout)
+        XCTAssertEqual(try cgroupPrograms().count, 5)
+        try lab.ppctl(["detach"])
+        XCTAssertEqual(try cgroupPrograms(), [])
+
         let bad = try lab.ppctl(["attach", "--cgroup", "/tmp"], check: false)
         XCTAssertEqual(bad.status, 64)
         XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory), "a refused attach creates nothing")
