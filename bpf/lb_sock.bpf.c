@@ -148,6 +148,15 @@ static __always_inline int is_v4_mapped(const struct ppctl_addr *a)
 	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == V4_MAPPED_PREFIX;
 }
 
+/* An IPv4 address as ppctl stores it (first word) becomes ::ffff:a.b.c.d. */
+static __always_inline void map_v4(struct ppctl_addr *a)
+{
+	a->w[3] = a->w[0];
+	a->w[2] = V4_MAPPED_PREFIX;
+	a->w[1] = 0;
+	a->w[0] = 0;
+}
+
 static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct ppctl_service_key key = {};
@@ -176,11 +185,8 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx, __u8 family)
 	if (!be)
 		return CGROUP_ALLOW;
 	to = be->addr;
-	if (mapped) {
-		to.w[3] = to.w[0];
-		to.w[2] = V4_MAPPED_PREFIX;
-		to.w[0] = 0;
-	}
+	if (mapped)
+		map_v4(&to);
 	set_user_addr(ctx, family, &to, be->port);
 	return CGROUP_ALLOW;
 }
@@ -209,10 +215,7 @@ static __always_inline int on_getpeername(struct bpf_sock_addr *ctx, __u8 family
 	vip = st->vip;
 	if (family == PPCTL_FAMILY_IPV6 && st->family == PPCTL_FAMILY_IPV4) {
 		/* A dual-stack socket that asked for an IPv4 VIP: give it back mapped. */
-		vip.w[3] = vip.w[0];
-		vip.w[2] = V4_MAPPED_PREFIX;
-		vip.w[0] = 0;
-		vip.w[1] = 0;
+		map_v4(&vip);
 	} else if (st->family != family) {
 		return CGROUP_ALLOW;
 	}
@@ -267,6 +270,7 @@ int ppctl_sockops(struct bpf_sock_ops *skops)
 {
 	struct ppctl_sock_state *st;
 	struct bpf_sock *sk = skops->sk;
+	__u64 cookie;
 
 	if (!sk)
 		return CGROUP_ALLOW;
@@ -280,8 +284,8 @@ int ppctl_sockops(struct bpf_sock_ops *skops)
 		}
 		if (!st || !(st->flags & PPCTL_SOCK_HDR_PENDING))
 			break;
-		st->cookie = bpf_get_socket_cookie(skops);
-		if (bpf_sock_hash_update(skops, &ppctl_sockhash, &st->cookie, BPF_NOEXIST)) {
+		cookie = bpf_get_socket_cookie(skops);
+		if (bpf_sock_hash_update(skops, &ppctl_sockhash, &cookie, BPF_NOEXIST)) {
 			/* The sockhash is full: no sk_msg will see this socket, and its
 			 * data would reach the backend without a header. Counted. */
 			struct ppctl_sock_stats *stats = sock_stats();
@@ -298,8 +302,9 @@ int ppctl_sockops(struct bpf_sock_ops *skops)
 		st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
 		if (st && (st->flags & PPCTL_SOCK_HDR_PENDING))
 			break;   /* an ack of something else: the header is still to come */
-		if (st)
-			bpf_map_delete_elem(&ppctl_sockhash, &st->cookie);
+		/* Only sockets that joined the sockhash asked for this callback. */
+		cookie = bpf_get_socket_cookie(skops);
+		bpf_map_delete_elem(&ppctl_sockhash, &cookie);
 		bpf_sock_ops_cb_flags_set(skops, 0);
 		break;
 	}

@@ -270,7 +270,6 @@ struct ppctl_sock_state {
 	__u32 backend_id;
 	__u32 hdr_flags;            /* PPCTL_SVC_PROXY_* | UNIQUE_ID | CRC32C */
 	__u64 unique_id;
-	__u64 cookie;               /* the socket's cookie: its key in ppctl_sockhash */
 };
 
 /* Key 0 of "ppctl_sock_config": which network namespace the instance serves (the
