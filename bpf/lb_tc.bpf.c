@@ -243,11 +243,15 @@ static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
 /* MARK: - Client -> backend */
 
 /* Global functions (here and below) are verified once, on their own: it keeps the
- * verifier's work far below its limit. Their pointer arguments may be NULL. */
+ * verifier's work far below its limit. Their pointer arguments may be NULL.
+ *
+ * State changes only on segments that belong to the connection (docs/datapath.md,
+ * "Which segments change state"): a RST at the sender's next sequence number, a
+ * FIN within its window, the handshake ACK that acknowledges the backend's SYN. */
 __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
 			  struct ppctl_stats *stats, __u64 now)
 {
-	__u32 seq;
+	__u32 seq, end;
 
 	if (!skb || !p || !e)
 		return TC_ACT_SHOT;
@@ -257,13 +261,30 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 	if (!(e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)))
 		route_entry(skb, e, NULL, 0);   /* the neighbour may be known by now */
 
-	if (p->flags & TCPF_RST)
-		ct_set_state(e, PPCTL_CT_RST);
-	if (p->flags & TCPF_FIN)
-		ct_set_state(e, PPCTL_CT_FIN_CLIENT);
-	if ((p->flags & TCPF_ACK) && !(p->flags & TCPF_SYN) &&
-	    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED)) == PPCTL_CT_SYN_ACK_SEEN)
-		ct_set_state(e, PPCTL_CT_ESTABLISHED);
+	if (!(e->state & PPCTL_CT_SYN_ACK_SEEN) && !(p->flags & (TCPF_SYN | TCPF_RST))) {
+		/* Before the backend answered, the client has nothing else to send. */
+		if (stats)
+			stats->dropped_out_of_window++;
+		return TC_ACT_SHOT;
+	}
+
+	if (p->flags & TCPF_RST) {
+		/* RFC 5961: only a RST at the next sequence number resets. Others go on
+		 * for the backend to judge (and answer with a challenge ACK). */
+		if (p->seq == e->snd_end)
+			ct_set_state(e, PPCTL_CT_RST);
+		else if (stats)
+			stats->ignored_rst++;
+	} else {
+		end = seq_end(p);
+		if (seq_gt(end, e->snd_end) && seq_near(end, e->snd_end))
+			e->snd_end = end;
+		if ((p->flags & TCPF_FIN) && seq_near(p->seq, e->snd_end))
+			ct_set_state(e, PPCTL_CT_FIN_CLIENT);
+		if ((p->flags & (TCPF_ACK | TCPF_SYN)) == TCPF_ACK && p->ack == e->backend_isn + 1 &&
+		    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED)) == PPCTL_CT_SYN_ACK_SEEN)
+			ct_set_state(e, PPCTL_CT_ESTABLISHED);
+	}
 
 	/* A retransmitted SYN loses its data like the first one did (the trim
 	 * rewrites the whole segment). */
@@ -273,9 +294,12 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 		goto out;
 	}
 
-	if (e->hdr_len && !(p->flags & TCPF_SYN)) {
+	/* Only the client's stream moves, and only once the backend has answered: a
+	 * RST before that (answering a backend TIME_WAIT's ack from an older connection
+	 * on this tuple, which went to the client untouched) goes back untouched. */
+	if (e->hdr_len && !(p->flags & TCPF_SYN) && (e->state & PPCTL_CT_SYN_ACK_SEEN)) {
 		if (p->seq == e->client_isn + 1 && !(p->flags & TCPF_RST) &&
-		    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_HDR_ACKED)) == PPCTL_CT_SYN_ACK_SEEN) {
+		    !(e->state & PPCTL_CT_HDR_ACKED)) {
 			if (p->payload_len == 0)
 				return send_header(skb, p, e, stats);
 			if (!(e->state & PPCTL_CT_HDR_SENT) || (e->local_flags & PPCTL_CT_L_DATA_SEEN))
@@ -283,9 +307,7 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 			/* First transmission of the data, right behind the header. */
 			e->local_flags |= PPCTL_CT_L_DATA_SEEN;
 		}
-		/* Only the client's stream moves. A sequence number before ISN+1 (a RST
-		 * answering a backend ack from an older connection on this tuple, whose
-		 * ack we passed through untouched) goes back untouched too. */
+		/* A sequence number before ISN+1 goes back untouched. */
 		if ((e->state & PPCTL_CT_HDR_ACKED) || seq_geq(p->seq, e->client_isn + 1))
 			seq += e->hdr_len;
 	}
@@ -306,32 +328,76 @@ fail:
 
 /* MARK: - Backend -> client */
 
+/* Until the backend has acknowledged the header, an ack of this connection lies
+ * between ISN+1 and the end of what the client has sent, moved up by the header. */
+static __always_inline int ack_in_window(const struct ppctl_ct_entry *e, __u32 ack)
+{
+	struct ppctl_ct_key orig_key;
+	struct ppctl_ct_entry *orig;
+
+	ct_peer_key(e, &orig_key);
+	orig = bpf_map_lookup_elem(&ppctl_conntrack, &orig_key);
+	return orig && seq_geq(ack, e->client_isn + 1) && seq_geq(orig->snd_end + e->hdr_len, ack);
+}
+
 __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
 			 struct ppctl_stats *stats, __u64 now)
 {
-	__u32 ack, acked, sack_diff = 0;
+	__u32 ack, acked, end, sack_diff = 0;
 
 	if (!skb || !p || !e)
 		return TC_ACT_SHOT;
 	ack = p->ack;
 
 	ct_touch(e, now);
-	if ((p->flags & (TCPF_SYN | TCPF_ACK)) == (TCPF_SYN | TCPF_ACK))
-		ct_set_state(e, PPCTL_CT_SYN_ACK_SEEN);
-	if (p->flags & TCPF_RST)
-		ct_set_state(e, PPCTL_CT_RST);
-	if (p->flags & TCPF_FIN)
-		ct_set_state(e, PPCTL_CT_FIN_BACKEND);
+	if (!(e->state & PPCTL_CT_SYN_ACK_SEEN)) {
+		/* Before the backend answered, only its SYN-ACK for this ISN or its
+		 * refusal (a RST acknowledging the SYN) belong to the connection. The
+		 * rest (a TIME_WAIT's ack from an older connection on this SNAT tuple)
+		 * goes to the client untranslated: the client's RST in reply frees the
+		 * tuple at the backend, and the client's next SYN gets through. */
+		if ((p->flags & TCPF_ACK) && p->ack == e->client_isn + 1) {
+			if ((p->flags & (TCPF_SYN | TCPF_RST)) == TCPF_SYN)
+				ct_syn_ack(e, p->seq);
+			else if (p->flags & TCPF_RST)
+				ct_set_state(e, PPCTL_CT_RST);
+		}
+		goto rewrite;
+	}
+
+	if (p->flags & TCPF_RST) {
+		if (p->seq == e->snd_end)
+			ct_set_state(e, PPCTL_CT_RST);
+		else if (stats)
+			stats->ignored_rst++;
+	} else {
+		end = seq_end(p);
+		if (seq_gt(end, e->snd_end) && seq_near(end, e->snd_end))
+			e->snd_end = end;
+		/* A backend that closes first holds the tuple in TIME_WAIT. */
+		if ((p->flags & TCPF_FIN) && seq_near(p->seq, e->snd_end))
+			ct_set_state(e, PPCTL_CT_FIN_BACKEND |
+				     ((e->state & PPCTL_CT_FIN_CLIENT) ? 0 : PPCTL_CT_TIME_WAIT));
+	}
 
 	if (e->hdr_len && (p->flags & TCPF_ACK)) {
-		if (!(e->state & PPCTL_CT_HDR_ACKED) &&
-		    seq_geq(p->ack, e->client_isn + 1 + e->hdr_len))
-			ct_set_state(e, PPCTL_CT_HDR_ACKED);
+		if (!(e->state & PPCTL_CT_HDR_ACKED)) {
+			if (!ack_in_window(e, p->ack)) {
+				if (!(p->flags & TCPF_RST)) {
+					if (stats)
+						stats->dropped_out_of_window++;
+					return TC_ACT_SHOT;
+				}
+			} else if (seq_geq(p->ack, e->client_isn + 1 + e->hdr_len)) {
+				ct_set_state(e, PPCTL_CT_HDR_ACKED);
+			}
+		}
 		acked = e->state & PPCTL_CT_HDR_ACKED;
 		ack = ack_to_client(p->ack, e->client_isn, e->hdr_len, acked);
 		sack_diff = translate_sack(skb, p, e->client_isn, e->hdr_len, acked);
 	}
 
+rewrite:
 	if (rewrite_packet(skb, p, e, p->seq, ack, sack_diff)) {
 		if (stats)
 			stats->fwd_errors++;
@@ -346,82 +412,245 @@ __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_c
 
 /* MARK: - New connections */
 
+/* Answers a SYN the balancer cannot take with a RST from the VIP, so that the
+ * client knows at once instead of after its SYN retries. As RFC 793 says for a
+ * segment without ACK: seq 0, ack = the SYN's sequence number + 1 + its data. The
+ * skb itself becomes the RST and leaves by the interface it came in on (p is
+ * spent). */
+static __noinline int refuse_syn(struct __sk_buff *skb, struct packet *p,
+				 struct ppctl_stats *stats)
+{
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	struct ppctl_ct_entry *back;
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct tcphdr *tcp;
+
+	if (!scratch)
+		return TC_ACT_SHOT;
+	back = &scratch->rev;
+	__builtin_memset(back, 0, sizeof(*back));
+	back->nat_saddr = p->key.daddr;
+	back->nat_daddr = p->key.saddr;
+	back->nat_sport = p->key.dport;
+	back->nat_dport = p->key.sport;
+	back->family = p->key.family;
+	back->local_flags = PPCTL_CT_L_FWD_CACHED;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	__builtin_memcpy(back->smac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(back->dmac, eth->h_source, ETH_ALEN);
+
+	if (bpf_skb_change_tail(skb, p->l4_off + TCP_HLEN_MIN, 0))
+		return TC_ACT_SHOT;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	tcp = data + (p->l4_off & L4_OFF_MASK);
+	if ((void *)(tcp + 1) > data_end)
+		return TC_ACT_SHOT;
+	tcp->ack_seq = bpf_htonl(p->seq + 1 + p->payload_len);
+	((__u8 *)tcp)[12] = (TCP_HLEN_MIN / 4) << 4;
+	((__u8 *)tcp)[13] = TCPF_RST | TCPF_ACK;
+	tcp->window = 0;
+	tcp->urg_ptr = 0;
+	p->tcp_hlen = TCP_HLEN_MIN;
+	p->payload_len = 0;
+	if (finish_segment(skb, p, back, 0, NULL, 0, 0))
+		return TC_ACT_SHOT;
+	if (stats)
+		stats->resets_sent++;
+	return bpf_redirect(skb->ingress_ifindex, 0);
+}
+
 static __always_inline __u32 snat_port_seed(const struct packet *p)
 {
-	__u32 h = p->key.saddr.w[0] * 0x9E3779B1u;
+	__u32 h = (p->key.saddr.w[0] ^ p->key.saddr.w[3]) * 0x9E3779B1u;
 
 	return (h ^ (h >> 16)) + bpf_ntohs(p->key.sport);
 }
 
-/* Finds a free SNAT port towards the backend and inserts the REPLY entry under
- * it. The first candidate depends only on the client's address and port, so a
- * client that reuses its port gets the same SNAT port again (the backend then
- * sees one 4-tuple with growing ISNs and timestamps, which TIME_WAIT accepts).
- * A port whose previous connection is over is taken over at once. */
-static __always_inline int snat_port_alloc(const struct packet *p, const struct ppctl_config *cfg,
-					   struct ppctl_ct_entry *fwd,
-					   const struct ppctl_ct_entry *rev,
-					   struct ppctl_ct_key *rkey, __u64 now)
+/* Is `addr` one the connection may leave from: the pool's, or the route's source
+ * when there is no pool? */
+static __always_inline int snat_addr_ok(const struct ppctl_snat_pool *pool, __u32 count,
+					const struct ppctl_addr *addr,
+					const struct ppctl_addr *route_src)
 {
-	__u32 lo = cfg->snat_port_min, hi = cfg->snat_port_max;
-	__u32 seed = snat_port_seed(p);
-	__u32 range, i;
+	__u32 i;
 
+	if (!pool)
+		return addr_eq(addr, route_src);
+	for (i = 0; i < PPCTL_MAX_SNAT_ADDRS; i++) {
+		if (i >= count)
+			break;
+		if (addr_eq(addr, &pool->addr[i]))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Finds a SNAT tuple (address, port) towards the backend for the connection being
+ * built in the scratch space (fwd, rev), and inserts the REPLY entry under it
+ * (its key left in scratch->tuple); fwd gets the address and port. The candidates, in order: the
+ * client's previous tuple (hint); the client's own port on each pool address (as
+ * netfilter's masquerade keeps it); then ports spread over the range by a hash of
+ * the client's address and port. A tuple is taken only if no connection holds it,
+ * or the one that does is over and left no TIME_WAIT at the backend
+ * (ct_is_reclaimable): a backend never sees a stranger's SYN on a tuple it holds
+ * in TIME_WAIT. On the route's own source address (no pool) the namespace's
+ * ephemeral ports stay free for the host's sockets. Returns 0, SNAT_EXHAUSTED or
+ * SNAT_TABLE_FULL. (docs/datapath.md, "SNAT and TIME_WAIT".)
+ */
+#define SNAT_EXHAUSTED  1
+#define SNAT_TABLE_FULL 2
+
+/* Inserts the REPLY entry `rev` under the candidate tuple `rkey` if no connection
+ * holds it, or the one that does can give it up. Returns 0, SNAT_EXHAUSTED (taken)
+ * or SNAT_TABLE_FULL. */
+__noinline int snat_claim(struct ppctl_ct_key *rkey, struct ppctl_ct_entry *rev, __u64 now)
+{
+	struct ppctl_config *cfg = config_get();
+	struct ppctl_ct_entry *old;
+	long rc;
+
+	if (!rkey || !rev || !cfg)
+		return SNAT_TABLE_FULL;
+	rc = bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST);
+	if (rc == 0)
+		return 0;
+	if (rc == -ERRNO_E2BIG)
+		return SNAT_TABLE_FULL;
+	old = bpf_map_lookup_elem(&ppctl_conntrack, rkey);
+	if (!old || !ct_is_reclaimable(cfg, old, now))
+		return SNAT_EXHAUSTED;
+	ct_delete_connection(rkey, old);
+	return bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST) ? SNAT_EXHAUSTED : 0;
+}
+
+static __always_inline int snat_alloc(struct packet *p, struct ppctl_snat_pool *pool,
+				      struct snat_hint *hint, __u64 now)
+{
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	struct ppctl_config *cfg = config_get();
+	struct ppctl_ct_entry *fwd, *rev;
+	struct ppctl_ct_key *rkey;
+	const struct ppctl_addr *route_src;
+	__u32 lo, hi, range, count = 1, seed, client_port, port, i;
+	int rc;
+
+	if (!p || !scratch || !cfg)
+		return SNAT_TABLE_FULL;
+	fwd = &scratch->fwd;
+	rev = &scratch->rev;
+	rkey = &scratch->tuple;
+	lo = cfg->snat_port_min;
+	hi = cfg->snat_port_max;
 	if (lo == 0 || hi < lo) {
 		lo = PPCTL_DEFAULT_SNAT_PORT_MIN;
 		hi = PPCTL_DEFAULT_SNAT_PORT_MAX;
 	}
 	range = hi - lo + 1;
+	if (pool && pool->count) {
+		count = pool->count < PPCTL_MAX_SNAT_ADDRS ? pool->count : PPCTL_MAX_SNAT_ADDRS;
+	} else {
+		pool = NULL;
+	}
+	route_src = &fwd->nat_saddr;   /* stays until a tuple is found */
+	seed = snat_port_seed(p);
+	client_port = bpf_ntohs(p->key.sport);
 
 	__builtin_memset(rkey, 0, sizeof(*rkey));
 	rkey->saddr = fwd->nat_daddr;
-	rkey->daddr = fwd->nat_saddr;
 	rkey->sport = fwd->nat_dport;
 	rkey->family = fwd->family;
 	rkey->proto = PPCTL_PROTO_TCP;
 
 	for (i = 0; i < SNAT_PORT_TRIES; i++) {
-		struct ppctl_ct_entry *old;
-
-		rkey->dport = bpf_htons(lo + (seed + i) % range);
-		if (bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST) == 0)
-			goto found;
-		old = bpf_map_lookup_elem(&ppctl_conntrack, rkey);
-		if (old && ct_is_reclaimable(cfg, old, now)) {
-			ct_delete_connection(rkey, old);
-			if (bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST) == 0)
-				goto found;
+		if (i == 0 && hint && hint->port && hint->backend_id == fwd->backend_id &&
+		    snat_addr_ok(pool, count, &hint->addr, route_src)) {
+			rkey->daddr = hint->addr;
+			rkey->dport = hint->port;
+		} else {
+			rkey->daddr = pool ? pool->addr[((seed >> 16) + i) % count & (PPCTL_MAX_SNAT_ADDRS - 1)]
+					   : *route_src;
+			port = i <= count ? client_port : lo + (seed + i * 0x9E3779B1u) % range;
+			if (port < lo || port > hi ||
+			    (!pool && port >= cfg->local_port_min && port <= cfg->local_port_max))
+				continue;
+			rkey->dport = bpf_htons(port);
 		}
+		rc = snat_claim(rkey, rev, now);
+		if (rc == 0)
+			goto found;
+		if (rc == SNAT_TABLE_FULL)
+			return rc;
 	}
-	return -1;
+	return SNAT_EXHAUSTED;
 found:
+	fwd->nat_saddr = rkey->daddr;
 	fwd->nat_sport = rkey->dport;
 	return 0;
 }
 
+/* The SNAT pool a new connection of `svc` draws from: its own, else the
+ * instance's default, else none (the route's source address). */
+/* Keeps the SNAT tuple of a connection a SYN is about to replace (see struct
+ * snat_hint), for open_connection; `reused` tells it the hint is this SYN's. */
+static __noinline void snat_remember(const struct ppctl_ct_entry *e)
+{
+	__u32 zero = 0;
+	struct snat_hint *hint = bpf_map_lookup_elem(&ppctl_hint, &zero);
+
+	if (!hint)
+		return;
+	hint->addr = e->nat_saddr;
+	hint->port = e->nat_sport;
+	hint->backend_id = e->backend_id;
+}
+
+/* What new_connection returns for a SYN to answer with a RST (refuse_syn), and for
+ * one to go on with (open_connection). */
+#define VERDICT_REFUSE 0x100
+#define VERDICT_OPEN   0x101
+
+static __always_inline struct ppctl_snat_pool *snat_pool(const struct ppctl_service *svc)
+{
+	__u32 key = (svc->flags & PPCTL_SVC_SNAT_POOL) ? svc->id : PPCTL_SNAT_POOL_DEFAULT;
+	struct ppctl_snat_pool *pool = bpf_map_lookup_elem(&ppctl_snat_pools, &key);
+
+	return pool && pool->count ? pool : NULL;
+}
+
 __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
-			      const struct ppctl_service *svc, struct ppctl_stats *stats,
-			      __u64 now)
+			      const struct ppctl_service *svc, struct ppctl_stats *stats)
 {
 	__u32 zero = 0;
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct ppctl_ct_entry *fwd, *rev;
-	struct ppctl_ct_key rkey;
-	struct ppctl_config *cfg = config_get();
+	struct ppctl_snat_pool *pool;
 	struct ppctl_backend *be;
 	struct ethhdr *eth;
 	void *data, *data_end;
 	__u32 backend_id;
 
-	if (!skb || !p || !svc || !cfg || !scratch)
+	if (!skb || !p || !svc || !scratch)
 		return TC_ACT_SHOT;
 	fwd = &scratch->fwd;
 	rev = &scratch->rev;
 	__builtin_memset(fwd, 0, sizeof(*fwd));
 	__builtin_memset(rev, 0, sizeof(*rev));
 	be = pick_backend(svc, bpf_get_hash_recalc(skb), p->key.family, &backend_id);
-	if (!be)
-		goto no_backend;
+	if (!be) {
+		if (stats)
+			stats->refused_no_backend++;
+		return VERDICT_REFUSE;
+	}
 
 	/* ORIGINAL: client -> VIP becomes SNAT address:port -> backend. */
 	fwd->nat_daddr = be->addr;
@@ -429,6 +658,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->dir = PPCTL_DIR_ORIGINAL;
 	fwd->family = p->key.family;
 	fwd->client_isn = p->seq;
+	fwd->snd_end = p->seq + 1;
 	fwd->hdr_flags = svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 |
 				       PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C);
 	if (fwd->hdr_flags & PPCTL_SVC_UNIQUE_ID)
@@ -442,13 +672,14 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->backend_id = backend_id;
 	fwd->created_ns = now;
 	fwd->last_seen_ns = now;
-	if (svc->flags & PPCTL_SVC_SNAT_ADDR) {
-		fwd->nat_saddr = svc->snat;
+	pool = snat_pool(svc);
+	if (pool) {
+		fwd->nat_saddr = pool->addr[0];
 		if (route_entry(skb, fwd, NULL, 0))
-			goto no_route;
+			goto fail;
 	} else {
 		if (route_entry(skb, fwd, &fwd->nat_saddr, 1) || !fwd->nat_saddr.w[0])
-			goto no_route;
+			goto fail;
 	}
 
 	/* REPLY: backend -> SNAT address:port becomes VIP -> client, sent back the
@@ -476,11 +707,41 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	__builtin_memcpy(rev->smac, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(rev->dmac, eth->h_source, ETH_ALEN);
 	rev->local_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
+	return VERDICT_OPEN;
 
-	if (snat_port_alloc(p, cfg, fwd, rev, &rkey, now))
+fail:
+	if (stats)
+		stats->fwd_errors++;
+	return TC_ACT_SHOT;
+}
+
+/* The second half of a new connection, whose entries new_connection built in the
+ * scratch space: a SNAT tuple, both entries in the table, the SYN rewritten and
+ * sent on. (Two functions, so that neither call chain outgrows the BPF stack.) */
+__noinline int open_connection(struct __sk_buff *skb, struct packet *p,
+			       const struct ppctl_service *svc, int reused,
+			       struct ppctl_stats *stats)
+{
+	__u32 zero = 0;
+	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	struct snat_hint *hint = reused ? bpf_map_lookup_elem(&ppctl_hint, &zero) : NULL;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct ppctl_ct_entry *fwd;
+	int rc;
+
+	if (!skb || !p || !svc || !scratch)
+		return TC_ACT_SHOT;
+	fwd = &scratch->fwd;
+	rc = snat_alloc(p, snat_pool(svc), hint, now);
+	if (rc == SNAT_EXHAUSTED) {
+		if (stats)
+			stats->refused_snat_exhausted++;
+		return VERDICT_REFUSE;
+	}
+	if (rc)
 		goto table_full;
 	if (bpf_map_update_elem(&ppctl_conntrack, &p->key, fwd, BPF_NOEXIST)) {
-		bpf_map_delete_elem(&ppctl_conntrack, &rkey);
+		bpf_map_delete_elem(&ppctl_conntrack, &scratch->tuple);
 		goto table_full;
 	}
 	gc_arm();
@@ -499,11 +760,6 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	}
 	return forward(fwd);
 
-no_backend:
-	if (stats)
-		stats->refused_no_backend++;
-	return TC_ACT_SHOT;
-no_route:
 fail:
 	if (stats)
 		stats->fwd_errors++;
@@ -511,7 +767,7 @@ fail:
 table_full:
 	if (stats)
 		stats->refused_table_full++;
-	return TC_ACT_SHOT;
+	return VERDICT_REFUSE;
 }
 
 /*
@@ -617,6 +873,7 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	struct packet p = {};
 	struct ppctl_service_key skey = {};
 	struct ppctl_service *svc;
+	int reused = 0, rc;
 	struct ppctl_ct_entry *e;
 	struct ppctl_stats *stats = stats_get();
 	__u64 now;
@@ -629,10 +886,15 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	if (e) {
 		if (e->dir == PPCTL_DIR_REPLY)
 			return to_client(skb, &p, e, stats, now);
-		if (!(p.flags & TCPF_SYN) || p.seq == e->client_isn)
+		if (!(p.flags & TCPF_SYN) ||
+		    (p.seq == e->client_isn && !(e->state & (PPCTL_CT_RST | PPCTL_CT_FIN_CLIENT |
+							     PPCTL_CT_FIN_BACKEND))))
 			return to_backend(skb, &p, e, stats, now);
-		/* A SYN with a new ISN on a tracked tuple: the client reuses its port
-		 * for a new connection. It gets fresh state and a fresh header. */
+		/* A new connection on a tracked tuple: a SYN with a new ISN (the client
+		 * reuses its port), or any SYN after a RST or FIN. It gets fresh state
+		 * and a fresh header, and the SNAT tuple of its predecessor if it can. */
+		snat_remember(e);
+		reused = 1;
 		ct_delete_connection(&p.key, e);
 		if (stats)
 			stats->conns_reused++;
@@ -653,7 +915,10 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 			stats->dropped_no_conn++;
 		return TC_ACT_SHOT;
 	}
-	return new_connection(skb, &p, svc, stats, now);
+	rc = new_connection(skb, &p, svc, stats);
+	if (rc == VERDICT_OPEN)
+		rc = open_connection(skb, &p, svc, reused, stats);
+	return rc == VERDICT_REFUSE ? refuse_syn(skb, &p, stats) : rc;
 }
 
 /* At egress, only locally made packets: those of local clients of server-first

@@ -33,6 +33,7 @@ public struct Connection: Sendable {
             words.append(has(PPCTL_CT_ESTABLISHED) ? "established" : has(PPCTL_CT_SYN_ACK_SEEN) ? "syn-recv" : "syn-sent")
             if has(PPCTL_CT_FIN_CLIENT) { words.append("fin-client") }
             if has(PPCTL_CT_FIN_BACKEND) { words.append("fin-backend") }
+            if has(PPCTL_CT_TIME_WAIT) { words.append("time-wait") }
             if has(PPCTL_CT_RST) { words.append("reset") }
             if e.hdr_len > 0 { words.append(has(PPCTL_CT_HDR_ACKED) ? "header-acked" : has(PPCTL_CT_HDR_SENT) ? "header-sent" : "header-pending") }
             if e.local_flags & UInt8(PPCTL_CT_L_LOCAL) != 0 { words.append("local") }

@@ -47,7 +47,7 @@ public final class Controller {
         let f = value.flags
         func has(_ flag: UInt32) -> Bool { f & flag != 0 }
         let proxy: ProxyMode = has(PPCTL_SVC_PROXY_V2) ? .v2 : has(PPCTL_SVC_PROXY_V1) ? .v1 : .none
-        let snat = has(PPCTL_SVC_SNAT_ADDR) ? IPAddress(abi: value.snat, family: family) : nil
+        let snat = has(PPCTL_SVC_SNAT_POOL) ? t.snatPools.lookup(value.id).map { SNATPool.addresses($0, family: family) } ?? [] : []
         let tlvs = proxy == .v2 ? t.tlvs.lookup(value.id).map(Self.decodeTLVs) ?? [] : []
         let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
                                uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C),
@@ -92,9 +92,9 @@ public final class Controller {
         var value = ppctl_service()
         value.id = id
         value.flags = spec.flags
-        value.snat = spec.snat?.abi ?? ppctl_addr()
         value.backend_count = UInt16(spec.backends.count)
         try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
+        try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
         for (index, b) in spec.backends.enumerated() {
             try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
         }
@@ -112,6 +112,7 @@ public final class Controller {
             try tx.remove(t.services, key)
             try tx.write(t.rings, value.id, ppctl_ring())
             try tx.write(t.tlvs, value.id, ppctl_service_tlvs())
+            try tx.write(t.snatPools, value.id, ppctl_snat_pool())
             for index in 0..<UInt32(value.backend_count) {
                 try tx.remove(t.backends, Self.backendID(value.id, index))
             }

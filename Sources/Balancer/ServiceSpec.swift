@@ -19,8 +19,9 @@ public struct ServiceSpec: Hashable, Sendable {
     public var backends: [Backend]
     /// The header the backends get.
     public var proxy: ProxyMode
-    /// Source address towards the backends; nil: the egress interface's address.
-    public var snat: IPAddress?
+    /// Source addresses towards the backends (a SNAT pool); empty: the instance's
+    /// default pool, else the egress route's source address.
+    public var snat: [IPAddress]
     /// TLVs every v2 header carries (custom, cloud).
     public var tlvs: [ProxyTLV]
     /// A UNIQUE_ID TLV, new for every connection (v2).
@@ -37,7 +38,7 @@ public struct ServiceSpec: Hashable, Sendable {
     public static let maxBackends = Ring.size
 
     /// A service; nothing is checked until `validate()`.
-    public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: IPAddress? = nil,
+    public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: [IPAddress] = [],
                 tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false, serverFirst: Bool = false) {
         self.vip = vip
         self.backends = backends
@@ -55,8 +56,8 @@ public struct ServiceSpec: Hashable, Sendable {
     /// PPCTL_MAX_SERVICE_TLV_LEN. Throws the first problem found.
     public func validate() throws(BalancerError) {
         if let why = vip.address.unusableReason { throw .unusableAddress(vip.address.description, why) }
-        if let snat, let why = snat.unusableReason { throw .unusableAddress(snat.description, why) }
-        if let snat, snat.family != vip.address.family { throw .mixedFamilies(vip.description, "--snat \(snat)") }
+        try SNATPool.validate(snat)
+        if let a = snat.first, a.family != vip.address.family { throw .mixedFamilies(vip.description, "--snat \(a)") }
         guard backends.count <= Self.maxBackends else { throw .tooManyBackends(backends.count, limit: Self.maxBackends) }
         var seen = Set<Endpoint>()
         for b in backends {
@@ -107,7 +108,7 @@ public struct ServiceSpec: Hashable, Sendable {
         var f: UInt32 = 0
         if proxy == .v2 { f |= UInt32(PPCTL_SVC_PROXY_V2) }
         if proxy == .v1 { f |= UInt32(PPCTL_SVC_PROXY_V1) }
-        if snat != nil { f |= UInt32(PPCTL_SVC_SNAT_ADDR) }
+        if !snat.isEmpty { f |= UInt32(PPCTL_SVC_SNAT_POOL) }
         if uniqueID { f |= UInt32(PPCTL_SVC_UNIQUE_ID) }
         if crc32c { f |= UInt32(PPCTL_SVC_CRC32C) }
         if serverFirst { f |= UInt32(PPCTL_SVC_SERVER_FIRST) }

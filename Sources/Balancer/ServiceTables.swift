@@ -12,21 +12,25 @@ public struct ServiceTables {
     public var backends: any KeyValueMap<UInt32, ppctl_backend>
     /// Service id → encoded TLVs (ppctl_service_tlvs).
     public var tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>
+    /// Service id → SNAT pool (ppctl_snat_pools).
+    public var snatPools: any KeyValueMap<UInt32, ppctl_snat_pool>
 
     /// Tables over any maps.
     public init(services: any KeyValueMap<ppctl_service_key, ppctl_service>,
                 rings: any KeyValueMap<UInt32, ppctl_ring>,
                 backends: any KeyValueMap<UInt32, ppctl_backend>,
-                tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>) {
+                tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>,
+                snatPools: any KeyValueMap<UInt32, ppctl_snat_pool>) {
         self.services = services
         self.rings = rings
         self.backends = backends
         self.tlvs = tlvs
+        self.snatPools = snatPools
     }
 
     /// The tables of an attached instance.
     public init(_ maps: Maps) {
-        self.init(services: maps.services, rings: maps.rings, backends: maps.backends, tlvs: maps.serviceTLVs)
+        self.init(services: maps.services, rings: maps.rings, backends: maps.backends, tlvs: maps.serviceTLVs, snatPools: maps.snatPools)
     }
 
     /// Empty in-memory tables of the datapath's sizes, for tests and dry runs.
@@ -34,6 +38,7 @@ public struct ServiceTables {
         ServiceTables(services: InMemoryMap(capacity: Int(PPCTL_MAX_SERVICES)),
                       rings: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_ring()),
                       backends: InMemoryMap(capacity: Int(PPCTL_MAX_BACKENDS)),
-                      tlvs: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_service_tlvs()))
+                      tlvs: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_service_tlvs()),
+                      snatPools: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES) + 1, zero: ppctl_snat_pool()))
     }
 }

@@ -297,11 +297,16 @@ public enum Loader {
         }
     }
 
-    /// Defaults from ppctl_abi.h.
+    /// Defaults from ppctl_abi.h, and the namespace's own ephemeral port range (the
+    /// SNAT allocator keeps out of it on the route's source address).
     public static func defaultConfig() -> ppctl_config {
         var c = ppctl_config()
         c.snat_port_min = UInt16(PPCTL_DEFAULT_SNAT_PORT_MIN)
         c.snat_port_max = UInt16(PPCTL_DEFAULT_SNAT_PORT_MAX)
+        let local = localPortRange()
+        c.local_port_min = local.lowerBound
+        c.local_port_max = local.upperBound
+        c.timeout_time_wait = UInt32(PPCTL_DEFAULT_TIMEOUT_TIME_WAIT)
         c.timeout_syn = UInt32(PPCTL_DEFAULT_TIMEOUT_SYN)
         c.timeout_established = UInt32(PPCTL_DEFAULT_TIMEOUT_EST)
         c.timeout_fin = UInt32(PPCTL_DEFAULT_TIMEOUT_FIN)
@@ -309,6 +314,18 @@ public enum Loader {
         c.timeout_rst = UInt32(PPCTL_DEFAULT_TIMEOUT_RST)
         c.gc_interval = UInt32(PPCTL_DEFAULT_GC_INTERVAL)
         return c
+    }
+
+    /// net.ipv4.ip_local_port_range of the current network namespace (the kernel's
+    /// default when it cannot be read). IPv6 sockets use the same range.
+    public static func localPortRange() -> ClosedRange<UInt16> {
+        let fallback = UInt16(PPCTL_DEFAULT_LOCAL_PORT_MIN)...UInt16(PPCTL_DEFAULT_LOCAL_PORT_MAX)
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) else {
+            return fallback
+        }
+        let parts = text.split(whereSeparator: \.isWhitespace).compactMap { UInt16($0) }
+        guard parts.count == 2, parts[0] <= parts[1] else { return fallback }
+        return parts[0]...parts[1]
     }
 
     /// libbpf prints nothing unless PPCTL_DEBUG is set (then everything, verifier

@@ -18,6 +18,7 @@ public final class Maps {
         case ifaces = "ppctl_ifaces"
         case stats = "ppctl_stats"
         case gc = "ppctl_gc"
+        case snatPools = "ppctl_snat_pools"
         case sockStats = "ppctl_sock_stats"
     }
 
@@ -37,6 +38,8 @@ public final class Maps {
     public let ifaces: BPFMap<UInt32, ppctl_iface>
     /// Key 0 → counters, one copy per CPU.
     public let stats: PerCPUArray<ppctl_stats>
+    /// Service id (or PPCTL_SNAT_POOL_DEFAULT) → SNAT pool (array).
+    public let snatPools: BPFMap<UInt32, ppctl_snat_pool>
     /// Key 0 → the conntrack sweeper's timer.
     public let gc: BPFMap<UInt32, ppctl_gc_state>
     /// Key 0 → the socket path's counters, one copy per CPU (nil until a cgroup
@@ -56,6 +59,7 @@ public final class Maps {
         ifaces = try BPFMap(pinnedAt: instance.pin(.ifaces))
         stats = try PerCPUArray(pinnedAt: instance.pin(.stats))
         gc = try BPFMap(pinnedAt: instance.pin(.gc))
+        snatPools = try BPFMap(pinnedAt: instance.pin(.snatPools))
         sockStats = access(instance.pin(.sockStats), F_OK) == 0 ? try PerCPUArray(pinnedAt: instance.pin(.sockStats)) : nil
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Balancer
 import Datapath
+import DatapathABI
 
 /// `ppctl attach`: load or upgrade the datapath, attach it to interfaces and cgroups.
 struct Attach: ParsableCommand {
@@ -36,8 +37,16 @@ struct Attach: ParsableCommand {
         valueName: "N"))
     var maxConns: Int?
 
+    @Option(help: ArgumentHelp(
+        "The default SNAT pool of services without --snat, e.g. 198.18.2.10-198.18.2.13 (at most 16 addresses of one family); replaces the previous one.",
+        valueName: "IP[-IP][,...]"))
+    var snat: String?
+
     func validate() throws {
         guard !interfaces.isEmpty || cgroup != nil else { throw ValidationError("give at least one --iface, or --cgroup") }
+        if let snat {
+            try validated { try SNATPool.validate(try SNATPool.parse(snat)) }
+        }
         if let twice = interfaces.first(where: { name in interfaces.filter { $0 == name }.count > 1 }) {
             throw ValidationError("interface '\(twice)' is given twice")
         }
@@ -57,6 +66,10 @@ struct Attach: ParsableCommand {
                 let first = !inst.isAttached
                 let attached = interfaces.isEmpty ? []
                     : try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns)
+                if let snat, inst.isAttached {
+                    let pool = try SNATPool.parse(snat)
+                    try Maps(inst).snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(pool), mode: .any)
+                }
                 do {
                     if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }
                 } catch {

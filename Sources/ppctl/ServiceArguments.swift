@@ -44,10 +44,7 @@ struct ServiceArguments {
             if Set(types).count != types.count { throw BalancerError.invalidTLV("the same TLV type is given twice") }
             let spec = ServiceSpec(
                 vip: try Endpoint(parsing: vip), backends: try backends.map { try Backend(parsing: $0) },
-                proxy: mode, snat: try snat.map { s throws(BalancerError) in
-                    guard let a = IPAddress(s) else { throw BalancerError.malformedEndpoint(s, "not an IP address") }
-                    return a
-                }, tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
+                proxy: mode, snat: try snat.map { s throws(BalancerError) in try SNATPool.parse(s) } ?? [], tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
             try spec.validate()
             return spec
         }

@@ -36,7 +36,9 @@ extension Service {
         @Flag(help: "Short for --proxy v2.")
         var proxyv2 = false
 
-        @Option(help: ArgumentHelp("Source address towards the backends (default: the egress interface's address); backends must route it back to the balancer.", valueName: "IP"))
+        @Option(help: ArgumentHelp(
+            "SNAT pool: source addresses towards the backends, e.g. 198.18.2.10,198.18.2.20-198.18.2.23 (at most 16; default: attach's --snat, else the egress interface's address); backends must route them back to the balancer.",
+            valueName: "IP[-IP][,...]"))
         var snat: String?
 
         @Option(name: .customLong("tlv"), help: ArgumentHelp(
@@ -123,7 +125,7 @@ extension Service {
                 try printJSON(views.map(ServiceJSON.init))
             case .table:
                 print(table(["VIP", "PROXY", "SNAT", "BACKENDS"], views.map { v in
-                    [v.spec.vip.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat?.description ?? "-",
+                    [v.spec.vip.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat.isEmpty ? "-" : v.spec.snat.map(\.description).joined(separator: ","),
                      v.spec.backends.map { "\($0.endpoint)" + ($0.weight == 1 ? "" : ",weight=\($0.weight)") }
                         .joined(separator: " ")]
                 }))

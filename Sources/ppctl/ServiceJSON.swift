@@ -2,12 +2,12 @@ import Balancer
 import Foundation
 
 /// `ppctl service list -o json`, one object per service (docs/cli.md). Every key is
-/// always present (`snat` is null when the egress address is used).
+/// always present (`snat` is the service's SNAT pool, empty when it has none).
 struct ServiceJSON: Encodable {
     struct BackendJSON: Encodable { let address: String; let port: UInt16; let weight: Int }
     struct TLVJSON: Encodable { let type: UInt8; let name: String; let hex: String }
     let vip: String, address: String, port: UInt16, proxy: String
-    let snat: String?, uniqueID: Bool, crc32c: Bool, serverFirst: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
+    let snat: [String], uniqueID: Bool, crc32c: Bool, serverFirst: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
 
     enum CodingKeys: String, CodingKey {
         case vip, address, port, proxy, snat, uniqueID, crc32c, serverFirst, tlvs, backends
@@ -32,7 +32,7 @@ struct ServiceJSON: Encodable {
         address = v.spec.vip.address.description
         port = v.spec.vip.port
         proxy = v.spec.proxy.rawValue
-        snat = v.spec.snat?.description
+        snat = v.spec.snat.map(\.description)
         uniqueID = v.spec.uniqueID
         crc32c = v.spec.crc32c
         serverFirst = v.spec.serverFirst

@@ -26,7 +26,9 @@ struct Stats: ParsableCommand {
             ("headers_injected", s.headers_injected), ("headers_resent", s.headers_resent),
             ("data_split", s.data_split), ("tfo_trimmed", s.tfo_trimmed),
             ("refused_no_backend", s.refused_no_backend), ("refused_table_full", s.refused_table_full),
-            ("dropped_no_conn", s.dropped_no_conn), ("passed_unparsed", s.passed_unparsed),
+            ("refused_snat_exhausted", s.refused_snat_exhausted), ("resets_sent", s.resets_sent),
+            ("dropped_no_conn", s.dropped_no_conn), ("dropped_out_of_window", s.dropped_out_of_window),
+            ("ignored_rst", s.ignored_rst), ("passed_unparsed", s.passed_unparsed),
             ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired), ("fwd_errors", s.fwd_errors),
         ]
         // The socket path (local clients); its map is missing only in pins of an older ppctl.

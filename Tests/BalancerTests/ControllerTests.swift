@@ -11,7 +11,8 @@ final class ControllerTests: XCTestCase {
     let rings = InMemoryMap<UInt32, ppctl_ring>(arrayOf: 64, zero: ppctl_ring())
     let backends = InMemoryMap<UInt32, ppctl_backend>()
     let tlvs = InMemoryMap<UInt32, ppctl_service_tlvs>(arrayOf: 64, zero: ppctl_service_tlvs())
-    lazy var tables = ServiceTables(services: services, rings: rings, backends: backends, tlvs: tlvs)
+    let snatPools = InMemoryMap<UInt32, ppctl_snat_pool>(arrayOf: 65, zero: ppctl_snat_pool())
+    lazy var tables = ServiceTables(services: services, rings: rings, backends: backends, tlvs: tlvs, snatPools: snatPools)
     lazy var controller = Controller(tables)
 
     func spec(_ vip: String, _ backends: [String]) throws -> ServiceSpec {
@@ -22,7 +23,7 @@ final class ControllerTests: XCTestCase {
 
     /// Every byte of every map.
     func snapshot() -> [[[UInt8]: [UInt8]]] {
-        [services.snapshot(), rings.snapshot(), backends.snapshot(), tlvs.snapshot()]
+        [services.snapshot(), rings.snapshot(), backends.snapshot(), tlvs.snapshot(), snatPools.snapshot()]
     }
 
     // MARK: - Writing
@@ -42,7 +43,7 @@ final class ControllerTests: XCTestCase {
 
     func testWhatIsWrittenReadsBackAsTheSpec() throws {
         var s = try spec("198.18.0.10:80", ["198.18.2.2:8080,weight=3", "198.18.2.3:8080"])
-        s.snat = IPAddress("198.18.2.1")
+        s.snat = [IPAddress("198.18.2.1")!, IPAddress("198.18.2.10")!]
         s.uniqueID = true
         s.crc32c = true
         s.tlvs = [.awsVPCEndpointID("vpce-1"), try ServiceSpec.parseTLV("0xE5=x")]

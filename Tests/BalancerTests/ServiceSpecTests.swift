@@ -26,7 +26,7 @@ final class ServiceSpecTests: XCTestCase {
             XCTAssertEqual(error { try spec(["198.18.2.2:80"], vip: "\(address):80").validate() }.map(kind), "unusableAddress", address)
             XCTAssertEqual(error { try spec(["\(address):80"]).validate() }.map(kind), "unusableAddress", address)
             var s = try spec(["198.18.2.2:80"])
-            s.snat = IPAddress(address)
+            s.snat = [IPAddress(address)!]
             XCTAssertEqual(error { try s.validate() }.map(kind), "unusableAddress", "--snat \(address)")
         }
         for address in ["::", "::1", "ff02::1", "fe80::1"] {
@@ -43,7 +43,7 @@ final class ServiceSpecTests: XCTestCase {
         XCTAssertEqual(error { try spec(["198.18.0.10:80"]).validate() }, .backendIsVIP("198.18.0.10:80"))
         XCTAssertEqual(error { try spec(["[2001:2::2]:80"]).validate() }.map(kind), "mixedFamilies")
         var s = try spec(["198.18.2.2:80"])
-        s.snat = IPAddress("2001:2::1")
+        s.snat = [IPAddress("2001:2::1")!]
         XCTAssertEqual(error { try s.validate() }.map(kind), "mixedFamilies", "--snat of the other family")
         var weighted = try spec(["198.18.2.2:80"])
         weighted.backends[0].weight = 0

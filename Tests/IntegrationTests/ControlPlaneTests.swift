@@ -164,7 +164,7 @@ final class ControlPlaneTests: XCTestCase {
         let stats = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8)) as! [String: Int]
         XCTAssertEqual(stats["live_connections"], 0)
         XCTAssertEqual(stats["connections"], 0)
-        XCTAssertEqual(stats.count, 21, "\(stats.keys.sorted())")
+        XCTAssertEqual(stats.count, 25, "\(stats.keys.sorted())")
         XCTAssertEqual(stats["local_headers_pushed"], 0, "the socket path's counters are there from the first attach")
         XCTAssertTrue(try lab.ppctl(["stats"]).stdout.hasPrefix("COUNTER"))
         let ct = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout.utf8)) as! [Any]

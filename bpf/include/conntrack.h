@@ -68,7 +68,7 @@ static __always_inline __u64 ct_timeout_ns(const struct ppctl_config *cfg, __u32
 	if (state & PPCTL_CT_RST)
 		seconds = cfg->timeout_rst;
 	else if ((state & PPCTL_CT_FIN_CLIENT) && (state & PPCTL_CT_FIN_BACKEND))
-		seconds = cfg->timeout_close;
+		seconds = (state & PPCTL_CT_TIME_WAIT) ? cfg->timeout_time_wait : cfg->timeout_close;
 	else if (state & (PPCTL_CT_FIN_CLIENT | PPCTL_CT_FIN_BACKEND))
 		seconds = cfg->timeout_fin;
 	else if (state & PPCTL_CT_ESTABLISHED)
@@ -78,16 +78,38 @@ static __always_inline __u64 ct_timeout_ns(const struct ppctl_config *cfg, __u32
 	return (__u64)seconds * NS_PER_SEC;
 }
 
-/* A connection is over once both sides closed or one reset it: its tuple may be
- * taken by a new connection at once. Otherwise it is over when idle too long. */
+/* May another client connection have this connection's SNAT tuple? Once it was
+ * reset, or both sides closed and the client first: the backend keeps nothing of
+ * it. If the backend closed first it holds the tuple in TIME_WAIT, and a stranger's
+ * SYN there would meet PAWS (unrelated timestamps): the tuple stays ours for
+ * timeout_time_wait. Any connection is over when idle past its state's timeout. */
 static __always_inline int ct_is_reclaimable(const struct ppctl_config *cfg,
 					     const struct ppctl_ct_entry *e, __u64 now)
 {
 	if (e->state & PPCTL_CT_RST)
 		return 1;
-	if ((e->state & PPCTL_CT_FIN_CLIENT) && (e->state & PPCTL_CT_FIN_BACKEND))
+	if ((e->state & PPCTL_CT_FIN_CLIENT) && (e->state & PPCTL_CT_FIN_BACKEND) &&
+	    !(e->state & PPCTL_CT_TIME_WAIT))
 		return 1;
 	return now - e->last_seen_ns > ct_timeout_ns(cfg, e->state);
+}
+
+/* The backend's SYN-ACK for this connection: its ISN goes into both entries, its
+ * stream starts at ISN+1, and both entries say SYN-ACK seen. */
+static __always_inline void ct_syn_ack(struct ppctl_ct_entry *e, __u32 backend_isn)
+{
+	struct ppctl_ct_key peer_key;
+	struct ppctl_ct_entry *peer;
+
+	e->backend_isn = backend_isn;
+	e->snd_end = backend_isn + 1;
+	__sync_fetch_and_or(&e->state, PPCTL_CT_SYN_ACK_SEEN);
+	ct_peer_key(e, &peer_key);
+	peer = bpf_map_lookup_elem(&ppctl_conntrack, &peer_key);
+	if (peer) {
+		peer->backend_isn = backend_isn;
+		__sync_fetch_and_or(&peer->state, PPCTL_CT_SYN_ACK_SEEN);
+	}
 }
 
 /* Removes both entries of the connection that `key`/`e` belong to. */

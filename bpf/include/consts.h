@@ -51,10 +51,17 @@
 /* last_seen_ns is refreshed at most this often, to keep entries clean in cache. */
 #define CT_REFRESH_NS       NS_PER_SEC
 
+/* How far from the edge of what a sender has sent (either side) one of its
+ * segments may lie and still count as in its window (Linux's largest default
+ * receive buffer is 6 MiB). Beyond it, a FIN or an ack changes no state. */
+#define TCP_MAX_WINDOW      (1u << 23)
+
 /* How many SNAT ports a new connection tries before it is refused. */
 #define SNAT_PORT_TRIES     32
 
 #define CLOCK_MONOTONIC     1
+/* What a full BPF hash map's update returns (negated). */
+#define ERRNO_E2BIG         7
 
 /* PROXY protocol v2 (HAProxy's proxy-protocol.txt, section 2.2). */
 #define PP2_SIGNATURE_LEN   12

@@ -46,6 +46,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ppctl_stats SEC(".maps");
 
+/* SNAT address pools: one per service, and the instance's default at
+ * PPCTL_SNAT_POOL_DEFAULT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PPCTL_MAX_SERVICES + 1);
+	__type(key, __u32);
+	__type(value, struct ppctl_snat_pool);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_snat_pools SEC(".maps");
+
+/* The SNAT tuple a client's previous connection on the same tuple had: the
+ * backend knows this client there (its TIME_WAIT accepts the client's next SYN),
+ * so the new connection takes it again if it goes to the same backend. */
+struct snat_hint {
+	struct ppctl_addr addr;
+	__u32 backend_id;
+	__u16 port;                 /* network order; 0: no hint */
+	__u16 pad;
+};
+
+/* Per-CPU: the hint for the SYN being handled (kept off the programs' stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct snat_hint);
+} ppctl_hint SEC(".maps");
+
 /* The conntrack sweeper's timer (armed by the first new connection). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

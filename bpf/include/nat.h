@@ -22,6 +22,11 @@
 #define AF_INET6 10
 #endif
 
+static __always_inline int addr_eq(const struct ppctl_addr *a, const struct ppctl_addr *b)
+{
+	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) == 0;
+}
+
 /* Checksum diff of replacing one address by another (4 or 16 bytes). */
 static __always_inline __u32 addr_diff(const struct ppctl_addr *from, const struct ppctl_addr *to,
 				       __u8 family)

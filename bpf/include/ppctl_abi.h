@@ -28,6 +28,8 @@
 #define PPCTL_DEFAULT_MAX_CONNS 131072
 /* Attached interfaces the control plane remembers. */
 #define PPCTL_MAX_IFACES        64
+/* Addresses in one SNAT pool (a service's, or the instance's default). */
+#define PPCTL_MAX_SNAT_ADDRS    16
 /* Longest PROXY header a connection can carry (v2 fixed part + TLVs). */
 #define PPCTL_MAX_HEADER_LEN    256
 /* Longest run of pre-encoded TLVs a service can add to its v2 headers: what is left
@@ -57,7 +59,7 @@ struct ppctl_service_key {
 /* Service flags. */
 #define PPCTL_SVC_PROXY_V2   (1u << 0)  /* write a PROXY v2 header towards the backend */
 #define PPCTL_SVC_PROXY_V1   (1u << 1)  /* write a PROXY v1 text header */
-#define PPCTL_SVC_SNAT_ADDR  (1u << 2)  /* use `snat` instead of the egress interface address */
+#define PPCTL_SVC_SNAT_POOL  (1u << 2)  /* SNAT from the service's pool (ppctl_snat_pools[id]) */
 #define PPCTL_SVC_UNIQUE_ID  (1u << 3)  /* v2: add a UNIQUE_ID TLV, new for every connection */
 #define PPCTL_SVC_CRC32C     (1u << 4)  /* v2: add a CRC32C TLV computed over the header */
 /* Local clients (socket path) get the header on the handshake ACK at tc egress, not
@@ -67,10 +69,22 @@ struct ppctl_service_key {
 struct ppctl_service {
 	__u32 id;                   /* index into ppctl_rings */
 	__u32 flags;                /* PPCTL_SVC_* */
-	struct ppctl_addr snat;     /* source address towards backends if PPCTL_SVC_SNAT_ADDR */
 	__u16 backend_count;        /* 0: the service refuses new connections */
 	__u16 reserved;
 	__u32 reserved2;
+};
+
+/* MARK: - SNAT pools (map "ppctl_snat_pools", array) */
+
+/* Index PPCTL_SNAT_POOL_DEFAULT is the instance's default pool (`attach --snat`);
+ * index N is service N's own (PPCTL_SVC_SNAT_POOL). A connection's SNAT address is
+ * the service's pool, else the default pool, else the route's source address. */
+#define PPCTL_SNAT_POOL_DEFAULT PPCTL_MAX_SERVICES
+
+struct ppctl_snat_pool {
+	__u32 count;                /* addresses used in `addr`; 0: no pool */
+	__u32 reserved;
+	struct ppctl_addr addr[PPCTL_MAX_SNAT_ADDRS];
 };
 
 /* MARK: - Endpoint rings (map "ppctl_rings", array indexed by service id) */
@@ -137,6 +151,9 @@ struct ppctl_ct_key {
 #define PPCTL_CT_RST           (1u << 4)
 #define PPCTL_CT_HDR_SENT      (1u << 5)  /* the PROXY header went out at least once */
 #define PPCTL_CT_HDR_ACKED     (1u << 6)  /* the backend acknowledged the whole header */
+/* The backend closed first, so it holds the SNAT tuple in TIME_WAIT: no other client
+ * connection may have the tuple until timeout_time_wait has passed. */
+#define PPCTL_CT_TIME_WAIT     (1u << 7)
 
 /* Per-direction bits (not mirrored). */
 #define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
@@ -173,13 +190,19 @@ struct ppctl_ct_entry {
 	__u32 ifindex;
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u32 pad2;
+	/* The backend's ISN, from its SYN-ACK (mirrored in both entries). */
+	__u32 backend_isn;
 
 	__u64 created_ns;           /* bpf_ktime_get_coarse_ns() */
 	__u64 last_seen_ns;         /* refreshed at most once per second */
 	/* Value of the connection's UNIQUE_ID TLV (sent as 16 lowercase hex digits),
 	 * 0 if the service does not send one. */
 	__u64 unique_id;
+	/* The sequence number that follows the last one this direction's sender sent
+	 * (host order, in the sender's own space): where a valid RST must be, and the
+	 * upper edge of what the other side may acknowledge. */
+	__u32 snd_end;
+	__u32 pad2;
 };
 
 /* MARK: - Configuration (map "ppctl_config", one element at key 0) */
@@ -187,24 +210,33 @@ struct ppctl_ct_entry {
 struct ppctl_config {
 	__u16 snat_port_min;        /* host order, inclusive */
 	__u16 snat_port_max;        /* host order, inclusive */
-	__u32 reserved;
+	/* The namespace's own ephemeral ports (ip_local_port_range, inclusive): kept
+	 * free on a SNAT address that is the route's source, which the host's own
+	 * sockets share. Pool addresses get the whole SNAT range. */
+	__u16 local_port_min;
+	__u16 local_port_max;
 	/* Idle timeouts in seconds. */
 	__u32 timeout_syn;          /* handshake not completed */
 	__u32 timeout_established;
 	__u32 timeout_fin;          /* one side sent FIN */
-	__u32 timeout_close;        /* both sides sent FIN */
+	__u32 timeout_close;        /* both sides sent FIN, the client first */
 	__u32 timeout_rst;
 	__u32 gc_interval;          /* seconds between conntrack sweeps */
+	__u32 timeout_time_wait;    /* both sides sent FIN, the backend first (its TIME_WAIT) */
+	__u32 reserved;
 };
 
 #define PPCTL_DEFAULT_SNAT_PORT_MIN  1024
-#define PPCTL_DEFAULT_SNAT_PORT_MAX  32767  /* below Linux's ephemeral range */
+#define PPCTL_DEFAULT_SNAT_PORT_MAX  65535
+#define PPCTL_DEFAULT_LOCAL_PORT_MIN 32768  /* Linux's default ip_local_port_range */
+#define PPCTL_DEFAULT_LOCAL_PORT_MAX 60999
 #define PPCTL_DEFAULT_TIMEOUT_SYN    30
 #define PPCTL_DEFAULT_TIMEOUT_EST    7440   /* 2 h keepalive + 4 min */
 #define PPCTL_DEFAULT_TIMEOUT_FIN    120
 #define PPCTL_DEFAULT_TIMEOUT_CLOSE  10
 #define PPCTL_DEFAULT_TIMEOUT_RST    2
 #define PPCTL_DEFAULT_GC_INTERVAL    2
+#define PPCTL_DEFAULT_TIMEOUT_TIME_WAIT 62  /* Linux's TCP_TIMEWAIT_LEN (60 s) + 2 s */
 
 /* MARK: - Attached interfaces (map "ppctl_ifaces", key: ifindex) */
 
@@ -231,12 +263,16 @@ struct ppctl_stats {
 	__u64 data_split;           /* client data that arrived before the header went out */
 	__u64 tfo_trimmed;          /* data carried on a SYN, removed */
 	__u64 refused_no_backend;   /* SYN to a service without backends */
-	__u64 refused_table_full;   /* SYN refused: conntrack full or no SNAT port */
+	__u64 refused_table_full;   /* SYN refused: conntrack table full */
 	__u64 dropped_no_conn;      /* non-SYN to a service without a connection entry */
 	__u64 passed_unparsed;      /* IP/TCP that failed to parse (malformed, fragment): to the stack untouched */
 	__u64 conns_reused;         /* SYN with a new ISN on a tuple still tracked */
 	__u64 gc_expired;           /* entries removed by the sweeper */
 	__u64 fwd_errors;           /* redirect or rewrite failures */
+	__u64 refused_snat_exhausted; /* SYN refused: every SNAT tuple towards the backend in use */
+	__u64 dropped_out_of_window; /* segment outside the connection's window: dropped */
+	__u64 ignored_rst;          /* RST not at the sender's next sequence: passed, state kept */
+	__u64 resets_sent;          /* RSTs the balancer sent to refuse a SYN */
 };
 
 /* MARK: - The conntrack sweeper (map "ppctl_gc", one element at key 0) */

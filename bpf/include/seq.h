@@ -34,6 +34,26 @@ static __always_inline int seq_geq(__u32 a, __u32 b)
 	return (__s32)(a - b) >= 0;
 }
 
+/* True if a is strictly after b. */
+static __always_inline int seq_gt(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) > 0;
+}
+
+/* True if seq lies within TCP_MAX_WINDOW of `edge` on either side: where a segment
+ * of a sender whose stream reached `edge` can be (its retransmissions behind it,
+ * what was lost before the balancer ahead of it). */
+static __always_inline int seq_near(__u32 seq, __u32 edge)
+{
+	return (__u32)(seq - edge + TCP_MAX_WINDOW) <= 2 * TCP_MAX_WINDOW;
+}
+
+/* The sequence number after the segment: SYN and FIN count one each. */
+static __always_inline __u32 seq_end(const struct packet *p)
+{
+	return p->seq + p->payload_len + !!(p->flags & TCPF_SYN) + !!(p->flags & TCPF_FIN);
+}
+
 /* Backend-side ack (host order) to the client's sequence space. `acked`: the
  * backend has acknowledged the whole header (see above). */
 static __always_inline __u32 ack_to_client(__u32 ack, __u32 isn, __u32 hdr_len, __u32 acked)
