@@ -40,7 +40,7 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
             return "ppctl is not attached (no maps under \(dir)); run `ppctl attach --iface IF` (or `--cgroup`) first"
         case .unsafePinPath(let path, let why):
             return "refusing to pin under \(path): \(why); remove it (ppctl creates its pin directories itself, owned by root, mode 0700)"
-        case .notBPFFS(let path): return "\(path) is not on a bpffs (mount -t bpf bpf DIR, or use a path under /sys/fs/bpf)"
+        case .notBPFFS(let path): return "the pin root \(path) is not on a bpffs (choose a PPCTL_PIN_ROOT under /sys/fs/bpf)"
         case .unknownInterface(let name): return "no interface named '\(name)'"
         case .interfaceNotAttached(let name): return "ppctl is not attached to '\(name)'"
         case .unknownNamespace(let name): return "no network namespace named '\(name)' (see `ip netns list`)"

@@ -83,6 +83,9 @@ public struct Instance: Sendable {
         return nil
     }
 
+    /// The pin root (`$PPCTL_PIN_ROOT`) as the host sees it.
+    var pinRoot: String { String(hostDirectory.dropLast(name.count + 1)) }
+
     /// Path of a pinned map.
     public func pin(_ map: Maps.Name) -> String { directory + "/" + map.rawValue }
 
@@ -114,13 +117,13 @@ public struct Instance: Sendable {
             var st = stat()
             if lstat(path, &st) < 0 {
                 guard errno == ENOENT else { throw DatapathError.system("checking \(path)", errno: errno) }
-                guard ppctl_is_bpffs(parent) == 1 else { throw DatapathError.notBPFFS(String(parent.dropFirst(reach.count))) }
+                guard ppctl_is_bpffs(parent) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
                 if mkdir(path, 0o700) < 0 && errno != EEXIST { try check(-1, "creating \(path)") }
                 if lstat(path, &st) < 0 { try check(-1, "checking \(path)") }
             }
             if let why = Self.unsafeReason(st) { throw DatapathError.unsafePinPath(String(path.dropFirst(reach.count)), why) }
         }
-        guard ppctl_is_bpffs(directory) == 1 else { throw DatapathError.notBPFFS(hostDirectory) }
+        guard ppctl_is_bpffs(directory) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
         let fd = try check(open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), "opening \(directory)")
         defer { close(fd) }
         try check(fchmod(fd, 0o700), "making \(directory) mode 0700")
