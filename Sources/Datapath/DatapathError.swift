@@ -9,7 +9,8 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     /// ppctl was not attached in this instance (no pinned maps).
     case notAttached(directory: String)
     /// A directory on the way to the pins that another user could change (it is
-    /// not root's, or it is a symbolic link): the path and what is wrong with it.
+    /// not root's, a symbolic link, or writable by others and not sticky): the path
+    /// and what is wrong with it.
     case unsafePinPath(String, String)
     /// The pin root is not on a bpffs (BPF objects can only be pinned there).
     case notBPFFS(String)

@@ -108,6 +108,22 @@ public struct Instance: Sendable {
         if !directory.hasPrefix("/proc/") && ppctl_is_bpffs("/sys/fs/bpf") != 1 {
             try check(ppctl_mount_bpffs("/sys/fs/bpf"), "mounting bpffs at /sys/fs/bpf")
         }
+        try walkDirectory(creating: true)
+        guard ppctl_is_bpffs(directory) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
+        let fd = try check(open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), "opening \(directory)")
+        defer { close(fd) }
+        try check(fchmod(fd, 0o700), "making \(directory) mode 0700")
+    }
+
+    /// Checks the directories on the way to the pins that exist, as
+    /// `prepareDirectory` does, creating nothing: `Maps` calls it before opening a
+    /// pin. Throws `.unsafePinPath`.
+    public func checkDirectory() throws { try walkDirectory(creating: false) }
+
+    /// Walks from / to the instance directory with `lstat`, refusing a directory
+    /// `unsafeReason` finds fault with; a missing one is created (mode 0700) if
+    /// `creating` and its parent is on bpffs, else the walk stops there.
+    private func walkDirectory(creating: Bool) throws {
         // Under `ip netns exec`, the host's tree is reached through /proc/PID/root.
         let reach = String(directory.dropLast(hostDirectory.count))
         var path = reach
@@ -117,16 +133,13 @@ public struct Instance: Sendable {
             var st = stat()
             if lstat(path, &st) < 0 {
                 guard errno == ENOENT else { throw DatapathError.system("checking \(path)", errno: errno) }
+                guard creating else { return }
                 guard ppctl_is_bpffs(parent) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
                 if mkdir(path, 0o700) < 0 && errno != EEXIST { try check(-1, "creating \(path)") }
                 if lstat(path, &st) < 0 { try check(-1, "checking \(path)") }
             }
             if let why = Self.unsafeReason(st) { throw DatapathError.unsafePinPath(String(path.dropFirst(reach.count)), why) }
         }
-        guard ppctl_is_bpffs(directory) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
-        let fd = try check(open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), "opening \(directory)")
-        defer { close(fd) }
-        try check(fchmod(fd, 0o700), "making \(directory) mode 0700")
     }
 
     /// Why a directory on the way to the pins (its `lstat`) lets another user

@@ -472,6 +472,13 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertNotEqual(try lab.run(nobody + ["/bin/mv", pin, "/sys/fs/bpf/ppctl-test-\(getpid())-moved"], check: false).status, 0)
         XCTAssertNotEqual(try lab.run(nobody + ["/bin/rm", "-f", pin], check: false).status, 0)
         XCTAssertTrue(FileManager.default.fileExists(atPath: pin))
+
+        // Pins adopted before this check (an older ppctl) are refused by every command.
+        XCTAssertEqual(chown(lab.instanceDirectory, 65534, 65534), 0)
+        defer { chown(lab.instanceDirectory, 0, 0) }
+        let list = try lab.ppctl(["service", "list"], check: false)
+        XCTAssertEqual(list.status, 77, list.stderr)
+        XCTAssertTrue(list.stderr.hasPrefix("error: refusing to pin under \(lab.instanceDirectory): it is owned by uid 65534"), list.stderr)
     }
 
     func testASymlinkedPinRootIsRefused() throws {
