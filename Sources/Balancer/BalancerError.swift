@@ -7,10 +7,20 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
     /// An address that cannot be a VIP, backend or SNAT address, and what it is
     /// ("a multicast address").
     case unusableAddress(String, String)
+    /// An IPv4-mapped IPv6 address (::ffff:a.b.c.d), and the IPv4 address to write
+    /// instead: ppctl takes IPv4 addresses only as IPv4.
+    case ipv4Mapped(String, ipv4: String)
     /// The same backend endpoint twice in one service.
     case duplicateBackend(String)
     /// A backend equal to the service's VIP and port.
     case backendIsVIP(String)
+    /// A backend equal to the VIP:PORT of another service (connections would
+    /// loop through the balancer).
+    case backendIsAVIP(String)
+    /// A new service's VIP:PORT equal to a backend of a service.
+    case vipIsABackend(String)
+    /// An SNAT address equal to the service's VIP address.
+    case snatIsVIP(String)
     /// An IPv6 backend or SNAT address for an IPv4 VIP, or the reverse: the VIP,
     /// and what is of the other family ("backend [2001:2::2]:80", "--snat 2001:2::1").
     case mixedFamilies(String, String)
@@ -33,8 +43,13 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .malformedEndpoint(let text, let why): return "invalid endpoint '\(text)': \(why)"
         case .unusableAddress(let text, let why): return "address \(text) cannot be used: it is \(why)"
+        case .ipv4Mapped(let text, let ipv4):
+            return "address \(text) is IPv4-mapped: write the IPv4 address \(ipv4) (ppctl does not take IPv4-mapped IPv6 addresses)"
         case .duplicateBackend(let b): return "backend \(b) is given twice"
         case .backendIsVIP(let b): return "backend \(b) is the service's own VIP"
+        case .backendIsAVIP(let b): return "backend \(b) is the VIP of a service (connections would loop through the balancer)"
+        case .vipIsABackend(let v): return "\(v) is a backend of a service, so it cannot be a VIP (connections would loop through the balancer)"
+        case .snatIsVIP(let a): return "--snat \(a) is the service's VIP address (the backends' replies must come back to the balancer, not to the VIP)"
         case .mixedFamilies(let vip, let what): return "\(what) is not of the same address family as \(vip) (mixed IPv4/IPv6 is not supported)"
         case .serviceExists(let s): return "service \(s) already exists (delete it first, or use `ppctl backend add`)"
         case .unknownService(let s): return "no service \(s)"

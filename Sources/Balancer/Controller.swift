@@ -55,6 +55,9 @@ public final class Controller {
         return ServiceView(id: value.id, spec: spec)
     }
 
+    /// True if `vip` is a service.
+    public func exists(_ vip: Endpoint) -> Bool { t.services.lookup(Self.key(vip)) != nil }
+
     // MARK: - Changing
 
     /// Adds a service. Throws `BalancerError` if it is invalid or exists (nothing
@@ -65,7 +68,8 @@ public final class Controller {
 
     /// Adds many services at once, all or none: every spec is validated (against
     /// the maps and against the others) before anything is written, and if a write
-    /// fails every write before it is undone.
+    /// fails every write before it is undone. No backend may be the VIP:PORT of a
+    /// service, existing or new (`.backendIsAVIP`, `.vipIsABackend`).
     public func addServices(_ specs: [ServiceSpec]) throws {
         var seen = Set<Endpoint>()
         for spec in specs {
@@ -73,9 +77,21 @@ public final class Controller {
             guard seen.insert(spec.vip).inserted else {
                 throw BalancerError.serviceExists(spec.vip.description + " (twice in the input)")
             }
-            guard t.services.lookup(Self.key(spec.vip)) == nil else { throw BalancerError.serviceExists(spec.vip.description) }
+            guard !exists(spec.vip) else { throw BalancerError.serviceExists(spec.vip.description) }
         }
-        var ids = freeIDs ?? ServiceIDs(used: t.services.entries().map(\.value.id))
+        // No backend is a VIP:PORT, and no VIP:PORT a backend, of any service.
+        let existing = t.services.entries()
+        let vips = Set(existing.map { Self.endpoint($0.key) } + specs.map(\.vip))
+        for spec in specs {
+            if let b = spec.backends.first(where: { vips.contains($0.endpoint) }) {
+                throw BalancerError.backendIsAVIP(b.endpoint.description)
+            }
+        }
+        let newVIPs = Set(specs.map(\.vip))
+        for (_, b) in t.backends.entries() where newVIPs.contains(Self.endpoint(b)) {
+            throw BalancerError.vipIsABackend(Self.endpoint(b).description)
+        }
+        var ids = freeIDs ?? ServiceIDs(used: existing.map(\.value.id))
         let assigned = try specs.map { _ in
             guard let id = ids.take() else { throw BalancerError.tooManyServices(limit: Int(PPCTL_MAX_SERVICES)) }
             return id
@@ -121,9 +137,10 @@ public final class Controller {
     }
 
     /// Adds a backend to a service, at the next index: the backend, then the new
-    /// ring, then the service's count. Throws `.unknownService`, or what
+    /// ring, then the service's count. Throws `.unknownService`, what
     /// `ServiceSpec.validate()` throws for the service with the backend added
-    /// (duplicate, VIP, family, too many).
+    /// (duplicate, VIP, family, too many), or `.backendIsAVIP` if the backend is
+    /// another service's VIP:PORT.
     public func addBackend(_ vip: Endpoint, _ backend: Backend) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key), let current = service(vip) else {
@@ -132,6 +149,9 @@ public final class Controller {
         var spec = current.spec
         spec.backends.append(backend)
         try spec.validate()
+        guard !exists(backend.endpoint) else {
+            throw BalancerError.backendIsAVIP(backend.endpoint.description)
+        }
         var updated = value
         updated.backend_count += 1
         try Transaction.run { tx in
@@ -181,6 +201,16 @@ public final class Controller {
         k.family = vip.address.family
         k.proto = UInt8(PPCTL_PROTO_TCP)
         return k
+    }
+
+    /// The VIP:PORT of a services map key.
+    static func endpoint(_ key: ppctl_service_key) -> Endpoint {
+        Endpoint(address: IPAddress(abi: key.vip, family: key.family), port: UInt16(bigEndian: key.port))
+    }
+
+    /// The address and port of a backends map value.
+    static func endpoint(_ b: ppctl_backend) -> Endpoint {
+        Endpoint(address: IPAddress(abi: b.addr, family: b.family), port: UInt16(bigEndian: b.port))
     }
 
     /// PPCTL_BACKEND_ID: the service id and the backend's index.

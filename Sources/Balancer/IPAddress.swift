@@ -50,9 +50,18 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The IPv4 address of an IPv4-mapped IPv6 address (::ffff:a.b.c.d), else nil.
+    public var ipv4Mapped: IPv4Address? {
+        guard case .v6(let a) = self, a.bytes[0..<10].allSatisfy({ $0 == 0 }), a.bytes[10] == 0xff, a.bytes[11] == 0xff
+        else { return nil }
+        return IPv4Address(a.bytes[12], a.bytes[13], a.bytes[14], a.bytes[15])
+    }
+
     /// Why this address cannot be a VIP, backend or SNAT address, or nil if it can:
-    /// unspecified, this-network, broadcast, loopback, multicast, reserved, and for
-    /// IPv6 link-local (which needs a scope the datapath does not keep).
+    /// unspecified, this-network, broadcast, loopback, multicast, reserved, and
+    /// link-local (169.254/16, fe80::/10: it needs a scope the datapath does not keep).
+    /// IPv4-mapped IPv6 addresses are refused by `ServiceSpec.validate()` (as
+    /// `.ipv4Mapped`) before this is asked.
     var unusableReason: String? {
         switch self {
         case .v4(let a):
@@ -61,6 +70,7 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
             if b.0 == 0 { return "in 0.0.0.0/8 (this network)" }
             if a.hostOrder == 0xFFFF_FFFF { return "the broadcast address" }
             if b.0 == 127 { return "a loopback address" }
+            if b.0 == 169 && b.1 == 254 { return "a link-local address" }
             if b.0 >= 224 && b.0 <= 239 { return "a multicast address" }
             if b.0 >= 240 { return "a reserved address" }
             return nil

@@ -62,11 +62,11 @@ public enum SNATPool {
     }
 
     /// Checks that every address can be a source address (see
-    /// `IPAddress.unusableReason`), that they are of one family, and that there are
+    /// `ServiceSpec.checkUsable`), that they are of one family, and that there are
     /// at most `maxAddresses`.
     public static func validate(_ pool: [IPAddress]) throws(BalancerError) {
         for a in pool {
-            if let why = a.unusableReason { throw .unusableAddress(a.description, why) }
+            try ServiceSpec.checkUsable(a)
             if let first = pool.first, a.family != first.family { throw .mixedFamilies("--snat \(first)", "--snat \(a)") }
         }
         guard pool.count <= maxAddresses else {

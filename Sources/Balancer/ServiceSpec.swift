@@ -51,17 +51,19 @@ public struct ServiceSpec: Hashable, Sendable {
     }
 
     /// Checks everything that can be checked without the maps: usable addresses
-    /// of one family, 0 to `maxBackends` distinct backends none of which is the VIP,
+    /// of one family (no IPv4-mapped IPv6), an SNAT address other than the VIP's,
+    /// 0 to `maxBackends` distinct backends none of which is the VIP,
     /// weights in `Backend.weightRange`, TLV options only with v2 and within
     /// PPCTL_MAX_SERVICE_TLV_LEN. Throws the first problem found.
     public func validate() throws(BalancerError) {
-        if let why = vip.address.unusableReason { throw .unusableAddress(vip.address.description, why) }
+        try Self.checkUsable(vip.address)
         try SNATPool.validate(snat)
         if let a = snat.first, a.family != vip.address.family { throw .mixedFamilies(vip.description, "--snat \(a)") }
+        if snat.contains(vip.address) { throw .snatIsVIP(vip.address.description) }
         guard backends.count <= Self.maxBackends else { throw .tooManyBackends(backends.count, limit: Self.maxBackends) }
         var seen = Set<Endpoint>()
         for b in backends {
-            if let why = b.endpoint.address.unusableReason { throw .unusableAddress(b.endpoint.address.description, why) }
+            try Self.checkUsable(b.endpoint.address)
             guard b.endpoint.address.family == vip.address.family else { throw .mixedFamilies(vip.description, "backend \(b.endpoint)") }
             guard b.endpoint != vip else { throw .backendIsVIP(b.endpoint.description) }
             guard seen.insert(b.endpoint).inserted else { throw .duplicateBackend(b.endpoint.description) }
@@ -79,6 +81,13 @@ public struct ServiceSpec: Hashable, Sendable {
         guard encoded.count <= Int(PPCTL_MAX_SERVICE_TLV_LEN) else {
             throw .invalidTLV("\(encoded.count) bytes of TLVs exceed the limit of \(PPCTL_MAX_SERVICE_TLV_LEN)")
         }
+    }
+
+    /// Throws `.ipv4Mapped` or `.unusableAddress` if `address` cannot be a VIP,
+    /// backend or SNAT address.
+    static func checkUsable(_ address: IPAddress) throws(BalancerError) {
+        if let ipv4 = address.ipv4Mapped { throw .ipv4Mapped("::ffff:\(ipv4)", ipv4: ipv4.description) }
+        if let why = address.unusableReason { throw .unusableAddress(address.description, why) }
     }
 
     /// The service TLVs as they go on the wire.

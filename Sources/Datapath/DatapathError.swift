@@ -8,6 +8,12 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case system(String, errno: Int32)
     /// ppctl was not attached in this instance (no pinned maps).
     case notAttached(directory: String)
+    /// A directory on the way to the pins that another user could change (it is
+    /// not root's, a symbolic link, or writable by others and not sticky): the path
+    /// and what is wrong with it.
+    case unsafePinPath(String, String)
+    /// The pin root is not on a bpffs (BPF objects can only be pinned there).
+    case notBPFFS(String)
     /// An interface name that does not exist in the namespace.
     case unknownInterface(String)
     /// The interface is not one ppctl is attached to.
@@ -33,6 +39,9 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
         case .system(let what, let e): return "\(what): \(String(cString: strerror(e)))"
         case .notAttached(let dir):
             return "ppctl is not attached (no maps under \(dir)); run `ppctl attach --iface IF` (or `--cgroup`) first"
+        case .unsafePinPath(let path, let why):
+            return "refusing to pin under \(path): \(why); remove it (ppctl creates its pin directories itself, owned by root, mode 0700)"
+        case .notBPFFS(let path): return "the pin root \(path) is not on a bpffs (choose a PPCTL_PIN_ROOT under /sys/fs/bpf)"
         case .unknownInterface(let name): return "no interface named '\(name)'"
         case .interfaceNotAttached(let name): return "ppctl is not attached to '\(name)'"
         case .unknownNamespace(let name): return "no network namespace named '\(name)' (see `ip netns list`)"

@@ -83,6 +83,9 @@ public struct Instance: Sendable {
         return nil
     }
 
+    /// The pin root (`$PPCTL_PIN_ROOT`) as the host sees it.
+    var pinRoot: String { String(hostDirectory.dropLast(name.count + 1)) }
+
     /// Path of a pinned map.
     public func pin(_ map: Maps.Name) -> String { directory + "/" + map.rawValue }
 
@@ -93,19 +96,60 @@ public struct Instance: Sendable {
     /// (bpffs holds only BPF objects, so the lock lives on /run).
     public var lockPath: String { "/run/ppctl/" + hostDirectory.replacingSlashes() + ".lock" }
 
-    /// Makes sure bpffs is mounted at /sys/fs/bpf and the instance directory exists
-    /// with mode 0700 (libbpf pins the maps in it with mode 0600). Throws `.system`.
+    /// Makes sure bpffs is mounted at /sys/fs/bpf (mode 0700 when ppctl mounts it)
+    /// and the instance directory exists with mode 0700 (libbpf pins the maps in it
+    /// with mode 0600). Missing directories are created, owned by root, mode 0700.
+    /// Every directory on the way must be root's, not a symbolic link, and not
+    /// writable by others unless sticky (as /sys/fs/bpf is): else another user could
+    /// move or remove the pins. Throws `.unsafePinPath` naming the first that is not,
+    /// `.notBPFFS` (before creating anything) if the pins would not be on bpffs,
+    /// `.system` if a call fails.
     public func prepareDirectory() throws {
         if !directory.hasPrefix("/proc/") && ppctl_is_bpffs("/sys/fs/bpf") != 1 {
             try check(ppctl_mount_bpffs("/sys/fs/bpf"), "mounting bpffs at /sys/fs/bpf")
         }
-        var path = ""
-        for part in directory.split(separator: "/") {
+        try walkDirectory(creating: true)
+        guard ppctl_is_bpffs(directory) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
+        let fd = try check(open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), "opening \(directory)")
+        defer { close(fd) }
+        try check(fchmod(fd, 0o700), "making \(directory) mode 0700")
+    }
+
+    /// Checks the directories on the way to the pins that exist, as
+    /// `prepareDirectory` does, creating nothing: `Maps` calls it before opening a
+    /// pin. Throws `.unsafePinPath`.
+    public func checkDirectory() throws { try walkDirectory(creating: false) }
+
+    /// Walks from / to the instance directory with `lstat`, refusing a directory
+    /// `unsafeReason` finds fault with; a missing one is created (mode 0700) if
+    /// `creating` and its parent is on bpffs, else the walk stops there.
+    private func walkDirectory(creating: Bool) throws {
+        // Under `ip netns exec`, the host's tree is reached through /proc/PID/root.
+        let reach = String(directory.dropLast(hostDirectory.count))
+        var path = reach
+        for part in hostDirectory.split(separator: "/") {
+            let parent = path.isEmpty ? "/" : path
             path += "/" + part
-            if access(path, F_OK) == 0 { continue }
-            if mkdir(path, 0o700) < 0 && errno != EEXIST { try check(-1, "creating \(path)") }
+            var st = stat()
+            if lstat(path, &st) < 0 {
+                guard errno == ENOENT else { throw DatapathError.system("checking \(path)", errno: errno) }
+                guard creating else { return }
+                guard ppctl_is_bpffs(parent) == 1 else { throw DatapathError.notBPFFS(pinRoot) }
+                if mkdir(path, 0o700) < 0 && errno != EEXIST { try check(-1, "creating \(path)") }
+                if lstat(path, &st) < 0 { try check(-1, "checking \(path)") }
+            }
+            if let why = Self.unsafeReason(st) { throw DatapathError.unsafePinPath(String(path.dropFirst(reach.count)), why) }
         }
-        chmod(directory, 0o700)
+    }
+
+    /// Why a directory on the way to the pins (its `lstat`) lets another user
+    /// change what is below it, or nil if it does not.
+    static func unsafeReason(_ st: stat) -> String? {
+        if st.st_mode & S_IFMT == S_IFLNK { return "it is a symbolic link" }
+        if st.st_mode & S_IFMT != S_IFDIR { return "it is not a directory" }
+        if st.st_uid != 0 { return "it is owned by uid \(st.st_uid), not root" }
+        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 { return "others can write to it (mode \(String(st.st_mode & 0o7777, radix: 8)))" }
+        return nil
     }
 
     /// Moves the calling thread into the network namespace /run/netns/NAME. Call it
@@ -121,7 +165,10 @@ public struct Instance: Sendable {
     /// Runs `body` holding an exclusive `flock` on `lockPath`, so that two ppctl
     /// processes never interleave their changes (the second waits for the first).
     /// Every command that writes maps or attaches holds it; readers do not.
-    public func withLock<T>(_ body: () throws -> T) throws -> T {
+    /// `needsPins`: throw `.notAttached` without creating the lock file when there
+    /// are no pins (commands that change services).
+    public func withLock<T>(needsPins: Bool = false, _ body: () throws -> T) throws -> T {
+        if needsPins && !isAttached { throw DatapathError.notAttached(directory: directory) }
         mkdir("/run/ppctl", 0o700)
         let fd = try check(open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600), "opening lock \(lockPath)")
         defer { close(fd) }

@@ -47,9 +47,11 @@ public final class Maps {
     public let sockStats: PerCPUArray<ppctl_sock_stats>?
 
     /// Opens the maps pinned in `instance`. Throws `.notAttached` if there are none,
+    /// `.unsafePinPath` if another user could have changed them,
     /// `.system` or `.incompatiblePin` if one cannot be opened as its type.
     public init(_ instance: Instance) throws {
         guard instance.isAttached else { throw DatapathError.notAttached(directory: instance.directory) }
+        try instance.checkDirectory()
         services = try BPFMap(pinnedAt: instance.pin(.services))
         rings = try BPFMap(pinnedAt: instance.pin(.rings))
         backends = try BPFMap(pinnedAt: instance.pin(.backends))

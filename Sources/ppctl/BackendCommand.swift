@@ -20,7 +20,7 @@ struct BackendCommand: ParsableCommand {
         func run() throws {
             let v = try validated { try Endpoint(parsing: vip) }, b = try validated { try Backend(parsing: backend) }
             let inst = try instance.instance()
-            try ppctl.run { try inst.withLock { try Controller(ServiceTables(Maps(inst))).addBackend(v, b) } }
+            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).addBackend(v, b) } }
             print("added backend \(b.endpoint) to \(v)")
         }
     }
@@ -40,7 +40,7 @@ struct BackendCommand: ParsableCommand {
         func run() throws {
             let v = try validated { try Endpoint(parsing: vip) }, b = try validated { try Endpoint(parsing: backend) }
             let inst = try instance.instance()
-            try ppctl.run { try inst.withLock { try Controller(ServiceTables(Maps(inst))).deleteBackend(v, b) } }
+            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).deleteBackend(v, b) } }
             print("deleted backend \(b) from \(v)")
         }
     }

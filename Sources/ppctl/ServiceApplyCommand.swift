@@ -19,7 +19,9 @@ extension Service {
         @Argument(help: ArgumentHelp("The file (- for stdin).", valueName: "FILE"))
         var file: String
 
-        func specs() throws -> [ServiceSpec] {
+        /// The services of the file with their line numbers, each line validated as
+        /// `service add` would, and no VIP twice. Throws ValidationError naming the line.
+        func specs() throws -> [(line: Int, spec: ServiceSpec)] {
             let text: String
             if file == "-" {
                 text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
@@ -27,26 +29,62 @@ extension Service {
                 guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
                 text = String(decoding: data, as: UTF8.self)
             }
-            var specs: [ServiceSpec] = []
-            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let trimmed = line.trimmingCharacters(in: .whitespaces)
-                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-                let args = trimmed.split(whereSeparator: \.isWhitespace).map(String.init)
+            var specs: [(line: Int, spec: ServiceSpec)] = []
+            var lineOf: [Endpoint: Int] = [:]
+            // "\r\n" is one Character, and a newline: CRLF files read like LF files.
+            for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+                let number = index + 1
                 do {
-                    let arguments = try ServiceArguments.quickParse(args) ?? Add.parse(args).arguments
-                    specs.append(try arguments.spec())
+                    guard let spec = try Self.spec(line) else { continue }
+                    if let first = lineOf[spec.vip] {
+                        throw ValidationError("service \(spec.vip) is given twice (first on line \(first))")
+                    }
+                    lineOf[spec.vip] = number
+                    specs.append((number, spec))
                 } catch {
-                    throw ValidationError("line \(number + 1): \(Add.message(for: error))")
+                    throw ValidationError("line \(number): \(Add.message(for: error))")
                 }
             }
             return specs
         }
 
+        /// The service one line describes, or nil for a blank or comment line. Words
+        /// are separated by blanks; a word starting with `#` starts a comment that
+        /// runs to the end of the line. Options other than `service add`'s (such as
+        /// --netns) and NUL bytes are refused.
+        static func spec(_ line: Substring) throws -> ServiceSpec? {
+            guard !line.contains("\0") else { throw ValidationError("the line holds a NUL byte (\\0)") }
+            let words = line.split(whereSeparator: \.isWhitespace).prefix { !$0.hasPrefix("#") }.map(String.init)
+            if words.isEmpty { return nil }
+            if let quick = ServiceArguments.quickParse(words) { return try quick.spec() }
+            let add = try Add.parse(words)
+            if add.instance.netns != nil {
+                throw ValidationError("--netns does not belong in a line; give it to `ppctl service apply` itself")
+            }
+            return try add.arguments.spec()
+        }
+
         func run() throws {
             let specs = try specs()
             let inst = try instance.instance()
-            try ppctl.run { try inst.withLock { try Controller(ServiceTables(Maps(inst))).addServices(specs) } }
+            try ppctl.run {
+                try inst.withLock(needsPins: true) {
+                    let controller = try Controller(ServiceTables(Maps(inst)))
+                    if let (line, spec) = specs.first(where: { controller.exists($0.spec.vip) }) {
+                        throw InputLineError(line: line, error: BalancerError.serviceExists(spec.vip.description))
+                    }
+                    try controller.addServices(specs.map(\.spec))
+                }
+            }
             print("added \(specs.count) service\(specs.count == 1 ? "" : "s")")
         }
     }
+}
+
+/// An error about one line of an input file: `line N: ...`.
+struct InputLineError: Error, CustomStringConvertible {
+    var line: Int
+    var error: Error
+
+    var description: String { "line \(line): \(error)" }
 }

@@ -7,8 +7,10 @@ import ProxyProtocol
 struct ServiceArguments {
     var vip: String
     var backends: [String] = []
-    var proxy: String?
-    var proxyv2 = false
+    /// Every `--proxy` value given (more than one is refused).
+    var proxy: [String] = []
+    /// How many times `--proxyv2` is given (more than once is refused).
+    var proxyv2 = 0
     var snat: String?
     var tlvs: [String] = []
     var awsVpceId: String?
@@ -21,9 +23,10 @@ struct ServiceArguments {
     /// The service these arguments describe, validated (`ServiceSpec.validate()`).
     /// Throws ValidationError (exit 64) naming the bad value.
     func spec() throws -> ServiceSpec {
-        if proxyv2 && proxy != nil && proxy != "v2" { throw ValidationError("--proxyv2 contradicts --proxy \(proxy!)") }
-        var mode: ProxyMode = proxyv2 ? .v2 : .none
-        if let proxy {
+        let modes = Array(repeating: "--proxyv2", count: proxyv2) + proxy.map { "--proxy \($0)" }
+        if modes.count > 1 { throw ValidationError("give the PROXY version once, not \(modes.joined(separator: " and "))") }
+        var mode: ProxyMode = proxyv2 > 0 ? .v2 : .none
+        if let proxy = proxy.first {
             guard let m = ProxyMode(rawValue: proxy), m != .none else {
                 throw ValidationError("--proxy must be v1 or v2, not '\(proxy)'")
             }
@@ -77,10 +80,10 @@ struct ServiceArguments {
                 switch word {
                 case "--backend": guard let v = value() else { return nil }; a.backends.append(v)
                 case "--tlv": guard let v = value() else { return nil }; a.tlvs.append(v)
-                case "--proxy": guard let v = value() else { return nil }; a.proxy = v
+                case "--proxy": guard let v = value() else { return nil }; a.proxy = [v]
                 case "--snat": guard let v = value() else { return nil }; a.snat = v
                 case "--aws-vpce-id": guard let v = value() else { return nil }; a.awsVpceId = v
-                case "--proxyv2": a.proxyv2 = true
+                case "--proxyv2": a.proxyv2 = 1
                 case "--unique-id": a.uniqueId = true
                 case "--crc32c": a.crc32c = true
                 case "--server-first": a.serverFirst = true

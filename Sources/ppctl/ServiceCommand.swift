@@ -30,11 +30,11 @@ extension Service {
             valueName: "IP:PORT[,weight=N]"))
         var backends: [String]
 
-        @Option(help: ArgumentHelp("Write a PROXY header of this version towards the backends.", valueName: "v1|v2"))
-        var proxy: String?
+        @Option(help: ArgumentHelp("Write a PROXY header of this version towards the backends (give it once).", valueName: "v1|v2"))
+        var proxy: [String] = []
 
-        @Flag(help: "Short for --proxy v2.")
-        var proxyv2 = false
+        @Flag(help: "Short for --proxy v2 (give it once).")
+        var proxyv2: Int
 
         @Option(help: ArgumentHelp(
             "SNAT pool: source addresses towards the backends, e.g. 198.18.2.10,198.18.2.20-198.18.2.23 (at most 16; default: attach's --snat, else the egress interface's address); backends must route them back to the balancer.",
@@ -81,7 +81,7 @@ extension Service {
             let spec = try spec()
             let inst = try instance.instance()
             try ppctl.run {
-                try inst.withLock { try Controller(ServiceTables(Maps(inst))).addService(spec) }
+                try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).addService(spec) }
             }
             print("added \(spec.vip) (\(spec.backends.count) backend\(spec.backends.count == 1 ? "" : "s"))")
             if spec.maxHeaderLength > 107 {
@@ -104,7 +104,7 @@ extension Service {
         func run() throws {
             let endpoint = try validated { try Endpoint(parsing: vip) }
             let inst = try instance.instance()
-            try ppctl.run { try inst.withLock { try Controller(ServiceTables(Maps(inst))).deleteService(endpoint) } }
+            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).deleteService(endpoint) } }
             print("deleted \(endpoint)")
         }
     }

@@ -16,10 +16,13 @@ func printWarning(_ message: String) {
 }
 
 /// Prints a one-line error and returns the exit code to throw: 64 for input the
-/// balancer refuses (`BalancerError`), 1 for an operation that failed.
+/// balancer refuses (`BalancerError`, also about a line of a file), 77 for a pin
+/// directory others could change, 1 for an operation that failed.
 func fail(_ error: Error) -> ExitCode {
     printError("\(error)")
-    return error is BalancerError ? ExitCode(64) : ExitCode(1)
+    if error is BalancerError || (error as? InputLineError)?.error is BalancerError { return ExitCode(64) }
+    if case .unsafePinPath = error as? DatapathError { return ExitCode(77) }
+    return ExitCode(1)
 }
 
 /// Runs `body`, turning its errors into one-line messages and exit codes.

@@ -89,6 +89,25 @@ final class ControllerTests: XCTestCase {
         }
     }
 
+    func testNoBackendIsTheVIPOfAnyService() throws {
+        try controller.addService(spec("198.18.0.10:80", ["198.18.2.2:80"]))
+        try controller.addService(spec("198.18.0.11:80", ["198.18.2.3:80"]))
+        let before = snapshot()
+        func refused(_ expected: BalancerError, _ body: () throws -> Void, line: UInt = #line) {
+            XCTAssertThrowsError(try body(), line: line) { XCTAssertEqual($0 as? BalancerError, expected, line: line) }
+            XCTAssertEqual(snapshot(), before, "nothing changed", line: line)
+        }
+        refused(.backendIsAVIP("198.18.0.10:80")) { try controller.addService(spec("198.18.0.12:80", ["198.18.0.10:80"])) }
+        refused(.backendIsAVIP("198.18.0.10:80")) {
+            try controller.addBackend(endpoint("198.18.0.11:80"), Backend(parsing: "198.18.0.10:80"))
+        }
+        refused(.backendIsAVIP("198.18.0.13:80")) {
+            try controller.addServices([spec("198.18.0.12:80", ["198.18.0.13:80"]), spec("198.18.0.13:80", ["198.18.2.3:80"])])
+        }
+        refused(.vipIsABackend("198.18.2.2:80")) { try controller.addService(spec("198.18.2.2:80", ["198.18.2.3:8080"])) }
+        XCTAssertNoThrow(try controller.addService(spec("198.18.0.12:80", ["198.18.0.10:8080"])), "the VIP's address on another port")
+    }
+
     func testBackendsUpToTheLimitThenNoMore() throws {
         let vip = try endpoint("198.18.0.10:80")
         try controller.addService(spec("198.18.0.10:80", (0..<255).map { "198.18.2.2:\(1000 + $0)" }))

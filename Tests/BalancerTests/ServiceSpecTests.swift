@@ -22,19 +22,55 @@ final class ServiceSpecTests: XCTestCase {
 
     func testUnusableAddressesAreRefusedWherever() throws {
         for address in ["0.0.0.0", "0.1.2.3", "255.255.255.255", "127.0.0.1", "127.1.2.3", "224.0.0.1",
-                        "239.255.255.255", "240.0.0.1"] {
+                        "239.255.255.255", "240.0.0.1", "169.254.0.1", "169.254.255.254"] {
             XCTAssertEqual(error { try spec(["198.18.2.2:80"], vip: "\(address):80").validate() }.map(kind), "unusableAddress", address)
             XCTAssertEqual(error { try spec(["\(address):80"]).validate() }.map(kind), "unusableAddress", address)
             var s = try spec(["198.18.2.2:80"])
             s.snat = [IPAddress(address)!]
             XCTAssertEqual(error { try s.validate() }.map(kind), "unusableAddress", "--snat \(address)")
         }
-        for address in ["::", "::1", "ff02::1", "fe80::1"] {
+        for address in ["::", "::1", "ff02::1", "fe80::1", "febf::1"] {
             XCTAssertEqual(error { try spec(["[2001:2::2]:80"], vip: "[\(address)]:80").validate() }.map(kind), "unusableAddress", address)
             XCTAssertEqual(error { try spec(["[\(address)]:80"], vip: "[2001:2::10]:80").validate() }.map(kind), "unusableAddress", address)
         }
         XCTAssertEqual(error { try spec(["198.18.2.2:80"], vip: "224.0.0.1:80").validate() }?.description,
                        "address 224.0.0.1 cannot be used: it is a multicast address")
+    }
+
+    func testLinkLocalIsRefusedInBothFamilies() throws {
+        XCTAssertEqual(error { try spec(["169.254.1.1:80"]).validate() }?.description,
+                       "address 169.254.1.1 cannot be used: it is a link-local address")
+        XCTAssertEqual(error { try spec(["[fe80::1]:80"], vip: "[2001:2::10]:80").validate() }?.description,
+                       "address fe80::1 cannot be used: it is a link-local address")
+        XCTAssertNoThrow(try spec(["169.253.255.255:80", "169.255.0.1:80"]).validate(), "only 169.254/16")
+        XCTAssertNoThrow(try spec(["[fec0::1]:80"], vip: "[2001:2::10]:80").validate(), "only fe80::/10")
+    }
+
+    func testIPv4MappedAddressesAreRefusedSayingWhatToWrite() throws {
+        for mapped in ["::ffff:127.0.0.1", "::ffff:0.0.0.0", "::ffff:255.255.255.255", "::ffff:224.0.0.1",
+                       "::ffff:198.18.202.1", "0:0:0:0:0:ffff:c612:ca01"] {
+            let v4 = IPAddress(mapped)?.ipv4Mapped?.description ?? "?"
+            let expected = BalancerError.ipv4Mapped("::ffff:\(v4)", ipv4: v4)
+            XCTAssertEqual(error { try spec(["[2001:2::2]:80"], vip: "[\(mapped)]:80").validate() }, expected, "VIP \(mapped)")
+            XCTAssertEqual(error { try spec(["[\(mapped)]:80"], vip: "[2001:2::10]:80").validate() }, expected, "backend \(mapped)")
+            var s = try spec(["[2001:2::2]:80"], vip: "[2001:2::10]:80")
+            s.snat = [IPAddress(mapped)!]
+            XCTAssertEqual(error { try s.validate() }, expected, "--snat \(mapped)")
+        }
+        XCTAssertEqual(error { try spec(["[::ffff:127.0.0.1]:8080"]).validate() }?.description,
+                       "address ::ffff:127.0.0.1 is IPv4-mapped: write the IPv4 address 127.0.0.1 "
+                       + "(ppctl does not take IPv4-mapped IPv6 addresses)")
+        XCTAssertNil(IPAddress("::ffef:198.18.0.1")?.ipv4Mapped)
+        XCTAssertNil(IPAddress("198.18.0.1")?.ipv4Mapped)
+        XCTAssertNoThrow(try spec(["[64:ff9b::c612:ca01]:80"], vip: "[2001:2::10]:80").validate(), "NAT64 is not mapped")
+    }
+
+    func testSNATEqualToTheVIPIsRefused() throws {
+        var s = try spec(["198.18.2.2:80"])
+        s.snat = [IPAddress("198.18.0.10")!]
+        XCTAssertEqual(error { try s.validate() }, .snatIsVIP("198.18.0.10"))
+        s.snat = [IPAddress("198.18.2.1")!]
+        XCTAssertNoThrow(try s.validate())
     }
 
     func testContradictionsAreRefused() throws {

@@ -190,6 +190,7 @@ final class ControlPlaneTests: XCTestCase {
         try lab.ppctl(["service", "add", "198.18.0.10:80", "--proxyv2", "--backend", "198.18.2.2:8080"])
         try lab.ppctl(["service", "add", "[2001:2::10]:80", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
                        "--backend", "[2001:2:0:2::2]:8080"])
+        try lab.ppctl(["service", "add", "198.18.0.12:80", "--backend", "198.18.2.3:8080"])
         let before = try snapshot()
         let cases: [[String]] = [
             ["service", "add"],                                                            // missing VIP
@@ -219,6 +220,17 @@ final class ControlPlaneTests: XCTestCase {
             ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=1,weight=2"],
             ["service", "add", "198.18.0.11:80"] + (0...256).flatMap { ["--backend", "198.18.2.2:\(1000 + $0)"] }, // 257
             ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80", "--azure-link-id", "-1"],
+            ["service", "add", "198.18.0.11:80", "--proxy", "v2", "--proxy", "v1", "--backend", "198.18.2.2:80"],
+            ["service", "add", "198.18.0.11:80", "--proxyv2", "--proxy", "v2", "--backend", "198.18.2.2:80"],
+            ["service", "add", "198.18.0.11:80", "--proxyv2", "--proxyv2", "--backend", "198.18.2.2:80"],
+            ["service", "add", "198.18.0.11:80", "--backend", "[::ffff:127.0.0.1]:8080"],    // IPv4-mapped
+            ["service", "add", "[::ffff:198.18.0.11]:80", "--backend", "[2001:2:0:2::2]:80"],
+            ["service", "add", "[2001:2::11]:80", "--snat", "::ffff:198.18.2.1", "--backend", "[2001:2:0:2::2]:80"],
+            ["service", "add", "198.18.0.11:80", "--backend", "169.254.1.1:80"],           // link-local
+            ["service", "add", "[2001:2::11]:80", "--backend", "[fe80::1]:80"],
+            ["service", "add", "198.18.0.11:80", "--snat", "198.18.0.11", "--backend", "198.18.2.2:80"],  // SNAT is the VIP
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.0.10:80"],           // another service's VIP
+            ["service", "add", "198.18.2.2:8080", "--backend", "198.18.2.3:80"],           // a backend as VIP
             ["service", "add", "198.18.0.10:80", "--backend", "198.18.2.3:80"],            // exists
             ["service", "delete", "198.18.0.99:80"],                                       // unknown
             ["service", "delete", "banana"],
@@ -227,6 +239,7 @@ final class ControlPlaneTests: XCTestCase {
             ["backend", "add", "198.18.0.10:80", "198.18.2.2:8080"],                       // duplicate backend
             ["backend", "delete", "198.18.0.10:80", "198.18.2.9:80"],                      // unknown backend
             ["backend", "add", "198.18.0.10:80"],                                          // missing backend
+            ["backend", "add", "198.18.0.12:80", "198.18.0.10:80"],                        // another service's VIP
             ["attach"],                                                                    // no interface
             ["attach", "--iface", "l0", "--iface", "l0"],                                  // duplicate interface
             ["attach", "--iface", "l0", "--max-conns", "1"],                               // out of range
@@ -374,5 +387,150 @@ final class ControlPlaneTests: XCTestCase {
         let json = try lab.ppctl(["service", "list", "-o", "json"]).stdout
         let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [[String: Any]]
         XCTAssertEqual(list.count, 40)
+    }
+
+    // MARK: - Hardening (issue 18)
+
+    func testServiceApplyReadsCRLFAndTrailingComments() throws {
+        try lab.attach()
+        let file = NSTemporaryDirectory() + "ppctl-apply-crlf-\(getpid()).txt"
+        defer { unlink(file) }
+        try ("# services\r\n198.18.0.20:80 --proxyv2 --backend 198.18.2.2:8080 # the first\r\n\r\n"
+             + "198.18.0.21:80 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080\t#two\r\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try lab.ppctl(["service", "apply", file]).stdout, "added 2 services\n")
+        let list = try lab.ppctl(["service", "list"]).stdout
+        XCTAssertTrue(list.contains("198.18.0.20:80") && list.contains("198.18.2.2:8080 198.18.2.3:8080"), list)
+    }
+
+    func testServiceApplyRefusesWhatDoesNotBelongAndNamesTheLine() throws {
+        try lab.attach()
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
+        let before = try snapshot()
+        let file = NSTemporaryDirectory() + "ppctl-apply-bad-\(getpid()).txt"
+        defer { unlink(file) }
+        let many = (0..<5000).map { "198.18.\(100 + $0 / 250).\($0 % 250 + 1):80 --backend 198.18.2.2:8080" }
+        let cases: [(shown: String, text: String, error: String)] = [
+            ("198.18.0.20:80 --backend 198.18.2.2:8080 --netns other", "198.18.0.20:80 --backend 198.18.2.2:8080 --netns other\n",
+             "error: line 1: --netns does not belong in a line; give it to `ppctl service apply` itself"),
+            ("198.18.0.20:80 --proxyv2\\0 --backend 198.18.2.2:8080", "198.18.0.20:80 --proxyv2\0 --backend 198.18.2.2:8080\n",
+             "error: line 1: the line holds a NUL byte (\\0)"),
+            ("198.18.202.1:1000 --backend 198.18.2.2:80 / [::ffff:198.18.202.1]:1000 --backend [2001:2:0:2::2]:80",
+             "198.18.202.1:1000 --backend 198.18.2.2:80\n[::ffff:198.18.202.1]:1000 --backend [2001:2:0:2::2]:80\n",
+             "error: line 2: address ::ffff:198.18.202.1 is IPv4-mapped: write the IPv4 address 198.18.202.1"),
+            ("198.18.0.20:80 --proxy v2 --proxy v1 --backend 198.18.2.2:8080",
+             "198.18.0.20:80 --proxy v2 --proxy v1 --backend 198.18.2.2:8080\n",
+             "error: line 1: give the PROXY version once, not --proxy v2 and --proxy v1"),
+            ("(5000 services, then the third again)", (many + [many[2]]).joined(separator: "\n"),
+             "error: line 5001: service 198.18.100.3:80 is given twice (first on line 3)"),
+            ("198.18.0.20:80 --backend 198.18.2.2:8080 / 198.18.0.10:80 --backend 198.18.2.3:8080",
+             "198.18.0.20:80 --backend 198.18.2.2:8080\n198.18.0.10:80 --backend 198.18.2.3:8080\n",
+             "error: line 2: service 198.18.0.10:80 already exists"),
+        ]
+        var rows: [String] = []
+        for c in cases {
+            try c.text.write(toFile: file, atomically: true, encoding: .utf8)
+            let r = try lab.ppctl(["service", "apply", file], check: false)
+            XCTAssertEqual(r.status, 64, c.shown)
+            XCTAssertTrue(r.stderr.hasPrefix(c.error), "\(c.shown): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+            XCTAssertEqual(try snapshot(), before, "\(c.shown) changed the maps")
+            let firstLine = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
+            rows.append("| `ppctl service apply FILE` with `\(c.shown)` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
+        }
+        print(rows.joined(separator: "\n"))
+    }
+
+    func testAPinRootMadeByAnotherUserIsRefusedAndNothingIsPinned() throws {
+        let nobody = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        try lab.run(nobody + ["mkdir", "-m", "0777", lab.pinRoot, lab.instanceDirectory])
+        let r = try lab.attach(check: false)
+        XCTAssertEqual(r.status, 77, r.stderr)
+        XCTAssertEqual(r.stderr, "error: refusing to pin under \(lab.pinRoot): it is owned by uid 65534, not root; remove it "
+                       + "(ppctl creates its pin directories itself, owned by root, mode 0700)\n")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: lab.instanceDirectory), [], "nothing pinned")
+        XCTAssertEqual(try filters("l0").ids, [], "no filter on l0")
+
+        // A root-owned pin root others can write to is refused as well.
+        try lab.run(["/bin/rm", "-r", lab.pinRoot])
+        try lab.run(["/bin/mkdir", "-m", "0777", lab.pinRoot])
+        let writable = try lab.attach(check: false)
+        XCTAssertEqual(writable.status, 77, writable.stderr)
+        XCTAssertTrue(writable.stderr.contains("others can write to it (mode 777)"), writable.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: lab.pinRoot), [], "nothing created")
+
+        // Made by ppctl itself: root's, mode 0700, and nobody cannot touch the pins.
+        try lab.run(["/bin/rmdir", lab.pinRoot])
+        try lab.attach()
+        for dir in [lab.pinRoot, lab.instanceDirectory] {
+            var st = stat()
+            XCTAssertEqual(lstat(dir, &st), 0)
+            XCTAssertEqual(st.st_uid, 0, dir)
+            XCTAssertEqual(st.st_mode & 0o7777, 0o700, dir)
+        }
+        let pin = lab.instanceDirectory + "/ppctl_services"
+        XCTAssertNotEqual(try lab.run(nobody + ["/bin/mv", pin, "/sys/fs/bpf/ppctl-test-\(getpid())-moved"], check: false).status, 0)
+        XCTAssertNotEqual(try lab.run(nobody + ["/bin/rm", "-f", pin], check: false).status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: pin))
+
+        // Pins adopted before this check (an older ppctl) are refused by every command.
+        XCTAssertEqual(chown(lab.instanceDirectory, 65534, 65534), 0)
+        defer { chown(lab.instanceDirectory, 0, 0) }
+        let list = try lab.ppctl(["service", "list"], check: false)
+        XCTAssertEqual(list.status, 77, list.stderr)
+        XCTAssertTrue(list.stderr.hasPrefix("error: refusing to pin under \(lab.instanceDirectory): it is owned by uid 65534"), list.stderr)
+    }
+
+    func testASymlinkedPinRootIsRefused() throws {
+        let target = lab.pinRoot + "-target"
+        try lab.run(["/bin/mkdir", "-m", "0700", target])
+        defer { rmdir(target) }
+        XCTAssertEqual(symlink(target, lab.pinRoot), 0)
+        let r = try lab.attach(check: false)
+        XCTAssertEqual(r.status, 77, r.stderr)
+        XCTAssertTrue(r.stderr.hasPrefix("error: refusing to pin under \(lab.pinRoot): it is a symbolic link; "), r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: target), [], "nothing pinned through the link")
+    }
+
+    func testAPinRootOffBPFFSLeavesNothingBehind() throws {
+        let outside = "/tmp/ppctl-test-\(getpid())-notbpffs"
+        let root = outside + "/pins"
+        defer { unlink(Instance(netns: lab.balancer, pinRoot: root).lockPath) }
+        let r = try lab.run([Lab.ppctlPath, "--netns", lab.balancer, "attach", "--iface", "l0"], env: ["PPCTL_PIN_ROOT": root],
+                            check: false)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr, "error: the pin root \(root) is not on a bpffs (choose a PPCTL_PIN_ROOT under /sys/fs/bpf)\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: outside), "no directory left behind")
+        XCTAssertEqual(try filters("l0").ids, [], "no filter on l0")
+    }
+
+    func testRootWithoutCapabilitiesExits77AndChangesNothing() throws {
+        try lab.attach()
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
+        let before = try snapshot()
+        let withoutCaps = ["/usr/bin/setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-net_admin,-sys_admin",
+                           Lab.ppctlPath, "--netns", lab.balancer]
+        for args in [["service", "list"], ["service", "add", "198.18.0.12:80", "--backend", "198.18.2.2:1"],
+                     ["attach", "--iface", "l0"], ["detach"]] {
+            let r = try lab.run(withoutCaps + args, check: false)
+            XCTAssertEqual(r.status, 77, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr, "error: ppctl needs CAP_BPF and CAP_NET_ADMIN, and CAP_SYS_ADMIN for --netns, for this command; "
+                           + "it runs without CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN\n")
+        }
+        XCTAssertEqual(try snapshot(), before)
+    }
+
+    func testCommandsRefusedAsNotAttachedCreateNoLockFile() throws {
+        let file = NSTemporaryDirectory() + "ppctl-apply-lock-\(getpid()).txt"
+        defer { unlink(file) }
+        try "198.18.0.20:80 --backend 198.18.2.2:8080\n".write(toFile: file, atomically: true, encoding: .utf8)
+        for args in [["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"], ["service", "apply", file],
+                     ["service", "delete", "198.18.0.10:80"], ["backend", "add", "198.18.0.10:80", "198.18.2.2:80"],
+                     ["backend", "delete", "198.18.0.10:80", "198.18.2.2:80"]] {
+            let r = try lab.ppctl(args, check: false)
+            XCTAssertEqual(r.status, 1, "\(args)")
+            XCTAssertTrue(r.stderr.contains("not attached"), r.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: lab.lockPath), "\(args) left \(lab.lockPath)")
+        }
     }
 }
