@@ -23,14 +23,14 @@ extension Lab {
     /// ready: scapy's `IP`, `TCP`, `Raw`; `send(packet)`, which frames an IP packet
     /// for the namespace's one link (c0 or b0) towards the balancer and sends it with
     /// AF_PACKET; and `watch(host, port)`/`expect(what, condition)` to wait for
-    /// segments coming in to host:port. A program that fails (`sys.exit("why")`)
-    /// throws `LabError.commandFailed` with its output.
+    /// segments coming in to host:port. With `check`, a program that fails
+    /// (`sys.exit("why")`) throws `LabError.commandFailed` with its output.
     @discardableResult
-    func scapy(in ns: String, _ program: String) throws -> String {
+    func scapy(in ns: String, check: Bool = true, _ program: String) throws -> Result {
         let (iface, gateway) = ns == client ? ("c0", "l0") : ("b0", "l1")
         let mac = try exec(balancer, ["cat", "/sys/class/net/\(gateway)/address"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        return try exec(ns, ["/usr/bin/python3", "-c", Lab.scapyPrelude + program, iface, mac]).stdout
+        return try exec(ns, ["/usr/bin/python3", "-c", Lab.scapyPrelude + program, iface, mac], check: check)
     }
 
     private static let scapyPrelude = #"""

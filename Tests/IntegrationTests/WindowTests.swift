@@ -83,7 +83,7 @@ final class WindowTests: XCTestCase {
                 return (c, bytes)       // open until the test ends: no FIN to confuse the reset
             }
         }
-        let output = try lab.scapy(in: lab.client, """
+        let run = try lab.scapy(in: lab.client, check: false, """
             A, VIP, P, ISN = '\(Lab.rawClientAddress)', '\(Lab.vip)', 40777, 1000000
             def segment(flags, seq, ack=0, data=b''):
                 send(IP(src=A, dst=VIP) / TCP(sport=P, dport=80, flags=flags, seq=seq, ack=ack) / Raw(data))
@@ -103,7 +103,8 @@ final class WindowTests: XCTestCase {
             expect("the backend's ok2", lambda t: payload(t) == b'ok2')
             """)
         let streams = try backend.wait().map { $0.1 }
-        XCTAssertEqual(output, "second SYN-ACK acks ISN+1\n")
+        XCTAssertEqual(run.stdout, "second SYN-ACK acks ISN+1\n", "the SYN-ACK of the second connection, as the client sees it")
+        XCTAssertEqual(run.status, 0, run.stderr)
         for (i, (stream, data)) in zip(streams, ["one", "two"]).enumerated() {
             guard case .header(let header, let n) = ProxyDecoder().decode(stream) else {
                 XCTFail("connection \(i + 1): the backend's stream does not start with a PROXY header: \(stream)")
@@ -136,7 +137,10 @@ final class WindowTests: XCTestCase {
             """)
         try backendIn.set(0, .init(action: FAULT_NONE))        // the client's next SYN gets through
 
-        let client = try connecting.wait(timeout: 30)
+        guard let client = try? connecting.wait(timeout: 30) else {
+            let state = try lab.connection(from: tracked.client)?.state ?? []
+            return XCTFail("connect() did not complete: the client got no SYN-ACK it could accept (balancer: \(state))")
+        }
         let backend = try server.accept()
         let (header, rest) = try backend.readHeader()
         XCTAssertEqual(source(header), client.localEndpoint, "the header names the client")
@@ -145,22 +149,24 @@ final class WindowTests: XCTestCase {
     }
 
     func testOutOfWindowAckAndSackLeaveAFreshEntryUnchanged() throws {
+        // Fresh entries: scapy's SYNs, which the backend never sees.
         let backendIn = try FaultInjector(ns: lab.backend, iface: "b0", hook: .ingress)
         try backendIn.set(0, .init(destinationPort: 8080, flagsMask: Self.SYN, flagsValue: Self.SYN, action: FAULT_DROP, times: 1000))
         try lab.addRawClient()
         let isn: UInt32 = 3_000_000_000
-        try lab.scapy(in: lab.client, """
-            send(IP(src='\(Lab.rawClientAddress)', dst='\(Lab.vip)') / TCP(sport=40888, dport=80, flags='S', seq=\(isn)))
-            """)
-        let fresh = try lab.waitForConnection(from: "\(Lab.rawClientAddress):40888")
-        XCTAssertEqual(fresh.state, ["syn-sent", "header-pending"])
-        let headerEnd = isn &+ 1 &+ UInt32(fresh.headerLength)
-        for (what, tcp) in [
-            ("an ack 1 GiB past the header", "flags='A', seq=777, ack=\(headerEnd &+ (1 << 30))"),
-            ("a SACK block past the header", "flags='A', seq=777, ack=\(isn &+ 1), options=[('SAck', (\(headerEnd &+ 100), \(headerEnd &+ 200)))]"),
+        for (port, what, segment) in [
+            (40888, "an ack 1 GiB past the header", { (headerEnd: UInt32) in "flags='A', seq=777, ack=\(headerEnd &+ (1 << 30))" }),
+            (40889, "a SACK block past the header", { (headerEnd: UInt32) in
+                "flags='A', seq=777, ack=\(isn &+ 1), options=[('SAck', (\(headerEnd &+ 100), \(headerEnd &+ 200)))]" }),
         ] {
+            try lab.scapy(in: lab.client, """
+                send(IP(src='\(Lab.rawClientAddress)', dst='\(Lab.vip)') / TCP(sport=\(port), dport=80, flags='S', seq=\(isn)))
+                """)
+            let fresh = try lab.waitForConnection(from: "\(Lab.rawClientAddress):\(port)")
+            XCTAssertEqual(fresh.state, ["syn-sent", "header-pending"])
             try lab.scapy(in: lab.backend, """
-                send(IP(src='\(Lab.backendAddress)', dst='\(fresh.snatAddress)') / TCP(sport=8080, dport=\(fresh.snatPort), \(tcp)))
+                send(IP(src='\(Lab.backendAddress)', dst='\(fresh.snatAddress)') /
+                     TCP(sport=8080, dport=\(fresh.snatPort), \(segment(isn &+ 1 &+ UInt32(fresh.headerLength)))))
                 """)
             usleep(100_000)
             XCTAssertEqual(try lab.connection(from: fresh.client)?.state, fresh.state, "after \(what) from the backend")
