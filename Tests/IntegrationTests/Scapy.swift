@@ -61,7 +61,7 @@ def expect(what, condition, timeout=3):
                 _seen.remove(p)
                 return p[TCP]
         time.sleep(0.01)
-    sys.exit("scapy: no %s within %g s" % (what, timeout))
+    sys.exit("scapy: %s did not come within %g s" % (what, timeout))
 
 def payload(t):
     return t[Raw].load if Raw in t else b""

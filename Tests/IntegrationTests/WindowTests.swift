@@ -59,6 +59,7 @@ final class WindowTests: XCTestCase {
         let state = try lab.connection(from: tracked.client)?.state
         XCTAssertFalse(state?.contains("reset") ?? true, "the backend's reset at seq 0 does not reset the connection: \(state ?? [])")
 
+        XCTAssertGreaterThan(backendOut.counters(1).applied, 0, "the backend's SYN-ACK was held back")
         try backendOut.set(1, .init(action: FAULT_NONE))       // the next SYN-ACK completes the handshake
         let client = try connecting.wait()
         let backend = try server.accept()
@@ -89,7 +90,7 @@ final class WindowTests: XCTestCase {
                 send(IP(src=A, dst=VIP) / TCP(sport=P, dport=80, flags=flags, seq=seq, ack=ack) / Raw(data))
             def connect():
                 segment('S', ISN)
-                synack = expect('SYN-ACK', lambda t: t.flags.S and t.flags.A)
+                synack = expect('a SYN-ACK', lambda t: t.flags.S and t.flags.A)
                 segment('A', ISN + 1, synack.seq + 1)
                 return synack
             watch(A, P)
@@ -98,7 +99,7 @@ final class WindowTests: XCTestCase {
             expect("the backend's ok1", lambda t: payload(t) == b'ok1')
             segment('R', ISN + 4)          # valid: exactly the next byte the backend expects
             synack = connect()             # the same port and the same ISN
-            print('second SYN-ACK acks ISN+%d' % ((synack.ack - ISN) % 2**32))
+            print('second SYN-ACK acks ISN%+d' % (((synack.ack - ISN + 2**31) % 2**32) - 2**31))
             segment('PA', ISN + 1, synack.seq + 1, b'two')
             expect("the backend's ok2", lambda t: payload(t) == b'ok2')
             """)
@@ -135,6 +136,7 @@ final class WindowTests: XCTestCase {
                  TCP(sport=8080, dport=\(tracked.snatPort), flags='A', seq=777,
                      ack=\(isn &+ 1 &+ UInt32(tracked.headerLength) &+ 1000)))
             """)
+        XCTAssertGreaterThan(backendIn.counters(0).applied, 0, "the backend has not seen the client's SYN yet")
         try backendIn.set(0, .init(action: FAULT_NONE))        // the client's next SYN gets through
 
         guard let client = try? connecting.wait(timeout: 30) else {
@@ -171,6 +173,7 @@ final class WindowTests: XCTestCase {
             usleep(100_000)
             XCTAssertEqual(try lab.connection(from: fresh.client)?.state, fresh.state, "after \(what) from the backend")
         }
+        XCTAssertEqual(backendIn.counters(0).applied, 2, "the backend saw neither SYN")
     }
 
     // MARK: - Helpers
