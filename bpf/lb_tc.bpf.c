@@ -576,9 +576,13 @@ static __always_inline int snat_alloc(struct packet *p, struct ppctl_snat_pool *
 			rkey->daddr = hint->addr;
 			rkey->dport = hint->port;
 		} else {
+			/* Round r = i / count tries one port on every address: the
+			 * client's own in round 0, a hashed one after. */
+			__u32 round = i / count;
+
 			rkey->daddr = pool ? pool->addr[((seed >> 16) + i) % count & (PPCTL_MAX_SNAT_ADDRS - 1)]
 					   : *route_src;
-			port = i <= count ? client_port : lo + (seed + i * 0x9E3779B1u) % range;
+			port = round == 0 ? client_port : lo + (seed + round * 0x9E3779B1u) % range;
 			if (port < lo || port > hi ||
 			    (!pool && port >= cfg->local_port_min && port <= cfg->local_port_max))
 				continue;

@@ -42,7 +42,23 @@ struct Attach: ParsableCommand {
         valueName: "IP[-IP][,...]"))
     var snat: String?
 
+    @Option(help: ArgumentHelp(
+        "Source ports SNAT may use, MIN-MAX in 1024...65535 (default 1024-65535; on the interface's own address the namespace's ip_local_port_range is always left out).",
+        valueName: "MIN-MAX"))
+    var snatPorts: String?
+
+    /// `--snat-ports` read, or nil when not given.
+    private func portRange() throws -> ClosedRange<UInt16>? {
+        guard let snatPorts else { return nil }
+        let parts = snatPorts.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let lo = UInt16(parts[0]), let hi = UInt16(parts[1]), lo >= 1024, lo <= hi else {
+            throw ValidationError("--snat-ports '\(snatPorts)' is not MIN-MAX with 1024 <= MIN <= MAX <= 65535")
+        }
+        return lo...hi
+    }
+
     func validate() throws {
+        _ = try portRange()
         guard !interfaces.isEmpty || cgroup != nil else { throw ValidationError("give at least one --iface, or --cgroup") }
         if let snat {
             try validated { try SNATPool.validate(try SNATPool.parse(snat)) }
@@ -66,9 +82,16 @@ struct Attach: ParsableCommand {
                 let first = !inst.isAttached
                 let attached = interfaces.isEmpty ? []
                     : try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns)
-                if let snat, inst.isAttached {
-                    let pool = try SNATPool.parse(snat)
-                    try Maps(inst).snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(pool), mode: .any)
+                if inst.isAttached, snat != nil || snatPorts != nil {
+                    let maps = try Maps(inst)
+                    if let snat {
+                        try maps.snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(try SNATPool.parse(snat)), mode: .any)
+                    }
+                    if let range = try portRange(), var config = maps.config.lookup(0) {
+                        config.snat_port_min = range.lowerBound
+                        config.snat_port_max = range.upperBound
+                        try maps.config.update(0, config, mode: .any)
+                    }
                 }
                 do {
                     if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }

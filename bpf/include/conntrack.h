@@ -54,9 +54,17 @@ static __always_inline void ct_set_state(struct ppctl_ct_entry *e, __u32 bits)
 		__sync_fetch_and_or(&peer->state, bits);
 }
 
+/* How long the entry has been idle at `now`. Another CPU (or the sweeper, which
+ * reads the clock once per sweep) may have stamped it after `now` was read: that
+ * is idle 0, not 584 years. */
+static __always_inline __u64 ct_idle_ns(__u64 now, __u64 last_seen)
+{
+	return now > last_seen ? now - last_seen : 0;
+}
+
 static __always_inline void ct_touch(struct ppctl_ct_entry *e, __u64 now)
 {
-	if (now - e->last_seen_ns > CT_REFRESH_NS)
+	if (ct_idle_ns(now, e->last_seen_ns) > CT_REFRESH_NS)
 		e->last_seen_ns = now;
 }
 
@@ -91,7 +99,7 @@ static __always_inline int ct_is_reclaimable(const struct ppctl_config *cfg,
 	if ((e->state & PPCTL_CT_FIN_CLIENT) && (e->state & PPCTL_CT_FIN_BACKEND) &&
 	    !(e->state & PPCTL_CT_TIME_WAIT))
 		return 1;
-	return now - e->last_seen_ns > ct_timeout_ns(cfg, e->state);
+	return ct_idle_ns(now, e->last_seen_ns) > ct_timeout_ns(cfg, e->state);
 }
 
 /* The backend's SYN-ACK for this connection: its ISN goes into both entries, its
@@ -147,7 +155,7 @@ static long gc_visit(struct bpf_map *map, struct ppctl_ct_key *key,
 		if (peer->last_seen_ns > last)
 			last = peer->last_seen_ns;
 	}
-	if (ctx->now - last <= ct_timeout_ns(ctx->cfg, e->state))
+	if (ct_idle_ns(ctx->now, last) <= ct_timeout_ns(ctx->cfg, e->state))
 		return 0;
 	if (peer) {
 		bpf_map_delete_elem(&ppctl_conntrack, &peer_key);

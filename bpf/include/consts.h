@@ -56,8 +56,9 @@
  * receive buffer is 6 MiB). Beyond it, a FIN or an ack changes no state. */
 #define TCP_MAX_WINDOW      (1u << 23)
 
-/* How many SNAT ports a new connection tries before it is refused. */
-#define SNAT_PORT_TRIES     32
+/* How many SNAT tuples (address, port) a new connection tries before it is
+ * refused: the client's port on each pool address, then hashed ports. */
+#define SNAT_PORT_TRIES     64
 
 #define CLOCK_MONOTONIC     1
 /* What a full BPF hash map's update returns (negated). */
