@@ -11,7 +11,8 @@ json.dump(samples, open(f"{out_dir}/raw.json", "w"), indent=1)
 # A run with --only measures one group of paths: the other is left out of the table.
 measured = {s["path"] for s in samples}
 paths = [p for p in ["direct", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"] if p in measured]
-workloads = [("throughput", "Gbit/s", 1e-9), ("conn-per-request", "req/s", 1), ("keep-alive", "req/s", 1)]
+workloads = [("throughput", "Gbit/s", 1e-9), ("conn-per-request", "req/s", 1),
+             ("conn-per-request-wide", "req/s", 1), ("keep-alive", "req/s", 1)]
 
 
 def pick(path, workload, key="value"):

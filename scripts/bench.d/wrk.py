@@ -21,7 +21,8 @@ lat = {p: unit_ms(v, u) for p, v, u in re.findall(r"\s(50|99)(?:\.000)?%\s+([\d.
 requests = int(total.group(1)) if total else 0
 cpu_us = int(jiffies) * 1e6 / int(hz) / requests if requests else 0
 print(json.dumps({
-    "round": int(round_), "path": path, "workload": "conn-per-request" if mode == "close" else "keep-alive",
+    "round": int(round_), "path": path, "workload": {"close": "conn-per-request", "close-wide": "conn-per-request-wide",
+                 "keepalive": "keep-alive"}[mode],
     "value": float(rps.group(1)) if rps else 0.0, "unit": "req/s",
     "p50_ms": lat.get("50", 0.0), "p99_ms": lat.get("99", 0.0),
     "cpu_us_per_request": round(cpu_us, 2), "bpf_ns": int(bpf_ns),
