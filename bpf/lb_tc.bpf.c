@@ -805,6 +805,7 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->local_flags = PPCTL_CT_L_LOCAL;
 	fwd->family = p->key.family;
 	fwd->client_isn = p->seq;
+	fwd->snd_end = p->seq + 1;
 	fwd->hdr_flags = st->hdr_flags;
 	fwd->unique_id = st->unique_id;
 	fwd->service_id = st->service_id;
@@ -817,6 +818,7 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 		goto fail;
 
 	*rev = *fwd;
+	rev->snd_end = 0;           /* the backend's: from its SYN-ACK */
 	rev->nat_saddr = p->key.daddr;
 	rev->nat_daddr = p->key.saddr;
 	rev->nat_sport = p->key.dport;

@@ -26,6 +26,9 @@ final class LossTests: XCTestCase {
     func exchange(_ name: String, serverFirst: Bool, size: Int = 256 << 10,
                   file: StaticString = #filePath, line: UInt = #line) throws -> Double {
         let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8080)
+        // Stop listening on return, whatever still holds the socket (the accepting
+        // thread may release it a moment later): the next exchange listens again.
+        defer { shutdown(server.fd, Int32(SHUT_RDWR)) }
         let start = Date()
         let backend = Background { () throws -> (ProxyHeader, Int, Bool) in
             let c = try server.accept()

@@ -156,6 +156,46 @@ final class SNATTests: XCTestCase {
         XCTAssertEqual(try tcpExt(lab.client, "TCPSynRetrans"), 0)
     }
 
+    /// A SYN that meets the backend's TIME_WAIT on its SNAT tuple (left there by a
+    /// socket of the balancer's own, which ppctl does not know) recovers, on a plain
+    /// and on a PROXY v2 service: the TIME_WAIT's ack reaches the client untranslated,
+    /// the client's RST at that ack frees the tuple, and its next SYN gets through
+    /// (issue 17: the ack used to be taken for the header's and wedge the connection).
+    func testSynMeetingTheBackendsTimeWaitRecovers() throws {
+        try addSNATAddresses(["198.18.2.10"])
+        try lab.attach(["--snat", "198.18.2.10", "--snat-ports", "20000-20000"])
+        var danced = 0
+        // Each case has a backend port of its own: ppctl remembers its tuples, so a
+        // local socket must not reuse one (docs/datapath.md, "SNAT and TIME_WAIT").
+        for i in 0..<6 {
+            let port = UInt16(80 + i), backendPort = UInt16(8080 + i), header = i % 2 == 1
+            try lab.ppctl(["service", "add", "\(Lab.vip):\(port)", "--backend", "\(Lab.backendAddress):\(backendPort)"]
+                          + (header ? ["--proxyv2"] : []))
+            try startBackend(backendPort, header ? "v2" : "none")
+            // The backend closes first: it keeps 198.18.2.10:20000 <-> itself in TIME_WAIT.
+            let local = header ? "s.sendall(b'\\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x20\\x00\\x00\\x00')\n" : ""
+            try lab.exec(lab.balancer, ["/usr/bin/python3", "-c", """
+                import socket
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(('198.18.2.10', 20000))
+                s.connect(('\(Lab.backendAddress)', \(backendPort)))
+                \(local)s.sendall(b'local\\n')
+                while s.recv(256): pass
+                s.close()
+                """])
+            // Linux's TIME_WAIT takes a SYN whose sequence number or timestamp is
+            // ahead at once; otherwise it answers with an ack, and the client's RST
+            // and SYN retransmission (a second later) follow: the dance.
+            let r = try load(port, ["--count", "1"] + (header ? ["--header"] : []))
+            XCTAssertEqual(r.ok, 1, "the connection through :\(port) recovers: \(r)")
+            XCTAssertLessThan(r.seconds, 4, "at most one SYN retransmission, not a wedge")
+            XCTAssertEqual(r.snat, ["198.18.2.10"])
+            if r.seconds >= 0.9 { danced += 1 }
+        }
+        print("time-wait met 6 times: \(danced) answered with an ack (ack, RST, SYN again: ~1 s), the rest taken at once")
+    }
+
     /// A service whose last backend is gone refuses new connections with a RST.
     func testServiceWithoutBackendsAnswersWithReset() throws {
         try lab.attach()
