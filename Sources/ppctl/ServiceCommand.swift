@@ -124,8 +124,8 @@ extension Service {
             case .json:
                 try printJSON(views.map(ServiceJSON.init))
             case .table:
-                print(table(["VIP", "PROXY", "SNAT", "BACKENDS"], views.map { v in
-                    [v.spec.vip.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat.isEmpty ? "-" : v.spec.snat.map(\.description).joined(separator: ","),
+                print(table(["VIP", "OWNER", "PROXY", "SNAT", "BACKENDS"], views.map { v in
+                    [v.spec.vip.description, v.owner.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat.isEmpty ? "-" : v.spec.snat.map(\.description).joined(separator: ","),
                      v.spec.backends.map { "\($0.endpoint)" + ($0.weight == 1 ? "" : ",weight=\($0.weight)") }
                         .joined(separator: " ")]
                 }))

@@ -1,0 +1,12 @@
+/// What `Controller.reconcile` changed, by VIP:PORT.
+public struct Reconciliation: Equatable, Sendable {
+    /// Services that were not in the maps.
+    public var added: [Endpoint] = []
+    /// Services whose backends, weights, header or SNAT pool changed (in place).
+    public var changed: [Endpoint] = []
+    /// Services of the owner that the new list no longer has.
+    public var removed: [Endpoint] = []
+
+    /// True if the maps already matched.
+    public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
+}
