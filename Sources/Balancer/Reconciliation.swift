@@ -7,6 +7,13 @@ public struct Reconciliation: Equatable, Sendable {
     /// Services of the owner that the new list no longer has.
     public var removed: [Endpoint] = []
 
+    /// A result; `Controller.reconcile` makes them.
+    public init(added: [Endpoint] = [], changed: [Endpoint] = [], removed: [Endpoint] = []) {
+        self.added = added
+        self.changed = changed
+        self.removed = removed
+    }
+
     /// True if the maps already matched.
     public var isEmpty: Bool { added.isEmpty && changed.isEmpty && removed.isEmpty }
 }

@@ -97,6 +97,12 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(count("event=attach"), 1, log)
         XCTAssertTrue(log.contains("interfaces=l0,l1"), log)
 
+        // The same file again changes nothing (what the maps hold equals the file).
+        let reloads = count("event=reconciled")
+        Glibc.kill(pid, SIGHUP)
+        try waitFor("the reload") { count("event=reconciled") > reloads }
+        XCTAssertTrue(log.contains("added=0 changed=0 event=reconciled") && log.contains("reason=SIGHUP removed=0"), log)
+
         // Traffic flows through a service of the file.
         let server = try lab.listen(in: lab.backend, on: Lab.backendAddress, 2525)
         let client = try lab.connect(from: lab.client, to: "198.18.0.11", 25)
