@@ -104,8 +104,18 @@ extension Service {
         func run() throws {
             let endpoint = try validated { try Endpoint(parsing: vip) }
             let inst = try instance.instance()
-            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).deleteService(endpoint) } }
+            let owner = try ppctl.run {
+                try inst.withLock(needsPins: true) { () throws -> ServiceOwner? in
+                    let controller = try Controller(ServiceTables(Maps(inst)))
+                    let owner = controller.service(endpoint)?.owner
+                    try controller.deleteService(endpoint)
+                    return owner
+                }
+            }
             print("deleted \(endpoint)")
+            if owner == .ppctld {
+                printWarning("\(endpoint) was ppctld's: its next reload adds it back unless it is removed from ppctld's file")
+            }
         }
     }
 

@@ -261,6 +261,10 @@ struct ConfigParser {
             case .scanner(_, let p, let mark, _), .parser(_, let p, let mark, _), .composer(_, let p, let mark, _):
                 line = mark.line
                 problem = p
+            case .duplicatedKeysInMapping(let keys, let context):
+                let names = keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+                return ConfigIssue(file: file, line: context.mark.line, path: "",
+                                   message: "the key \(names) is given twice in one mapping (first here)")
             default: break
             }
         }

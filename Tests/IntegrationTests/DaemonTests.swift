@@ -170,6 +170,8 @@ final class DaemonTests: XCTestCase {
              ["\(f):4: services[0].colour: unknown key", "\(f):8: services[0].backends[0].port: unknown key",
               "\(f):8: services[0].backends[0].weight: -1 is not in 1...10000"]),
             ("services: [\n", ["\(f):2: not valid YAML"]),
+            (good.replacingOccurrences(of: "proxy: v2", with: "proxy: v2\n    proxy: v1"),
+             ["\(f):5: the key 'proxy' is given twice in one mapping (first here)"]),
         ]
         for (yaml, expected) in cases {
             let refusals = count("event=refused")
