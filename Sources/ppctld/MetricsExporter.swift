@@ -17,32 +17,35 @@ struct MetricsExporter: Sendable {
         let s = try maps.totals()
         let services = Controller(ServiceTables(maps)).services()
         let r = PrometheusCollectorRegistry()
+        // ppctl_NAME_total and ppctl_NAME.
         func counter(_ name: String, _ help: String, _ value: UInt64, _ labels: [(String, String)] = []) {
-            r.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(truncatingIfNeeded: value))
+            let d = MetricNameDescriptor(namespace: "ppctl", metricName: name, unitName: "total", helpText: help)
+            r.makeCounter(descriptor: d, labels: labels).increment(by: Int64(truncatingIfNeeded: value))
         }
         func gauge(_ name: String, _ help: String, _ value: Int, _ labels: [(String, String)] = []) {
-            r.makeGauge(name: name, labels: labels, help: help).set(Int64(value))
+            let d = MetricNameDescriptor(namespace: "ppctl", metricName: name, unitName: "", helpText: help)
+            r.makeGauge(descriptor: d, labels: labels).set(Int64(value))
         }
-        counter("ppctl_connections_total", "Connections the datapath accepted.", s.connections)
-        counter("ppctl_headers_injected_total", "PROXY headers sent (first transmission).", s.headers_injected)
-        counter("ppctl_headers_resent_total", "PROXY headers sent again (not yet acknowledged).", s.headers_resent)
+        counter("connections", "Connections the datapath accepted.", s.connections)
+        counter("headers_injected", "PROXY headers sent (first transmission).", s.headers_injected)
+        counter("headers_resent", "PROXY headers sent again (not yet acknowledged).", s.headers_resent)
         let refusals = "SYNs refused with a RST, by reason."
-        counter("ppctl_refused_total", refusals, s.refused_no_backend, [("reason", "no_backend")])
-        counter("ppctl_refused_total", refusals, s.refused_table_full, [("reason", "table_full")])
-        counter("ppctl_refused_total", refusals, s.refused_snat_exhausted, [("reason", "snat_exhausted")])
-        counter("ppctl_bytes_total", "Bytes forwarded, by direction.", s.bytes_to_backend, [("direction", "to_backend")])
-        counter("ppctl_bytes_total", "Bytes forwarded, by direction.", s.bytes_to_client, [("direction", "to_client")])
+        counter("refused", refusals, s.refused_no_backend, [("reason", "no_backend")])
+        counter("refused", refusals, s.refused_table_full, [("reason", "table_full")])
+        counter("refused", refusals, s.refused_snat_exhausted, [("reason", "snat_exhausted")])
+        counter("bytes", "Bytes forwarded, by direction.", s.bytes_to_backend, [("direction", "to_backend")])
+        counter("bytes", "Bytes forwarded, by direction.", s.bytes_to_client, [("direction", "to_client")])
 
         let entries = maps.conntrack.entries()
-        gauge("ppctl_conntrack_entries", "Entries in the conntrack table (two per connection).", entries.count)
-        gauge("ppctl_conntrack_capacity", "Entries the conntrack table holds.", maps.conntrack.capacity)
+        gauge("conntrack_entries", "Entries in the conntrack table (two per connection).", entries.count)
+        gauge("conntrack_capacity", "Entries the conntrack table holds.", maps.conntrack.capacity)
         var live: [UInt32: Int] = [:]
         for e in entries where e.value.dir == UInt8(PPCTL_DIR_ORIGINAL) { live[e.value.service_id, default: 0] += 1 }
         for v in services {
             let service = label(v)
-            gauge("ppctl_active_connections", "Connections tracked now, by service.", live[v.id] ?? 0, [("service", service)])
+            gauge("active_connections", "Connections tracked now, by service.", live[v.id] ?? 0, [("service", service)])
             for b in v.spec.backends {
-                gauge("ppctl_backend_up", "1 for every backend of a service.", 1, [("service", service), ("backend", b.endpoint.description)])
+                gauge("backend_up", "1 for every backend of a service.", 1, [("service", service), ("backend", b.endpoint.description)])
             }
         }
         return r.emitToString()
