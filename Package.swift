@@ -7,9 +7,14 @@ let package = Package(
     products: [
         .library(name: "ProxyProtocol", targets: ["ProxyProtocol"]),
         .executable(name: "ppctl", targets: ["ppctl"]),
+        .executable(name: "ppctld", targets: ["ppctld"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // The PROXY protocol codec: no dependencies, used by the CLI, the tests and
@@ -39,6 +44,23 @@ let package = Package(
                 "ProxyProtocol", "Balancer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+
+        // The balancer as a service: a YAML file reconciled into the maps, reloads,
+        // structured logs and /metrics (docs/config.md).
+        .executableTarget(
+            name: "ppctld",
+            dependencies: [
+                "Balancer", "Datapath", "DatapathABI", "ProxyProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
 
         // Release-mode codec benchmark: `swift run -c release ppctl-codec-bench`.

@@ -38,6 +38,9 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
     case invalidTLV(String)
     /// Options that contradict each other, said in full.
     case contradiction(String)
+    /// A service another owner manages (`ppctl service add` vs ppctld's file): the
+    /// VIP:PORT and its owner.
+    case ownedByAnother(String, owner: ServiceOwner)
 
     public var description: String {
         switch self {
@@ -58,6 +61,10 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
         case .tooManyServices(let limit): return "the table of \(limit) services is full"
         case .invalidTLV(let why): return "invalid TLV: \(why)"
         case .contradiction(let why): return why
+        case .ownedByAnother(let s, let owner):
+            return owner == .cli
+                ? "service \(s) was added with `ppctl service add` (owner cli) and ppctld does not take it over: `ppctl service delete \(s)` first, or leave it out of the file"
+                : "service \(s) is managed by ppctld (owner ppctld): change it in ppctld's file"
         }
     }
 }

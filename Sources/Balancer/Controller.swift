@@ -52,7 +52,7 @@ public final class Controller {
         let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
                                uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C),
                                serverFirst: has(PPCTL_SVC_SERVER_FIRST))
-        return ServiceView(id: value.id, spec: spec)
+        return ServiceView(id: value.id, owner: ServiceOwner(rawValue: value.owner) ?? .cli, spec: spec)
     }
 
     /// True if `vip` is a service.
@@ -70,7 +70,7 @@ public final class Controller {
     /// the maps and against the others) before anything is written, and if a write
     /// fails every write before it is undone. No backend may be the VIP:PORT of a
     /// service, existing or new (`.backendIsAVIP`, `.vipIsABackend`).
-    public func addServices(_ specs: [ServiceSpec]) throws {
+    public func addServices(_ specs: [ServiceSpec], owner: ServiceOwner = .cli) throws {
         var seen = Set<Endpoint>()
         for spec in specs {
             try spec.validate()
@@ -97,18 +97,19 @@ public final class Controller {
             return id
         }
         try Transaction.run { tx in
-            for (spec, id) in zip(specs, assigned) { try write(spec, id: id, tx) }
+            for (spec, id) in zip(specs, assigned) { try write(spec, id: id, owner: owner, tx) }
         }
         freeIDs = ids
     }
 
     /// The writes of one new service: TLVs and backends, then its ring, then the
     /// service entry that makes the datapath use them.
-    private func write(_ spec: ServiceSpec, id: UInt32, _ tx: Transaction) throws {
+    private func write(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, _ tx: Transaction) throws {
         var value = ppctl_service()
         value.id = id
         value.flags = spec.flags
         value.backend_count = UInt16(spec.backends.count)
+        value.owner = owner.rawValue
         try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
         try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
         for (index, b) in spec.backends.enumerated() {
@@ -124,16 +125,97 @@ public final class Controller {
     public func deleteService(_ vip: Endpoint) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key) else { throw BalancerError.unknownService(vip.description) }
-        try Transaction.run { tx in
-            try tx.remove(t.services, key)
-            try tx.write(t.rings, value.id, ppctl_ring())
-            try tx.write(t.tlvs, value.id, ppctl_service_tlvs())
-            try tx.write(t.snatPools, value.id, ppctl_snat_pool())
-            for index in 0..<UInt32(value.backend_count) {
-                try tx.remove(t.backends, Self.backendID(value.id, index))
+        try Transaction.run { tx in try remove(key, value, tx) }
+        freeIDs?.release(value.id)
+    }
+
+    /// The writes that remove one service: its entry, then its ring, TLVs, pool and backends.
+    private func remove(_ key: ppctl_service_key, _ value: ppctl_service, _ tx: Transaction) throws {
+        try tx.remove(t.services, key)
+        try tx.write(t.rings, value.id, ppctl_ring())
+        try tx.write(t.tlvs, value.id, ppctl_service_tlvs())
+        try tx.write(t.snatPools, value.id, ppctl_snat_pool())
+        for index in 0..<UInt32(value.backend_count) {
+            try tx.remove(t.backends, Self.backendID(value.id, index))
+        }
+    }
+
+    /// Makes the services of `owner` exactly `specs`, in one transaction: services
+    /// of `owner` not in `specs` are removed, those that differ are rewritten in
+    /// place (same id: the VIP never stops being a service), new ones are added.
+    /// Services of other owners are never changed; a spec whose VIP:PORT is one of
+    /// theirs throws `.ownedByAnother`. Every spec is validated, and the result is
+    /// checked as `addServices` checks (no VIP twice, no backend that is a VIP:PORT
+    /// of any service kept or declared) before anything is written. If a write
+    /// fails, every write before it is undone.
+    @discardableResult
+    public func reconcile(_ specs: [ServiceSpec], owner: ServiceOwner) throws -> Reconciliation {
+        var seen = Set<Endpoint>()
+        for spec in specs {
+            try spec.validate()
+            guard seen.insert(spec.vip).inserted else {
+                throw BalancerError.serviceExists(spec.vip.description + " (twice in the input)")
             }
         }
-        freeIDs?.release(value.id)
+        let current = services()
+        var byVIP: [Endpoint: ServiceView] = [:]
+        for view in current { byVIP[view.spec.vip] = view }
+        if let taken = specs.first(where: { byVIP[$0.vip].map { $0.owner != owner } ?? false }) {
+            throw BalancerError.ownedByAnother(taken.vip.description, owner: byVIP[taken.vip]!.owner)
+        }
+        let removed = current.filter { $0.owner == owner && !seen.contains($0.spec.vip) }
+        let kept = current.filter { $0.owner != owner }
+        let vips = Set(kept.map(\.spec.vip)).union(seen)
+        for spec in specs {
+            if let b = spec.backends.first(where: { vips.contains($0.endpoint) }) {
+                throw BalancerError.backendIsAVIP(b.endpoint.description)
+            }
+        }
+        for view in kept {
+            if let b = view.spec.backends.first(where: { seen.contains($0.endpoint) }) {
+                throw BalancerError.vipIsABackend(b.endpoint.description)
+            }
+        }
+        let changed = specs.compactMap { spec in byVIP[spec.vip].flatMap { $0.spec == spec ? nil : ($0, spec) } }
+        let added = specs.filter { byVIP[$0.vip] == nil }
+        // Ids of removed services are not reused in the same transaction.
+        var ids = ServiceIDs(used: current.map(\.id))
+        let assigned = try added.map { _ in
+            guard let id = ids.take() else { throw BalancerError.tooManyServices(limit: Int(PPCTL_MAX_SERVICES)) }
+            return id
+        }
+        try Transaction.run { tx in
+            for view in removed {
+                let key = Self.key(view.spec.vip)
+                if let value = t.services.lookup(key) { try remove(key, value, tx) }
+            }
+            for (old, new) in changed { try rewrite(old, to: new, tx) }
+            for (spec, id) in zip(added, assigned) { try write(spec, id: id, owner: owner, tx) }
+        }
+        freeIDs = nil
+        return Reconciliation(added: added.map(\.vip), changed: changed.map(\.1.vip), removed: removed.map(\.spec.vip))
+    }
+
+    /// The writes that change a service in place, keeping its id: TLVs, pool and
+    /// backends (index by index), then the ring, then the entry with the new flags
+    /// and count, then the backends beyond the new count. At every step the ring
+    /// points at backends that exist.
+    private func rewrite(_ old: ServiceView, to spec: ServiceSpec, _ tx: Transaction) throws {
+        let key = Self.key(spec.vip)
+        guard var value = t.services.lookup(key) else { throw BalancerError.unknownService(spec.vip.description) }
+        let id = old.id, oldCount = Int(value.backend_count)
+        try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
+        try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
+        for (index, b) in spec.backends.enumerated() {
+            try tx.write(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
+        }
+        try tx.write(t.rings, id, Self.ring(spec.backends))
+        value.flags = spec.flags
+        value.backend_count = UInt16(spec.backends.count)
+        try tx.write(t.services, key, value)
+        for index in spec.backends.count..<max(spec.backends.count, oldCount) {
+            try tx.remove(t.backends, Self.backendID(id, UInt32(index)))
+        }
     }
 
     /// Adds a backend to a service, at the next index: the backend, then the new

@@ -124,6 +124,27 @@ public struct ServiceSpec: Hashable, Sendable {
         return f
     }
 
+    /// The TLVs of a service, as `service add` and ppctld's file give them: custom
+    /// TLVs in `parseTLV`'s form, then the cloud TLVs (AWS VPC endpoint id, printable
+    /// ASCII; Azure private link id; GCP PSC connection id). Throws `.invalidTLV`
+    /// for a bad one or a type given twice.
+    public static func tlvs(custom: [String], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
+                            gcpPscId: UInt64? = nil) throws(BalancerError) -> [ProxyTLV] {
+        var tlvs: [ProxyTLV] = []
+        for text in custom { tlvs.append(try parseTLV(text)) }
+        if let awsVpceId {
+            guard !awsVpceId.isEmpty, awsVpceId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                throw .invalidTLV("--aws-vpce-id must be printable ASCII")
+            }
+            tlvs.append(.awsVPCEndpointID(awsVpceId))
+        }
+        if let azureLinkId { tlvs.append(.azureLinkID(azureLinkId)) }
+        if let gcpPscId { tlvs.append(.gcpPSCConnectionID(gcpPscId)) }
+        let types = tlvs.map(\.type)
+        if Set(types).count != types.count { throw .invalidTLV("the same TLV type is given twice") }
+        return tlvs
+    }
+
     /// Parses a custom TLV given as `0xE5=text` or `0xE5=hex:0a0b`. Types 0xE0-0xEF.
     public static func parseTLV(_ text: String) throws(BalancerError) -> ProxyTLV {
         let kv = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -13,6 +13,8 @@ public enum Loader {
     /// clients and every reply; egress, local clients of server-first services.
     public static let programName = "ppctl_tc_ingress"
     public static let egressProgramName = "ppctl_tc_egress"
+    /// The connections `maxConnections` may ask the conntrack table to hold.
+    public static let maxConnectionsRange = 16...4_000_000
 
     /// An interface the program was attached to.
     public struct Attached: Sendable {

@@ -69,7 +69,7 @@ struct Attach: ParsableCommand {
         if let bad = interfaces.first(where: { $0.isEmpty || $0.utf8.count > 15 || $0.contains("/") }) {
             throw ValidationError("'\(bad)' is not an interface name")
         }
-        if let maxConns, !(16...4_000_000).contains(maxConns) {
+        if let maxConns, !Loader.maxConnectionsRange.contains(maxConns) {
             throw ValidationError("--max-conns \(maxConns) is not in 16...4000000")
         }
     }

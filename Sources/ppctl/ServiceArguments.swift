@@ -34,17 +34,7 @@ struct ServiceArguments {
         }
         guard !backends.isEmpty else { throw ValidationError("give at least one --backend IP:PORT") }
         return try validated {
-            var custom = try tlvs.map { try ServiceSpec.parseTLV($0) }
-            if let awsVpceId {
-                guard !awsVpceId.isEmpty, awsVpceId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
-                    throw BalancerError.invalidTLV("--aws-vpce-id must be printable ASCII")
-                }
-                custom.append(.awsVPCEndpointID(awsVpceId))
-            }
-            if let azureLinkId { custom.append(.azureLinkID(azureLinkId)) }
-            if let gcpPscId { custom.append(.gcpPSCConnectionID(gcpPscId)) }
-            let types = custom.map(\.type)
-            if Set(types).count != types.count { throw BalancerError.invalidTLV("the same TLV type is given twice") }
+            let custom = try ServiceSpec.tlvs(custom: tlvs, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
             let spec = ServiceSpec(
                 vip: try Endpoint(parsing: vip), backends: try backends.map { try Backend(parsing: $0) },
                 proxy: mode, snat: try snat.map { s throws(BalancerError) in try SNATPool.parse(s) } ?? [], tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)

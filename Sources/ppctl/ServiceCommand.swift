@@ -104,8 +104,18 @@ extension Service {
         func run() throws {
             let endpoint = try validated { try Endpoint(parsing: vip) }
             let inst = try instance.instance()
-            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).deleteService(endpoint) } }
+            let owner = try ppctl.run {
+                try inst.withLock(needsPins: true) { () throws -> ServiceOwner? in
+                    let controller = try Controller(ServiceTables(Maps(inst)))
+                    let owner = controller.service(endpoint)?.owner
+                    try controller.deleteService(endpoint)
+                    return owner
+                }
+            }
             print("deleted \(endpoint)")
+            if owner == .ppctld {
+                printWarning("\(endpoint) was ppctld's: its next reload adds it back unless it is removed from ppctld's file")
+            }
         }
     }
 
@@ -124,8 +134,8 @@ extension Service {
             case .json:
                 try printJSON(views.map(ServiceJSON.init))
             case .table:
-                print(table(["VIP", "PROXY", "SNAT", "BACKENDS"], views.map { v in
-                    [v.spec.vip.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat.isEmpty ? "-" : v.spec.snat.map(\.description).joined(separator: ","),
+                print(table(["VIP", "OWNER", "PROXY", "SNAT", "BACKENDS"], views.map { v in
+                    [v.spec.vip.description, v.owner.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat.isEmpty ? "-" : v.spec.snat.map(\.description).joined(separator: ","),
                      v.spec.backends.map { "\($0.endpoint)" + ($0.weight == 1 ? "" : ",weight=\($0.weight)") }
                         .joined(separator: " ")]
                 }))

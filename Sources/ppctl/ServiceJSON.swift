@@ -2,15 +2,16 @@ import Balancer
 import Foundation
 
 /// `ppctl service list -o json`, one object per service (docs/cli.md). Every key is
-/// always present (`snat` is the service's SNAT pool, empty when it has none).
+/// always present (`snat` is the service's SNAT pool, empty when it has none;
+/// `owner` is `cli` or `ppctld`).
 struct ServiceJSON: Encodable {
     struct BackendJSON: Encodable { let address: String; let port: UInt16; let weight: Int }
     struct TLVJSON: Encodable { let type: UInt8; let name: String; let hex: String }
-    let vip: String, address: String, port: UInt16, proxy: String
+    let vip: String, address: String, port: UInt16, proxy: String, owner: String
     let snat: [String], uniqueID: Bool, crc32c: Bool, serverFirst: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
 
     enum CodingKeys: String, CodingKey {
-        case vip, address, port, proxy, snat, uniqueID, crc32c, serverFirst, tlvs, backends
+        case vip, address, port, proxy, owner, snat, uniqueID, crc32c, serverFirst, tlvs, backends
     }
 
     func encode(to encoder: Encoder) throws {
@@ -19,6 +20,7 @@ struct ServiceJSON: Encodable {
         try c.encode(address, forKey: .address)
         try c.encode(port, forKey: .port)
         try c.encode(proxy, forKey: .proxy)
+        try c.encode(owner, forKey: .owner)
         try c.encode(snat, forKey: .snat)
         try c.encode(uniqueID, forKey: .uniqueID)
         try c.encode(crc32c, forKey: .crc32c)
@@ -32,6 +34,7 @@ struct ServiceJSON: Encodable {
         address = v.spec.vip.address.description
         port = v.spec.vip.port
         proxy = v.spec.proxy.rawValue
+        owner = v.owner.description
         snat = v.spec.snat.map(\.description)
         uniqueID = v.spec.uniqueID
         crc32c = v.spec.crc32c

@@ -206,14 +206,25 @@ final class Lab {
         try run([Lab.ppctlPath, "--netns", balancer] + args, check: check)
     }
 
-    /// Starts a long-running process in a namespace (output discarded); the lab
-    /// stops it on close, or `kill(pid)` does earlier.
-    func spawn(_ ns: String, _ argv: [String]) throws -> pid_t {
+    /// Starts a long-running process in a namespace with PPCTL_PIN_ROOT set to the
+    /// lab's (stdout discarded; stderr appended to the file `stderr` if given, else
+    /// discarded); the lab stops it on close, or `kill(pid)` does earlier.
+    func spawn(_ ns: String, _ argv: [String], stderr: String? = nil) throws -> pid_t {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "exec", ns] + argv
+        var environment = ProcessInfo.processInfo.environment
+        environment["PPCTL_PIN_ROOT"] = pinRoot
+        p.environment = environment
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
+        if let stderr {
+            if !FileManager.default.fileExists(atPath: stderr) { FileManager.default.createFile(atPath: stderr, contents: nil) }
+            guard let handle = FileHandle(forWritingAtPath: stderr) else { throw LabError.system("open \(stderr)", errno) }
+            handle.seekToEndOfFile()
+            p.standardError = handle
+        } else {
+            p.standardError = FileHandle.nullDevice
+        }
         try p.run()
         pids.append(p.processIdentifier)
         return p.processIdentifier
@@ -253,6 +264,11 @@ final class Lab {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return ".build/debug/ppctl"
+    }
+
+    /// The ppctld binary, beside ppctl.
+    static var ppctldPath: String {
+        URL(fileURLWithPath: ppctlPath).deletingLastPathComponent().appendingPathComponent("ppctld").path
     }
 
     /// Attaches ppctl on both balancer interfaces (`extra`: more attach options).

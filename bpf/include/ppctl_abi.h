@@ -70,7 +70,7 @@ struct ppctl_service {
 	__u32 id;                   /* index into ppctl_rings */
 	__u32 flags;                /* PPCTL_SVC_* */
 	__u16 backend_count;        /* 0: the service refuses new connections */
-	__u16 reserved;
+	__u16 owner;                /* who manages it (ServiceOwner): 0 ppctl, 1 ppctld; the datapath ignores it */
 	__u32 reserved2;
 };
 

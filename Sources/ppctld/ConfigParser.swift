@@ -1,0 +1,273 @@
+import Balancer
+import Datapath
+import Foundation
+import ProxyProtocol
+import Yams
+
+/// Reads ppctld's YAML file into a `DaemonConfig`. Every value becomes what
+/// `ppctl service add` and `ppctl attach` would make of it (Endpoint, Backend,
+/// SNATPool and ServiceSpec parse and validate it); every problem is collected
+/// with its line and key path, and all of them are thrown at once.
+struct ConfigParser {
+    /// The file's name, as issues show it.
+    let file: String
+    private var issues: [ConfigIssue] = []
+
+    private init(file: String) { self.file = file }
+
+    /// Reads and checks the file at `path`. Throws `ConfigError`.
+    static func load(_ path: String) throws(ConfigError) -> DaemonConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw .unreadable(path, (error as NSError).localizedDescription)
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Checks `text`, naming `file` in issues. Throws `ConfigError.invalid`.
+    static func parse(_ text: String, file: String) throws(ConfigError) -> DaemonConfig {
+        var parser = ConfigParser(file: file)
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw .invalid([parser.syntaxIssue(error)])
+        }
+        let config = parser.config(root)
+        if !parser.issues.isEmpty { throw .invalid(parser.issues.sorted { $0.line < $1.line }) }
+        return config
+    }
+
+    // MARK: - The sections
+
+    private mutating func config(_ root: Node?) -> DaemonConfig {
+        var config = DaemonConfig()
+        guard let root else { add(nil, "", "the file is empty: give at least `attach`"); return config }
+        guard let keys = mapping(root, "", allowed: ["attach", "snat", "services"]) else { return config }
+        if let a = keys["attach"] { config.attach = attach(a) } else { add(root, "attach", "is missing: give `attach: {interfaces: [...]}`") }
+        if let s = keys["snat"] { config.snat = pool(s, "snat") }
+        if let s = keys["services"], let list = sequence(s, "services") {
+            config.services = list.enumerated().compactMap { service($1, "services[\($0)]") }
+        }
+        checkDistinct(config.services)
+        return config
+    }
+
+    private mutating func attach(_ node: Node) -> DaemonConfig.Attach {
+        var a = DaemonConfig.Attach()
+        guard let keys = mapping(node, "attach", allowed: ["interfaces", "cgroup", "maxConnections"]) else { return a }
+        if let n = keys["interfaces"], let list = sequence(n, "attach.interfaces") {
+            for (i, item) in list.enumerated() {
+                guard let name = string(item, "attach.interfaces[\(i)]") else { continue }
+                if a.interfaces.contains(name) { add(item, "attach.interfaces[\(i)]", "interface '\(name)' is given twice") }
+                a.interfaces.append(name)
+            }
+        }
+        if let n = keys["cgroup"] { a.cgroup = string(n, "attach.cgroup") }
+        if let n = keys["maxConnections"], let v = int(n, "attach.maxConnections") {
+            let range = Loader.maxConnectionsRange
+            if range.contains(v) { a.maxConnections = v } else {
+                add(n, "attach.maxConnections", "\(v) is not in \(range.lowerBound)...\(range.upperBound)")
+            }
+        }
+        if a.interfaces.isEmpty && a.cgroup == nil {
+            add(node, "attach", "give `interfaces`, `cgroup`, or both")
+        }
+        return a
+    }
+
+    /// A SNAT pool: a list of `A` or `A-B` (SNATPool's forms), validated together.
+    private mutating func pool(_ node: Node, _ path: String) -> [IPAddress] {
+        guard let list = sequence(node, path) else { return [] }
+        var pool: [IPAddress] = []
+        for (i, item) in list.enumerated() {
+            guard let text = string(item, "\(path)[\(i)]") else { continue }
+            do { pool += try SNATPool.parse(text) } catch { add(item, "\(path)[\(i)]", "\(error)") }
+        }
+        do { try SNATPool.validate(pool) } catch { add(node, path, "\(error)") }
+        return pool
+    }
+
+    private mutating func service(_ node: Node, _ path: String) -> DaemonConfig.Service? {
+        let allowed = ["name", "vip", "proxy", "snat", "serverFirst", "tlvs", "backends"]
+        guard let keys = mapping(node, path, allowed: allowed) else { return nil }
+        let before = issues.count
+        let name = required(keys, node, path, "name").flatMap { string($0, path + ".name") }
+        if let name, !name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) || name.isEmpty {
+            add(keys["name"], path + ".name", "'\(name)' is not a name (letters, digits, '-', '_', '.')")
+        }
+        let vipNode = required(keys, node, path, "vip")
+        let vip = vipNode.flatMap { n in string(n, path + ".vip").flatMap { text in
+            attempt(n, path + ".vip") { () throws(BalancerError) in try Endpoint(parsing: text) } } }
+        var proxy = ProxyMode.none
+        if let n = keys["proxy"], let text = string(n, path + ".proxy") {
+            if let mode = ProxyMode(rawValue: text) { proxy = mode } else { add(n, path + ".proxy", "'\(text)' is not v1, v2 or none") }
+        }
+        let snat = keys["snat"].map { pool($0, path + ".snat") } ?? []
+        let serverFirst = keys["serverFirst"].flatMap { bool($0, path + ".serverFirst") } ?? false
+        var tlvs: [ProxyTLV] = [], uniqueID = false, crc32c = false
+        if let n = keys["tlvs"] { (tlvs, uniqueID, crc32c) = self.tlvs(n, path + ".tlvs") }
+        var backends: [Backend] = [], backendLines: [Int] = []
+        if let n = required(keys, node, path, "backends"), let list = sequence(n, path + ".backends") {
+            for (i, item) in list.enumerated() {
+                if let b = backend(item, "\(path).backends[\(i)]") {
+                    backends.append(b)
+                    backendLines.append(item.mark?.line ?? 0)
+                }
+            }
+        }
+        guard issues.count == before, let name, let vip, let vipNode else { return nil }
+        let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
+                               uniqueID: uniqueID, crc32c: crc32c, serverFirst: serverFirst)
+        // What is left to check (families, duplicates, a backend that is the VIP...) is ServiceSpec's.
+        do { try spec.validate() } catch { add(node, path, "\(error)"); return nil }
+        return DaemonConfig.Service(name: name, spec: spec, line: node.mark?.line ?? 0,
+                                    vipLine: vipNode.mark?.line ?? 0, backendLines: backendLines)
+    }
+
+    private mutating func backend(_ node: Node, _ path: String) -> Backend? {
+        guard let keys = mapping(node, path, allowed: ["address", "weight"]) else { return nil }
+        guard let a = required(keys, node, path, "address"), let text = string(a, path + ".address"),
+              let endpoint = attempt(a, path + ".address", { () throws(BalancerError) in try Endpoint(parsing: text) })
+        else { return nil }
+        var weight = 1
+        if let n = keys["weight"], let w = int(n, path + ".weight") {
+            let range = Backend.weightRange
+            guard range.contains(w) else {
+                add(n, path + ".weight", "\(w) is not in \(range.lowerBound)...\(range.upperBound)")
+                return nil
+            }
+            weight = w
+        }
+        return Backend(endpoint: endpoint, weight: weight)
+    }
+
+    /// `tlvs: {uniqueId, crc32c, custom: {"0xE5": text}, awsVpceId, azureLinkId, gcpPscId}`.
+    private mutating func tlvs(_ node: Node, _ path: String) -> ([ProxyTLV], Bool, Bool) {
+        let allowed = ["uniqueId", "crc32c", "custom", "awsVpceId", "azureLinkId", "gcpPscId"]
+        guard let keys = mapping(node, path, allowed: allowed) else { return ([], false, false) }
+        var custom: [String] = []
+        if let n = keys["custom"], let m = n.mapping {
+            for (k, v) in m {
+                guard let type = string(k, path + ".custom"), let value = string(v, "\(path).custom.\(k.string ?? "")") else { continue }
+                custom.append("\(type)=\(value)")
+            }
+        } else if let n = keys["custom"] {
+            add(n, path + ".custom", "expected a mapping of TYPE: VALUE, such as {\"0xE5\": tenant-42}")
+        }
+        let aws = keys["awsVpceId"].flatMap { string($0, path + ".awsVpceId") }
+        let azure = keys["azureLinkId"].flatMap { n in int(n, path + ".azureLinkId").flatMap { v in
+            UInt32(exactly: v) ?? { add(n, path + ".azureLinkId", "\(v) is not in 0...\(UInt32.max)"); return nil }() } }
+        let gcp = keys["gcpPscId"].flatMap { n in string(n, path + ".gcpPscId").flatMap { v in
+            UInt64(v) ?? { add(n, path + ".gcpPscId", "'\(v)' is not a number in 0...\(UInt64.max)"); return nil }() } }
+        let tlvs = attempt(node, path) { () throws(BalancerError) in
+            try ServiceSpec.tlvs(custom: custom, awsVpceId: aws, azureLinkId: azure, gcpPscId: gcp)
+        } ?? []
+        let uniqueID = keys["uniqueId"].flatMap { bool($0, path + ".uniqueId") } ?? false
+        let crc32c = keys["crc32c"].flatMap { bool($0, path + ".crc32c") } ?? false
+        return (tlvs, uniqueID, crc32c)
+    }
+
+    /// No name and no VIP:PORT twice.
+    private mutating func checkDistinct(_ services: [DaemonConfig.Service]) {
+        var names: [String: Int] = [:], vips: [Endpoint: Int] = [:]
+        for (i, s) in services.enumerated() {
+            if let first = names[s.name] {
+                add(line: s.line, "services[\(i)].name", "'\(s.name)' is given twice (first as services[\(first)].name)")
+            } else { names[s.name] = i }
+            if let first = vips[s.spec.vip] {
+                add(line: s.vipLine, "services[\(i)].vip", "\(s.spec.vip) is given twice (first as services[\(first)].vip, line \(services[first].vipLine))")
+            } else { vips[s.spec.vip] = i }
+        }
+    }
+
+    // MARK: - Typed values, each problem recorded with its path
+
+    private mutating func add(_ node: Node?, _ path: String, _ message: String) {
+        add(line: node?.mark?.line ?? 1, path, message)
+    }
+
+    private mutating func add(line: Int, _ path: String, _ message: String) {
+        issues.append(ConfigIssue(file: file, line: line, path: path, message: message))
+    }
+
+    /// The value of a balancer parser, or nil with its message recorded.
+    private mutating func attempt<T>(_ node: Node, _ path: String, _ body: () throws(BalancerError) -> T) -> T? {
+        do { return try body() } catch { add(node, path, "\(error)"); return nil }
+    }
+
+    private mutating func required(_ keys: [String: Node], _ node: Node, _ path: String, _ key: String) -> Node? {
+        if let value = keys[key] { return value }
+        add(node, path + "." + key, "is missing")
+        return nil
+    }
+
+    /// The keys of a mapping; unknown and repeated keys are recorded.
+    private mutating func mapping(_ node: Node, _ path: String, allowed: [String]) -> [String: Node]? {
+        guard let m = node.mapping else { add(node, path, "expected a mapping (key: value), not \(kind(node))"); return nil }
+        var keys: [String: Node] = [:]
+        for (k, v) in m {
+            let name = k.string ?? "?"
+            let at = path.isEmpty ? name : path + "." + name
+            guard allowed.contains(name) else {
+                add(k, at, "unknown key (expected one of: \(allowed.joined(separator: ", ")))")
+                continue
+            }
+            guard keys[name] == nil else { add(k, at, "is given twice"); continue }
+            keys[name] = v
+        }
+        return keys
+    }
+
+    private mutating func sequence(_ node: Node, _ path: String) -> [Node]? {
+        guard let s = node.sequence else { add(node, path, "expected a list, not \(kind(node))"); return nil }
+        return Array(s)
+    }
+
+    private mutating func string(_ node: Node, _ path: String) -> String? {
+        guard case .scalar(let s) = node, node.null == nil || s.style != .plain else {
+            add(node, path, "expected a text value, not \(kind(node))"); return nil
+        }
+        return s.string
+    }
+
+    private mutating func int(_ node: Node, _ path: String) -> Int? {
+        guard case .scalar(let s) = node, s.style == .plain, let v = Int(s.string) else {
+            add(node, path, "expected a whole number, not \(kind(node))"); return nil
+        }
+        return v
+    }
+
+    private mutating func bool(_ node: Node, _ path: String) -> Bool? {
+        guard case .scalar(let s) = node, s.style == .plain, s.string == "true" || s.string == "false" else {
+            add(node, path, "expected true or false, not \(kind(node))"); return nil
+        }
+        return s.string == "true"
+    }
+
+    /// What a node is, for messages: `'text'`, a list, a mapping.
+    private func kind(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s): return s.string.isEmpty ? "an empty value" : "'\(s.string)'"
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    /// A YAML syntax error as an issue at its line.
+    private func syntaxIssue(_ error: Error) -> ConfigIssue {
+        var line = 1, problem = "\(error)"
+        if let e = error as? YamlError {
+            switch e {
+            case .scanner(_, let p, let mark, _), .parser(_, let p, let mark, _), .composer(_, let p, let mark, _):
+                line = mark.line
+                problem = p
+            case .duplicatedKeysInMapping(let keys, let context):
+                let names = keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+                return ConfigIssue(file: file, line: context.mark.line, path: "",
+                                   message: "the key \(names) is given twice in one mapping (first here)")
+            default: break
+            }
+        }
+        return ConfigIssue(file: file, line: line, path: "", message: "not valid YAML: \(problem)")
+    }
+}

@@ -1,0 +1,34 @@
+import Balancer
+
+/// ppctld's configuration file, read and checked (docs/config.md): how to attach,
+/// the default SNAT pool, and the services ppctld owns.
+struct DaemonConfig: Equatable {
+    /// The `attach` section: the options of `ppctl attach`.
+    struct Attach: Equatable {
+        /// Interfaces the tc programs go on.
+        var interfaces: [String] = []
+        /// A cgroup v2 whose processes are balanced at the socket layer.
+        var cgroup: String?
+        /// Size of the conntrack table, fixed when it is created.
+        var maxConnections: Int?
+    }
+
+    /// A service of the file: its name (the `service` label of the metrics), the
+    /// spec `service add` would make, and where it is in the file.
+    struct Service: Equatable {
+        var name: String
+        var spec: ServiceSpec
+        /// Line of the service's entry, and of its `vip` key.
+        var line: Int, vipLine: Int
+        /// Line of each backend's `address`.
+        var backendLines: [Int]
+    }
+
+    var attach = Attach()
+    /// The instance's default SNAT pool (`attach --snat`); empty: none.
+    var snat: [IPAddress] = []
+    var services: [Service] = []
+
+    /// The specs to reconcile the maps with.
+    var specs: [ServiceSpec] { services.map(\.spec) }
+}
