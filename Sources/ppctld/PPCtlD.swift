@@ -86,6 +86,8 @@ struct PPCtlD: ParsableCommand {
             }
         }
         daemon.watch { server?.shutdown() }
+        // From here on SIGTERM stops ppctld cleanly (before, it would kill it outright).
+        logger.info("ready", metadata: ["event": "ready", "pid": "\(getpid())"])
         dispatchMain()
     }
 }

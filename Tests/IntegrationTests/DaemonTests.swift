@@ -36,9 +36,9 @@ final class DaemonTests: XCTestCase {
     /// Starts ppctld on the file; returns once it has applied it.
     @discardableResult
     func startDaemon(_ extra: [String] = []) throws -> pid_t {
-        let before = count("event=reconciled")
+        let before = count("event=ready")
         let pid = try lab.spawn(lab.balancer, [Lab.ppctldPath, "--config", config] + extra, stderr: logFile)
-        try waitFor("ppctld to apply its file") { count("event=reconciled") > before }
+        try waitFor("ppctld to apply its file and be ready") { count("event=ready") > before }
         return pid
     }
 
@@ -198,13 +198,15 @@ final class DaemonTests: XCTestCase {
 
     /// A backend that answers every connection's request with `reply` and closes.
     final class Responder {
-        private var stop = false
+        /// Shared with the threads, which may outlive the Responder by one accept.
+        private final class Flag: @unchecked Sendable { var stop = false }
+        private let flag = Flag()
         private var threads: [Thread] = []
 
         init(_ servers: [TCP], reply: String) {
             for server in servers {
-                let thread = Thread { [unowned self] in
-                    while !self.stop {
+                let thread = Thread { [flag] in
+                    while !flag.stop {
                         guard let c = try? server.accept() else { continue }
                         _ = try? c.read()
                         try? c.write(reply)
@@ -215,7 +217,9 @@ final class DaemonTests: XCTestCase {
             }
         }
 
-        func close() { stop = true }
+        func close() { flag.stop = true }
+
+        deinit { flag.stop = true }
     }
 
     func testReloadOnSIGHUPAddsRemovesAndChangesWithoutDisturbingTraffic() throws {
