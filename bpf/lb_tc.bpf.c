@@ -156,6 +156,7 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 {
 	__u32 zero = 0;
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
+	struct ppctl_service_stats *svc_stats;
 	__u32 len;
 	__u8 clear = p->payload_len ? TCPF_FIN : 0;
 
@@ -182,6 +183,15 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 	if (finish_segment(skb, p, e, e->client_isn + 1, scratch->buf, len, clear))
 		goto fail;
 
+	svc_stats = service_stats(e->service_id);
+	if (svc_stats) {
+		if (e->state & PPCTL_CT_HDR_SENT)
+			svc_stats->headers_resent++;
+		else
+			svc_stats->headers_injected++;
+	}
+	e->packets++;
+	e->bytes += skb->len;
 	if (stats) {
 		if (e->state & PPCTL_CT_HDR_SENT)
 			stats->headers_resent++;
@@ -212,10 +222,14 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 	/* (A clone of a local client's segment would meet the egress program again.) */
 	if ((e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
 		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0) == 0 &&
-		    bpf_clone_redirect(skb, e->ifindex, 0) == 0 && stats) {
-			stats->data_split++;
-			stats->packets_to_backend++;
-			stats->bytes_to_backend += skb->len;
+		    bpf_clone_redirect(skb, e->ifindex, 0) == 0) {
+			e->packets++;
+			e->bytes += skb->len;
+			if (stats) {
+				stats->data_split++;
+				stats->packets_to_backend++;
+				stats->bytes_to_backend += skb->len;
+			}
 		}
 	}
 	/* Without a clone the client's retransmission brings the data. */
@@ -315,6 +329,8 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 	if (rewrite_packet(skb, p, e, seq, p->ack, 0))
 		goto fail;
 out:
+	e->packets++;
+	e->bytes += skb->len;
 	if (stats) {
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
@@ -403,6 +419,8 @@ rewrite:
 			stats->fwd_errors++;
 		return TC_ACT_SHOT;
 	}
+	e->packets++;
+	e->bytes += skb->len;
 	if (stats) {
 		stats->packets_to_client++;
 		stats->bytes_to_client += skb->len;
@@ -603,6 +621,23 @@ found:
 
 /* The SNAT pool a new connection of `svc` draws from: its own, else the
  * instance's default, else none (the route's source address). */
+/* Counts a connection given to a backend; makes the backend's counters on its
+ * first one. */
+static __always_inline void count_connection(__u32 backend_id)
+{
+	struct ppctl_backend_stats *b = bpf_map_lookup_elem(&ppctl_backend_stats, &backend_id);
+
+	if (!b) {
+		struct ppctl_backend_stats zero = {};
+
+		bpf_map_update_elem(&ppctl_backend_stats, &backend_id, &zero, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&ppctl_backend_stats, &backend_id);
+		if (!b)
+			return;
+	}
+	b->connections++;
+}
+
 /* Keeps the SNAT tuple of a connection a SYN is about to replace (see struct
  * snat_hint), for open_connection; `reused` tells it the hint is this SYN's. */
 static __noinline void snat_remember(const struct ppctl_ct_entry *e)
@@ -637,6 +672,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct ppctl_ct_entry *fwd, *rev;
+	struct ppctl_service_stats *svc_stats;
 	struct ppctl_snat_pool *pool;
 	struct ppctl_backend *be;
 	struct ethhdr *eth;
@@ -651,6 +687,9 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	__builtin_memset(rev, 0, sizeof(*rev));
 	be = pick_backend(svc, bpf_get_hash_recalc(skb), p->key.family, &backend_id);
 	if (!be) {
+		svc_stats = service_stats(svc->id);
+		if (svc_stats)
+			svc_stats->refused_no_backend++;
 		if (stats)
 			stats->refused_no_backend++;
 		return VERDICT_REFUSE;
@@ -730,25 +769,34 @@ __noinline int open_connection(struct __sk_buff *skb, struct packet *p,
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
 	struct snat_hint *hint = reused ? bpf_map_lookup_elem(&ppctl_hint, &zero) : NULL;
 	__u64 now = bpf_ktime_get_coarse_ns();
+	struct ppctl_service_stats *svc_stats;
 	struct ppctl_ct_entry *fwd;
 	int rc;
 
 	if (!skb || !p || !svc || !scratch)
 		return TC_ACT_SHOT;
 	fwd = &scratch->fwd;
+	svc_stats = service_stats(svc->id);
 	rc = snat_alloc(p, snat_pool(svc), hint, now);
 	if (rc == SNAT_EXHAUSTED) {
+		if (svc_stats)
+			svc_stats->refused_snat_exhausted++;
 		if (stats)
 			stats->refused_snat_exhausted++;
 		return VERDICT_REFUSE;
 	}
 	if (rc)
 		goto table_full;
+	fwd->packets = 1;           /* this SYN */
+	fwd->bytes = skb->len;
 	if (bpf_map_update_elem(&ppctl_conntrack, &p->key, fwd, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&ppctl_conntrack, &scratch->tuple);
 		goto table_full;
 	}
 	gc_arm();
+	count_connection(fwd->backend_id);
+	if (svc_stats)
+		svc_stats->connections++;
 	if (stats)
 		stats->connections++;
 
@@ -769,6 +817,8 @@ fail:
 		stats->fwd_errors++;
 	return TC_ACT_SHOT;
 table_full:
+	if (svc_stats)
+		svc_stats->refused_table_full++;
 	if (stats)
 		stats->refused_table_full++;
 	return VERDICT_REFUSE;
@@ -817,8 +867,12 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 	if (!fwd->hdr_len)
 		goto fail;
 
+	fwd->packets = 1;           /* this SYN */
+	fwd->bytes = skb->len;
 	*rev = *fwd;
 	rev->snd_end = 0;           /* the backend's: from its SYN-ACK */
+	rev->packets = 0;
+	rev->bytes = 0;
 	rev->nat_saddr = p->key.daddr;
 	rev->nat_daddr = p->key.saddr;
 	rev->nat_sport = p->key.dport;

@@ -19,6 +19,8 @@ public final class Maps {
         case stats = "ppctl_stats"
         case gc = "ppctl_gc"
         case snatPools = "ppctl_snat_pools"
+        case serviceStats = "ppctl_service_stats"
+        case backendStats = "ppctl_backend_stats"
         case sockStats = "ppctl_sock_stats"
     }
 
@@ -40,6 +42,10 @@ public final class Maps {
     public let stats: PerCPUArray<ppctl_stats>
     /// Service id (or PPCTL_SNAT_POOL_DEFAULT) → SNAT pool (array).
     public let snatPools: BPFMap<UInt32, ppctl_snat_pool>
+    /// Service id → its event counters, one copy per CPU (array).
+    public let serviceStats: PerCPUArray<ppctl_service_stats>
+    /// Backend id → its counters, one copy per CPU (hash; made at its first connection).
+    public let backendStats: PerCPUArray<ppctl_backend_stats>
     /// Key 0 → the conntrack sweeper's timer.
     public let gc: BPFMap<UInt32, ppctl_gc_state>
     /// Key 0 → the socket path's counters, one copy per CPU (nil until a cgroup
@@ -62,6 +68,8 @@ public final class Maps {
         stats = try PerCPUArray(pinnedAt: instance.pin(.stats))
         gc = try BPFMap(pinnedAt: instance.pin(.gc))
         snatPools = try BPFMap(pinnedAt: instance.pin(.snatPools))
+        serviceStats = try PerCPUArray(pinnedAt: instance.pin(.serviceStats))
+        backendStats = try PerCPUArray(pinnedAt: instance.pin(.backendStats))
         sockStats = access(instance.pin(.sockStats), F_OK) == 0 ? try PerCPUArray(pinnedAt: instance.pin(.sockStats)) : nil
     }
 

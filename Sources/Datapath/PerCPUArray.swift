@@ -3,8 +3,8 @@ import CLibbpf
 import Glibc
 #endif
 
-/// A pinned per-CPU array map (such as `ppctl_stats`): one value per possible CPU
-/// at each index.
+/// A pinned per-CPU map with 32-bit keys, array or hash (such as `ppctl_stats`,
+/// `ppctl_backend_stats`): one value per possible CPU at each key.
 public final class PerCPUArray<Value: BitwiseCopyable> {
     /// Where the map is pinned.
     public let path: String

@@ -26,26 +26,44 @@ struct MetricsExporter: Sendable {
             let d = MetricNameDescriptor(namespace: "ppctl", metricName: name, unitName: "", helpText: help)
             r.makeGauge(descriptor: d, labels: labels).set(Int64(value))
         }
-        counter("connections", "Connections the datapath accepted.", s.connections)
-        counter("headers_injected", "PROXY headers sent (first transmission).", s.headers_injected)
-        counter("headers_resent", "PROXY headers sent again (not yet acknowledged).", s.headers_resent)
-        let refusals = "SYNs refused with a RST, by reason."
-        counter("refused", refusals, s.refused_no_backend, [("reason", "no_backend")])
-        counter("refused", refusals, s.refused_table_full, [("reason", "table_full")])
-        counter("refused", refusals, s.refused_snat_exhausted, [("reason", "snat_exhausted")])
-        counter("bytes", "Bytes forwarded, by direction.", s.bytes_to_backend, [("direction", "to_backend")])
-        counter("bytes", "Bytes forwarded, by direction.", s.bytes_to_client, [("direction", "to_client")])
+        counter("datapath_connections", "Connections the datapath accepted, all services.", s.connections)
+        counter("datapath_bytes", "Bytes forwarded, all services, by direction.", s.bytes_to_backend, [("direction", "to_backend")])
+        counter("datapath_bytes", "Bytes forwarded, all services, by direction.", s.bytes_to_client, [("direction", "to_client")])
+        let refusals = "SYNs refused with a RST, by service and reason."
 
         let entries = maps.conntrack.entries()
         gauge("conntrack_entries", "Entries in the conntrack table (two per connection).", entries.count)
         gauge("conntrack_capacity", "Entries the conntrack table holds.", maps.conntrack.capacity)
-        var live: [UInt32: Int] = [:]
-        for e in entries where e.value.dir == UInt8(PPCTL_DIR_ORIGINAL) { live[e.value.service_id, default: 0] += 1 }
+        // Live connections and what they carried so far, by backend id; finished
+        // connections' traffic is in the backend's counters.
+        var live: [UInt32: Int] = [:], toBackend: [UInt32: UInt64] = [:], toClient: [UInt32: UInt64] = [:]
+        for e in entries {
+            if e.value.dir == UInt8(PPCTL_DIR_ORIGINAL) {
+                live[e.value.backend_id, default: 0] += 1
+                toBackend[e.value.backend_id, default: 0] &+= e.value.bytes
+            } else {
+                toClient[e.value.backend_id, default: 0] &+= e.value.bytes
+            }
+        }
         for v in services {
             let service = label(v)
-            gauge("active_connections", "Connections tracked now, by service.", live[v.id] ?? 0, [("service", service)])
-            for b in v.spec.backends {
-                gauge("backend_up", "1 for every backend of a service.", 1, [("service", service), ("backend", b.endpoint.description)])
+            let ss = (try? maps.serviceStats.sum(at: v.id)) ?? ppctl_service_stats()
+            counter("service_connections", "Connections the datapath accepted, by service.", ss.connections, [("service", service)])
+            counter("headers_injected", "PROXY headers sent (first transmission), by service.", ss.headers_injected, [("service", service)])
+            counter("headers_resent", "PROXY headers sent again, by service.", ss.headers_resent, [("service", service)])
+            counter("refused", refusals, ss.refused_no_backend, [("service", service), ("reason", "no_backend")])
+            counter("refused", refusals, ss.refused_table_full, [("service", service), ("reason", "table_full")])
+            counter("refused", refusals, ss.refused_snat_exhausted, [("service", service), ("reason", "snat_exhausted")])
+            for (index, b) in v.spec.backends.enumerated() {
+                let id = v.id << 8 | UInt32(index), labels = [("service", service), ("backend", b.endpoint.description)]
+                let bs = (try? maps.backendStats.sum(at: id)) ?? ppctl_backend_stats()
+                counter("connections", "Connections given to the backend.", bs.connections, labels)
+                gauge("active_connections", "Connections tracked now, by backend.", live[id] ?? 0, labels)
+                counter("bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_backend &+ (toBackend[id] ?? 0),
+                        labels + [("direction", "to_backend")])
+                counter("bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_client &+ (toClient[id] ?? 0),
+                        labels + [("direction", "to_client")])
+                gauge("backend_up", "1 for every backend of a service.", 1, labels)
             }
         }
         return r.emitToString()

@@ -120,18 +120,63 @@ static __always_inline void ct_syn_ack(struct ppctl_ct_entry *e, __u32 backend_i
 	}
 }
 
-/* Removes both entries of the connection that `key`/`e` belong to. */
-static __always_inline void ct_delete_connection(const struct ppctl_ct_key *key,
-						 const struct ppctl_ct_entry *e)
+static __always_inline struct ppctl_service_stats *service_stats(__u32 service_id)
+{
+	return bpf_map_lookup_elem(&ppctl_service_stats, &service_id);
+}
+
+/* Adds what an entry translated to its backend's counters. */
+static __always_inline void ct_fold(struct ppctl_backend_stats *b, const struct ppctl_ct_entry *e)
+{
+	if (e->dir == PPCTL_DIR_ORIGINAL) {
+		b->packets_to_backend += e->packets;
+		b->bytes_to_backend += e->bytes;
+	} else {
+		b->packets_to_client += e->packets;
+		b->bytes_to_client += e->bytes;
+	}
+}
+
+/* Removes both entries of the connection that `key`/`e` belong to, first folding
+ * their traffic into the backend's counters. (A function of its own: its frame
+ * stays off the callers' stacks.) */
+static __noinline void ct_delete_connection(const struct ppctl_ct_key *key,
+					    const struct ppctl_ct_entry *e)
 {
 	struct ppctl_ct_key peer_key;
+	struct ppctl_ct_entry *peer;
+	struct ppctl_backend_stats *b;
+	__u32 backend_id;
 
+	if (!key || !e)
+		return;
+	backend_id = e->backend_id;
 	ct_peer_key(e, &peer_key);
+	peer = bpf_map_lookup_elem(&ppctl_conntrack, &peer_key);
+	b = bpf_map_lookup_elem(&ppctl_backend_stats, &backend_id);
+	if (b) {
+		ct_fold(b, e);
+		if (peer)
+			ct_fold(b, peer);
+	}
 	bpf_map_delete_elem(&ppctl_conntrack, &peer_key);
 	bpf_map_delete_elem(&ppctl_conntrack, key);
 }
 
 /* MARK: - The sweeper */
+
+/* The sweeper's fold (it deletes by itself: it already holds both entries). */
+static __always_inline void fold_expired(const struct ppctl_ct_entry *e, const struct ppctl_ct_entry *peer)
+{
+	__u32 backend_id = e->backend_id;
+	struct ppctl_backend_stats *b = bpf_map_lookup_elem(&ppctl_backend_stats, &backend_id);
+
+	if (!b)
+		return;
+	ct_fold(b, e);
+	if (peer)
+		ct_fold(b, peer);
+}
 
 struct gc_ctx {
 	struct ppctl_config *cfg;
@@ -157,6 +202,7 @@ static long gc_visit(struct bpf_map *map, struct ppctl_ct_key *key,
 	}
 	if (ct_idle_ns(ctx->now, last) <= ct_timeout_ns(ctx->cfg, e->state))
 		return 0;
+	fold_expired(e, peer);
 	if (peer) {
 		bpf_map_delete_elem(&ppctl_conntrack, &peer_key);
 		ctx->expired++;

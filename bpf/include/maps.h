@@ -46,6 +46,23 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ppctl_stats SEC(".maps");
 
+/* Counters per service (array by service id) and per backend (hash by backend id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PPCTL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct ppctl_service_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_service_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, PPCTL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct ppctl_backend_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ppctl_backend_stats SEC(".maps");
+
 /* SNAT address pools: one per service, and the instance's default at
  * PPCTL_SNAT_POOL_DEFAULT. */
 struct {

@@ -203,6 +203,12 @@ struct ppctl_ct_entry {
 	 * upper edge of what the other side may acknowledge. */
 	__u32 snd_end;
 	__u32 pad2;
+	/* What this entry translated (its direction only): folded into the backend's
+	 * ppctl_backend_stats when the connection's entries are removed. Plain adds on
+	 * the entry the packet already touched; a flow's packets of one direction
+	 * arrive on one CPU. */
+	__u64 packets;
+	__u64 bytes;
 };
 
 /* MARK: - Configuration (map "ppctl_config", one element at key 0) */
@@ -273,6 +279,31 @@ struct ppctl_stats {
 	__u64 dropped_out_of_window; /* segment outside the connection's window: dropped */
 	__u64 ignored_rst;          /* RST not at the sender's next sequence: passed, state kept */
 	__u64 resets_sent;          /* RSTs the balancer sent to refuse a SYN */
+};
+
+/* MARK: - Per-service and per-backend counters */
+
+/* "ppctl_service_stats": per-CPU array indexed by service id. Counted at events
+ * (a SYN, a header), never per data packet. */
+struct ppctl_service_stats {
+	__u64 connections;
+	__u64 headers_injected;
+	__u64 headers_resent;
+	__u64 refused_no_backend;
+	__u64 refused_table_full;
+	__u64 refused_snat_exhausted;
+};
+
+/* "ppctl_backend_stats": per-CPU hash keyed by backend id (PPCTL_BACKEND_ID).
+ * connections counts those the backend was given; the traffic fields hold what
+ * its *finished* connections carried (a live connection's is in its conntrack
+ * entries: the control plane adds the two). */
+struct ppctl_backend_stats {
+	__u64 connections;
+	__u64 packets_to_backend;
+	__u64 bytes_to_backend;
+	__u64 packets_to_client;
+	__u64 bytes_to_client;
 };
 
 /* MARK: - The conntrack sweeper (map "ppctl_gc", one element at key 0) */
