@@ -84,7 +84,7 @@ public enum Loader {
         }
         // Stop the sweeper armed by a previous program (writing the element cancels
         // its timer); the new program arms its own on the next connection.
-        try maps.gc.update(0, ppctl_gc_state(), mode: .any)
+        try maps.gc.update(0, Maps.SweeperState(), mode: .any)
 
         for (name, index) in indexes {
             for (point, programFD) in programs {

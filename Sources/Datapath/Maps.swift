@@ -40,8 +40,8 @@ public final class Maps {
     public let stats: PerCPUArray<ppctl_stats>
     /// Service id (or PPCTL_SNAT_POOL_DEFAULT) → SNAT pool (array).
     public let snatPools: BPFMap<UInt32, ppctl_snat_pool>
-    /// Key 0 → the conntrack sweeper's timer.
-    public let gc: BPFMap<UInt32, ppctl_gc_state>
+    /// Key 0 → the conntrack sweeper's timer, which only the programs can read.
+    public let gc: BPFMap<UInt32, SweeperState>
     /// Key 0 → the socket path's counters, one copy per CPU (nil until a cgroup
     /// attach creates it).
     public let sockStats: PerCPUArray<ppctl_sock_stats>?
@@ -63,6 +63,17 @@ public final class Maps {
         gc = try BPFMap(pinnedAt: instance.pin(.gc))
         snatPools = try BPFMap(pinnedAt: instance.pin(.snatPools))
         sockStats = access(instance.pin(.sockStats), F_OK) == 0 ? try PerCPUArray(pinnedAt: instance.pin(.sockStats)) : nil
+    }
+
+    /// The value of ppctl_gc as the control plane sees it: PPCTL_GC_STATE_SIZE bytes
+    /// holding the sweeper's bpf_timer, which it only ever writes as zeros (that
+    /// cancels the timer of a previous program).
+    public struct SweeperState: BitwiseCopyable, Sendable {
+        var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        /// All zero: a stopped, unarmed sweeper.
+        public init() {
+            precondition(MemoryLayout<Self>.size == Int(PPCTL_GC_STATE_SIZE), "SweeperState is not PPCTL_GC_STATE_SIZE bytes")
+        }
     }
 
     /// The statistics counters summed over CPUs.

@@ -74,7 +74,16 @@ struct {
 	__type(value, struct snat_hint);
 } ppctl_hint SEC(".maps");
 
-/* The conntrack sweeper's timer (armed by the first new connection). */
+/* The conntrack sweeper's timer (armed by the first new connection). The control
+ * plane sees PPCTL_GC_STATE_SIZE bytes it only ever zeroes (ppctl_abi.h). */
+struct ppctl_gc_state {
+	struct bpf_timer timer;
+	__u32 armed;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct ppctl_gc_state) == PPCTL_GC_STATE_SIZE,
+	       "ppctl_gc's value is PPCTL_GC_STATE_SIZE bytes for the control plane");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
