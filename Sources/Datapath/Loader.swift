@@ -1,5 +1,6 @@
 import CLibbpf
 import DatapathABI
+import DatapathSkeletons
 import Foundation
 
 /// Loads the embedded tc program, attaches it to interfaces and detaches it.
@@ -9,10 +10,10 @@ public enum Loader {
     public static let filterHandle: UInt32 = 0x5050
     /// tc filter priority of ppctl's program.
     public static let filterPriority: UInt32 = 0x5050
-    /// The tc programs of the datapath (bpf/lb_tc.bpf.c): ingress handles remote
-    /// clients and every reply; egress, local clients of server-first services.
+    /// The name the kernel shows for the tc ingress program (bpf/lb_tc.bpf.c), which
+    /// handles remote clients and every reply (egress: local clients of server-first
+    /// services). The loader finds both through the skeleton, not by name.
     public static let programName = "ppctl_tc_ingress"
-    public static let egressProgramName = "ppctl_tc_egress"
     /// The connections `maxConnections` may ask the conntrack table to hold.
     public static let maxConnectionsRange = 16...4_000_000
 
@@ -63,19 +64,17 @@ public enum Loader {
     /// The steps of `attach` after the checks; reports each interface attached.
     private static func load(instance: Instance, interfaces indexes: [(String, UInt32)], maxConnections: Int?,
                              attachedTo: (Attached) -> Void) throws {
-        let object = try openObject(BPFObjectBytes.lbTc, instance: instance)
-        defer { bpf_object__close(object) }
+        let skeleton = try openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
+        defer { lb_tc__destroy(skeleton) }
 
-        try reconcilePins(object: object, instance: instance, maxConnections: maxConnections)
-        try check(bpf_object__load(object), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
-
-        func programFD(_ name: String) throws -> Int32 {
-            guard let program = bpf_object__find_program_by_name(object, name) else {
-                throw DatapathError.objectMismatch("it has no program \(name)")
-            }
-            return bpf_program__fd(program)
-        }
-        let programs = [(BPF_TC_INGRESS, try programFD(programName)), (BPF_TC_EGRESS, try programFD(egressProgramName))]
+        try reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
+                          instance: instance, maxConnections: maxConnections)
+        try check(lb_tc__load(skeleton), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
+        let programs = [(BPF_TC_INGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_ingress)),
+                        (BPF_TC_EGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_egress))]
+        // The socket path's own maps exist from the first attach, like the rest:
+        // `stats` reads them and cgroup attaches find them.
+        try SocketPath.createMaps(instance: instance)
 
         let maps = try Maps(instance)
         // A new config map is all zero; an upgrade keeps the one it finds.
@@ -187,25 +186,25 @@ public enum Loader {
         return result
     }
 
-    /// Opens an embedded object (base64) with its maps pinned in the instance
-    /// directory. The caller closes it.
-    static func openObject(_ base64: String, instance: Instance) throws -> OpaquePointer {
+    /// Opens the skeleton of an embedded object (base64) with `open` (a shim of
+    /// DatapathSkeletons), its maps pinned in the instance directory, and checks that
+    /// every map it pins is one `Maps.Name` knows. The caller destroys it.
+    static func openSkeleton<Skeleton>(
+        _ base64: String, instance: Instance,
+        _ open: (UnsafeRawPointer?, Int, UnsafePointer<CChar>?) -> UnsafeMutablePointer<Skeleton>?
+    ) throws -> UnsafeMutablePointer<Skeleton> {
         guard let bytes = Data(base64Encoded: base64) else {
             throw DatapathError.objectMismatch("the embedded object is not valid base64")
         }
-        return try bytes.withUnsafeBytes { raw in
+        let skeleton = try bytes.withUnsafeBytes { raw in
             try instance.directory.withCString { pinRoot in
-                try "ppctl".withCString { objectName in try withZeroed(bpf_object_open_opts.self) { opts in
-                    opts.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
-                    opts.pointee.object_name = objectName
-                    opts.pointee.pin_root_path = pinRoot
-                    guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, opts) else {
-                        throw DatapathError.system("opening the embedded eBPF object", errno: errno)
-                    }
-                    return obj
-                } }
+                guard let skeleton = open(raw.baseAddress, raw.count, pinRoot) else {
+                    throw DatapathError.system("opening the embedded eBPF object", errno: errno)
+                }
+                return skeleton
             }
         }
+        return skeleton
     }
 
     // MARK: - Pins
@@ -214,9 +213,8 @@ public enum Loader {
     /// definition, and fails with a bare EINVAL otherwise. Say which map and why
     /// instead, and size the conntrack map: `maxConnections` if given (it must then
     /// agree with a pinned map), else the pinned map's size, else the default.
-    static func reconcilePins(object: OpaquePointer, instance: Instance, maxConnections: Int?) throws {
-        // The socket object has no conntrack map: nothing to size.
-        let conntrack = bpf_object__find_map_by_name(object, Maps.Name.conntrack.rawValue)
+    static func reconcilePins(object: OpaquePointer?, conntrack: OpaquePointer?, instance: Instance,
+                              maxConnections: Int?) throws {
         if let conntrack, let maxConnections {
             try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
         }
@@ -224,6 +222,10 @@ public enum Loader {
         while let m = map {
             defer { map = bpf_object__next_map(object, m) }
             let name = String(cString: bpf_map__name(m))
+            // Every map the object pins has its name in Maps.Name, the one list of pins.
+            if bpf_map__pin_path(m) != nil && Maps.Name(rawValue: name) == nil {
+                throw DatapathError.objectMismatch("it pins map \(name), which Maps.Name does not list")
+            }
             let fd = bpf_obj_get(instance.directory + "/" + name)
             guard fd >= 0 else { continue }            // not pinned yet: libbpf creates it
             defer { close(fd) }

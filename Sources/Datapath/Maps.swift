@@ -6,8 +6,9 @@ import Glibc
 /// Typed access to every map of an attached instance. Map names are spelled here
 /// (`Maps.Name`) and nowhere else; keys and values are the structs of ppctl_abi.h.
 public final class Maps {
-    /// The maps of the datapath, by the names bpf/include/maps.h gives them (and
-    /// under which they are pinned in the instance directory).
+    /// The pinned maps of both objects, by the names bpf/include/*_maps.h give them
+    /// (and under which they are pinned in the instance directory). The loader
+    /// refuses an object that pins a map this does not list.
     public enum Name: String, CaseIterable, Sendable {
         case services = "ppctl_services"
         case rings = "ppctl_rings"
@@ -20,6 +21,9 @@ public final class Maps {
         case gc = "ppctl_gc"
         case snatPools = "ppctl_snat_pools"
         case sockStats = "ppctl_sock_stats"
+        case sockState = "ppctl_sock_state"
+        case sockhash = "ppctl_sockhash"
+        case sockConfig = "ppctl_sock_config"
     }
 
     /// VIP and port → service (hash).
