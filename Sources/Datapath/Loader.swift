@@ -44,6 +44,7 @@ public enum Loader {
             indexes.append((name, index))
         }
         let upgrade = instance.isAttached
+        if upgrade { try checkPinnedVersion(instance) }
         try instance.prepareDirectory()
         configureLogging()
         var attached: [Attached] = []
@@ -77,10 +78,14 @@ public enum Loader {
         try SocketPath.createMaps(instance: instance)
 
         let maps = try Maps(instance)
-        // A new config map is all zero; an upgrade keeps the one it finds.
-        if maps.config.lookup(0).map({ value in withUnsafeBytes(of: value) { $0.allSatisfy { $0 == 0 } } }) ?? true {
-            try maps.config.update(0, defaultConfig(), mode: .any)
+        // A new config map is all zero; an upgrade keeps the one it finds. Both
+        // record the layout they were attached with.
+        let pinned = maps.config.lookup(0).flatMap { value in
+            withUnsafeBytes(of: value) { $0.allSatisfy { $0 == 0 } } ? nil : value
         }
+        var config = pinned ?? defaultConfig()
+        config.abi_version = UInt32(PPCTL_ABI_VERSION)
+        try maps.config.update(0, config, mode: .any)
         // Stop the sweeper armed by a previous program (writing the element cancels
         // its timer); the new program arms its own on the next connection.
         try maps.gc.update(0, Maps.SweeperState(), mode: .any)
@@ -251,6 +256,15 @@ public enum Loader {
                 throw DatapathError.incompatiblePin(map: name, differences.joined(separator: ", "))
             }
         }
+    }
+
+    /// Throws `.newerABI` if the instance was last attached by a build whose map
+    /// layout is newer than this one's (its pins may have names this build does
+    /// not know). A config map of another shape is left to `reconcilePins`.
+    static func checkPinnedVersion(_ instance: Instance) throws {
+        guard let config = try? BPFMap<UInt32, ppctl_config>(pinnedAt: instance.pin(.config)),
+              let pinned = config.lookup(0), pinned.abi_version > UInt32(PPCTL_ABI_VERSION) else { return }
+        throw DatapathError.newerABI(pinned: Int(pinned.abi_version), supported: Int(PPCTL_ABI_VERSION))
     }
 
     /// Removes every pin of the instance and its directory. The maps are freed when

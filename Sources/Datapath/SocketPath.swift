@@ -88,7 +88,11 @@ public enum SocketPath {
     /// (bpf_link_update): sockets already connected keep their state. A failure
     /// leaves the cgroup as it was (the caller removes maps it had ppctl create).
     public static func attach(instance: Instance, cgroup: Cgroup, maxConnections: Int?) throws {
-        if !instance.isAttached { _ = try Loader.attach(instance: instance, interfaces: [], maxConnections: maxConnections) }
+        if instance.isAttached {
+            try Loader.checkPinnedVersion(instance)
+        } else {
+            _ = try Loader.attach(instance: instance, interfaces: [], maxConnections: maxConnections)
+        }
         try load(instance: instance, cgroup: cgroup)
     }
 

@@ -17,6 +17,15 @@
 
 #include <linux/types.h>
 
+/* MARK: - Version */
+
+/* The layout of the pinned maps, recorded in ppctl_config.abi_version by every
+ * attach. A change to a map's key or value bumps it and gives that map a new pin
+ * name (ppctl_conntrack_v2, after Cilium), so that an attach can migrate the old
+ * map's entries (docs/architecture.md, "State and its owners"). A build refuses
+ * pins recorded by a newer one. */
+#define PPCTL_ABI_VERSION 1
+
 /* MARK: - Limits */
 
 #define PPCTL_MAX_SERVICES      16384
@@ -243,7 +252,7 @@ struct ppctl_config {
 	__u32 timeout_rst;
 	__u32 gc_interval;          /* seconds between conntrack sweeps */
 	__u32 timeout_time_wait;    /* both sides sent FIN, the backend first (its TIME_WAIT) */
-	__u32 reserved;
+	__u32 abi_version;          /* PPCTL_ABI_VERSION of the last attach (0: before it existed); not read by the programs */
 };
 
 #define PPCTL_DEFAULT_SNAT_PORT_MIN  1024
@@ -417,6 +426,7 @@ PPCTL_ABI_OFFSET(ppctl_config, local_port_min, 4);
 PPCTL_ABI_OFFSET(ppctl_config, timeout_syn, 8);
 PPCTL_ABI_OFFSET(ppctl_config, gc_interval, 28);
 PPCTL_ABI_OFFSET(ppctl_config, timeout_time_wait, 32);
+PPCTL_ABI_OFFSET(ppctl_config, abi_version, 36);
 
 PPCTL_ABI_SIZE(ppctl_iface, 24);
 PPCTL_ABI_OFFSET(ppctl_iface, flags, 16);
