@@ -36,20 +36,27 @@ public enum Loader {
     /// default, or what exists). Throws `.unknownInterface` before changing
     /// anything, `.conntrackSizeFixed`/`.incompatiblePin` if the pinned maps cannot
     /// be kept, `.system` naming the step for libbpf and kernel errors.
-    public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?) throws -> [Attached] {
+    /// `migrations` (default: the build's) move maps whose layout changed: every
+    /// interface recorded in ppctl_ifaces and every cgroup link moves to the new
+    /// programs with them, and the old pins are removed.
+    public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?,
+                              migrations: [Migration] = Migration.all) throws -> [Attached] {
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
             let index = if_nametoindex(name)
             guard index != 0 else { throw DatapathError.unknownInterface(name) }
             indexes.append((name, index))
         }
-        let upgrade = instance.isAttached
+        let pending = migrations.filter { access($0.oldPin(instance), F_OK) == 0 }
+        let upgrade = instance.isAttached || !pending.isEmpty
         if upgrade { try checkPinnedVersion(instance) }
         try instance.prepareDirectory()
         configureLogging()
         var attached: [Attached] = []
         do {
-            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections) { attached.append($0) }
+            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending) {
+                attached.append($0)
+            }
         } catch {
             // A first attach that fails leaves nothing behind; a failed upgrade keeps
             // the state it found (and the interfaces already moved to the new program).
@@ -63,8 +70,8 @@ public enum Loader {
     }
 
     /// The steps of `attach` after the checks; reports each interface attached.
-    private static func load(instance: Instance, interfaces indexes: [(String, UInt32)], maxConnections: Int?,
-                             attachedTo: (Attached) -> Void) throws {
+    private static func load(instance: Instance, interfaces: [(String, UInt32)], maxConnections: Int?,
+                             migrations: [Migration], attachedTo: (Attached) -> Void) throws {
         let skeleton = try openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
         defer { lb_tc__destroy(skeleton) }
 
@@ -76,8 +83,18 @@ public enum Loader {
         // The socket path's own maps exist from the first attach, like the rest:
         // `stats` reads them and cgroup attaches find them.
         try SocketPath.createMaps(instance: instance)
+        // Maps whose layout changed: their entries, converted, before the new
+        // programs run.
+        for migration in migrations { try migration.copy(instance: instance, replacing: true) }
 
         let maps = try Maps(instance)
+        // A migration moves every interface the old programs run on, not only these.
+        var indexes = interfaces
+        if !migrations.isEmpty {
+            for (index, iface) in maps.ifaces.entries() where !indexes.contains(where: { $0.1 == index }) {
+                indexes.append((ifaceName(iface), index))
+            }
+        }
         // A new config map is all zero; an upgrade keeps the one it finds. Both
         // record the layout they were attached with.
         let pinned = maps.config.lookup(0).flatMap { value in
@@ -115,6 +132,17 @@ public enum Loader {
             iface.flags = peer ? UInt32(PPCTL_IFACE_PEER) : 0
             attachedTo(Attached(name: name, ifindex: index, redirectsToPeer: peer))
             try maps.ifaces.update(index, iface, mode: .any)
+        }
+
+        guard !migrations.isEmpty else { return }
+        // The cgroup programs too, then what the old programs wrote meanwhile (new
+        // connections), and the old pins go: nothing uses the old maps any more.
+        try SocketPath.upgradeLinks(instance: instance)
+        for migration in migrations {
+            try migration.copy(instance: instance, replacing: false)
+            if unlink(migration.oldPin(instance)) < 0 && errno != ENOENT {
+                throw DatapathError.system("unpinning \(migration.from) after migrating it", errno: errno)
+            }
         }
     }
 

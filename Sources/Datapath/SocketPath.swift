@@ -166,6 +166,29 @@ public enum SocketPath {
         }
     }
 
+    /// Moves every cgroup link pinned in the instance, and the sockhash's sk_msg
+    /// program, to freshly loaded programs, which use the maps pinned now (after a
+    /// migration replaced some).
+    static func upgradeLinks(instance: Instance) throws {
+        let ids = attachedCgroupIDs(instance)
+        guard !ids.isEmpty else { return }
+        let skeleton = try openSkeleton(instance: instance)
+        defer { lb_sock__destroy(skeleton) }
+        try check(lb_sock__load(skeleton), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
+        try check(bpf_prog_attach(bpf_program__fd(skeleton.pointee.progs.ppctl_sk_msg),
+                                  bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash), BPF_SK_MSG_VERDICT, 0),
+                  "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
+        for id in ids {
+            for hook in hooks {
+                let link = bpf_obj_get(linkPin(instance, id, hook))
+                guard link >= 0 else { continue }
+                defer { close(link) }
+                try check(bpf_link_update(link, bpf_program__fd(skeleton.pointee[keyPath: hook.program]), nil),
+                          "replacing the \(hook.name) program of cgroup \(id)")
+            }
+        }
+    }
+
     /// Detaches the socket programs from `cgroup`. Throws `.cgroupNotAttached` if
     /// ppctl is not attached there.
     public static func detach(instance: Instance, cgroup: Cgroup) throws {
