@@ -28,10 +28,15 @@ let package = Package(
         // shims (setns, mount) that Swift cannot call directly.
         .target(name: "DatapathABI"),
 
+        // The libbpf skeletons of bpf/lb_tc.bpf.c and bpf/lb_sock.bpf.c (bpftool gen
+        // skeleton, checked by bpf/build.sh) and the C shim that opens them over the
+        // objects Datapath embeds: programs and maps by field, not by name.
+        .target(name: "DatapathSkeletons", dependencies: ["CLibbpf"]),
+
         // The libbpf binding: loads the embedded eBPF objects, attaches, pins, typed maps.
         .target(
             name: "Datapath",
-            dependencies: ["CLibbpf", "DatapathABI"],
+            dependencies: ["CLibbpf", "DatapathABI", "DatapathSkeletons"],
             plugins: ["BPFObjectsPlugin"]
         ),
 
@@ -73,7 +78,7 @@ let package = Package(
         .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
         // Root tests in network namespaces. The plugin embeds the test-only eBPF
         // programs of bpf/testing (the fault injector) in this target.
-        .target(name: "FaultABI", path: "Tests/FaultABI"),
+        .target(name: "FaultABI", dependencies: ["CLibbpf", "DatapathSkeletons"], path: "Tests/FaultABI"),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ProxyProtocol", "Balancer", "Datapath", "DatapathABI", "CLibbpf", "FaultABI"],

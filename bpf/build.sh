@@ -4,6 +4,14 @@
 # Usage: bpf/build.sh OUTPUT.swift WORK_DIR [SOURCE_DIR [ENUM_NAME]]
 #   SOURCE_DIR defaults to bpf/ (the datapath); bpf/testing holds test-only programs.
 # Called by the BPFObjectsPlugin during `swift build`; runnable by hand.
+#
+# Skeletons: an object NAME with a SOURCE_DIR/skel/NAME.skel.h gets its libbpf
+# skeleton checked: `bpftool gen skeleton` of the fresh object, without the ELF
+# bytes (the Swift package embeds the object once, above; the C shims hand it to
+# the skeleton), must equal the committed header, which is what Swift compiles
+# against (SwiftPM does not compile C that a plugin generates). When a program or
+# map is added, renamed or moved, update them:
+#   PPCTL_UPDATE_SKELETONS=1 bpf/build.sh /tmp/out.swift /tmp/objs [SOURCE_DIR]
 set -eu
 
 out=$1
@@ -20,6 +28,38 @@ elif [ -x /usr/bin/clang ]; then cc=/usr/bin/clang
 else cc=clang
 fi
 multiarch=$(uname -m)-linux-gnu
+bpftool=$(command -v bpftool || echo /usr/sbin/bpftool)
+
+# skeleton OBJECT NAME HEADER: checks (or, with PPCTL_UPDATE_SKELETONS, writes)
+# HEADER, the object's skeleton with NAME__elf_bytes returning no bytes.
+skeleton() {
+	if [ ! -x "$bpftool" ]; then
+		echo "warning: bpftool not found: $3 not checked against $2's object" >&2
+		return 0
+	fi
+	"$bpftool" gen skeleton "$1" name "$2" | awk -v fn="$2__elf_bytes(size_t *sz)" '
+		index($0, "static inline const void *" fn) == 1 && $0 !~ /;$/ {
+			print; getline; print
+			print "\t/* ppctl: no bytes here. The Swift package embeds the object once;"
+			print "\t * the shim puts it in the skeleton before libbpf opens it. */"
+			print "\t*sz = 0;"
+			print "\treturn NULL;"
+			skip = 1; next
+		}
+		skip && /^}$/ { skip = 0 }
+		!skip { print }
+	' > "$work/$2.skel.h"
+	if [ -n "${PPCTL_UPDATE_SKELETONS:-}" ]; then
+		mkdir -p "$(dirname "$3")"
+		cp "$work/$2.skel.h" "$3"
+		echo "wrote $3" >&2
+	elif ! cmp -s "$work/$2.skel.h" "$3"; then
+		diff -u "$3" "$work/$2.skel.h" >&2 || true
+		echo "error: $3 does not match $2.bpf.c's maps and programs." >&2
+		echo "Update it: PPCTL_UPDATE_SKELETONS=1 bpf/build.sh /tmp/out.swift /tmp/objs $srcdir" >&2
+		exit 1
+	fi
+}
 
 tmp="$out.tmp"
 {
@@ -34,6 +74,9 @@ for src in "$srcdir"/*.bpf.c; do
 		-I"$here/include" -I"$srcdir" -I"/usr/include/$multiarch" \
 		-c "$src" -o "$obj"
 	if command -v llvm-strip >/dev/null 2>&1; then llvm-strip -g "$obj"; fi
+	if [ -f "$srcdir/skel/$name.skel.h" ] || [ -n "${PPCTL_UPDATE_SKELETONS:-}" ]; then
+		skeleton "$obj" "$name" "$srcdir/skel/$name.skel.h"
+	fi
 	ident=$(echo "$name" | sed -E 's/_([a-z])/\U\1/g')
 	printf '    static let %s = "' "$ident" >> "$tmp"
 	base64 -w0 "$obj" >> "$tmp"

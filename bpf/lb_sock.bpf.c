@@ -27,7 +27,8 @@
 #include <bpf/bpf_endian.h>
 
 #include "consts.h"
-#include "maps.h"
+#include "service_maps.h"
+#include "ct_map.h"
 #include "sock_maps.h"
 #include "proxy_header.h"
 

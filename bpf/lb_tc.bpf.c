@@ -25,7 +25,7 @@
 
 #include "consts.h"
 #include "maps.h"
-#include "sock_maps.h"
+#include "sock_state_map.h"
 #include "parse.h"
 #include "csum.h"
 #include "conntrack.h"

@@ -104,11 +104,13 @@ public struct ServiceSpec: Hashable, Sendable {
     public var maxHeaderLength: Int {
         switch proxy {
         case .none: return 0
-        case .v1: return vip.address.family == UInt8(PPCTL_FAMILY_IPV4) ? 56 : 104
+        case .v1:
+            return Int(vip.address.family == UInt8(PPCTL_FAMILY_IPV4) ? PPCTL_PP1_MAX_LEN_IPV4 : PPCTL_PP1_MAX_LEN_IPV6)
         case .v2:
-            let base = 16 + (vip.address.family == UInt8(PPCTL_FAMILY_IPV4) ? 12 : 36)
+            let addresses = vip.address.family == UInt8(PPCTL_FAMILY_IPV4) ? PPCTL_PP2_ADDR_LEN_IPV4 : PPCTL_PP2_ADDR_LEN_IPV6
             let tlvBytes = (try? encodedTLVs().count) ?? 0
-            return base + tlvBytes + (uniqueID ? 19 : 0) + (crc32c ? 7 : 0)
+            return Int(PPCTL_PP2_HEADER_LEN) + Int(addresses) + tlvBytes
+                + (uniqueID ? Int(PPCTL_PP2_UNIQUE_ID_TLV_LEN) : 0) + (crc32c ? Int(PPCTL_PP2_CRC32C_TLV_LEN) : 0)
         }
     }
 

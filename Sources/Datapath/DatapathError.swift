@@ -25,6 +25,9 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     /// A pinned map differs from the one this datapath defines (an upgrade that
     /// changed it): the differences, e.g. "value size 96, not 104".
     case incompatiblePin(map: String, String)
+    /// The pinned maps were last attached by a build with a newer map layout
+    /// (PPCTL_ABI_VERSION), which this one cannot read or migrate back.
+    case newerABI(pinned: Int, supported: Int)
     /// `--max-conns` asks for another conntrack size than the pinned table's.
     case conntrackSizeFixed(current: Int, requested: Int)
     /// No cgroup v2 hierarchy is mounted.
@@ -49,6 +52,9 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
         case .incompatiblePin(let map, let diff):
             return "the pinned map \(map) does not match this datapath (\(diff)); "
                 + "`ppctl detach` first (this drops its services and connections)"
+        case .newerABI(let pinned, let supported):
+            return "the pinned maps have layout version \(pinned), newer than this ppctl's (\(supported)); "
+                + "attach with the newer ppctl, or `ppctl detach` first (this drops its services and connections)"
         case .conntrackSizeFixed(let current, let requested):
             return "the conntrack table holds \(current) connections, not \(requested); it keeps its size "
                 + "while attached (`ppctl detach` first, or leave out --max-conns)"

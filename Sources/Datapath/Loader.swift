@@ -1,5 +1,6 @@
 import CLibbpf
 import DatapathABI
+import DatapathSkeletons
 import Foundation
 
 /// Loads the embedded tc program, attaches it to interfaces and detaches it.
@@ -9,10 +10,10 @@ public enum Loader {
     public static let filterHandle: UInt32 = 0x5050
     /// tc filter priority of ppctl's program.
     public static let filterPriority: UInt32 = 0x5050
-    /// The tc programs of the datapath (bpf/lb_tc.bpf.c): ingress handles remote
-    /// clients and every reply; egress, local clients of server-first services.
+    /// The name the kernel shows for the tc ingress program (bpf/lb_tc.bpf.c), which
+    /// handles remote clients and every reply (egress: local clients of server-first
+    /// services). The loader finds both through the skeleton, not by name.
     public static let programName = "ppctl_tc_ingress"
-    public static let egressProgramName = "ppctl_tc_egress"
     /// The connections `maxConnections` may ask the conntrack table to hold.
     public static let maxConnectionsRange = 16...4_000_000
 
@@ -35,19 +36,27 @@ public enum Loader {
     /// default, or what exists). Throws `.unknownInterface` before changing
     /// anything, `.conntrackSizeFixed`/`.incompatiblePin` if the pinned maps cannot
     /// be kept, `.system` naming the step for libbpf and kernel errors.
-    public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?) throws -> [Attached] {
+    /// `migrations` (default: the build's) move maps whose layout changed: every
+    /// interface recorded in ppctl_ifaces and every cgroup link moves to the new
+    /// programs with them, and the old pins are removed.
+    public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?,
+                              migrations: [Migration] = Migration.all) throws -> [Attached] {
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
             let index = if_nametoindex(name)
             guard index != 0 else { throw DatapathError.unknownInterface(name) }
             indexes.append((name, index))
         }
-        let upgrade = instance.isAttached
+        let pending = migrations.filter { access($0.oldPin(instance), F_OK) == 0 }
+        let upgrade = instance.isAttached || !pending.isEmpty
+        if upgrade { try checkPinnedVersion(instance) }
         try instance.prepareDirectory()
         configureLogging()
         var attached: [Attached] = []
         do {
-            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections) { attached.append($0) }
+            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending) {
+                attached.append($0)
+            }
         } catch {
             // A first attach that fails leaves nothing behind; a failed upgrade keeps
             // the state it found (and the interfaces already moved to the new program).
@@ -61,30 +70,42 @@ public enum Loader {
     }
 
     /// The steps of `attach` after the checks; reports each interface attached.
-    private static func load(instance: Instance, interfaces indexes: [(String, UInt32)], maxConnections: Int?,
-                             attachedTo: (Attached) -> Void) throws {
-        let object = try openObject(BPFObjectBytes.lbTc, instance: instance)
-        defer { bpf_object__close(object) }
+    private static func load(instance: Instance, interfaces: [(String, UInt32)], maxConnections: Int?,
+                             migrations: [Migration], attachedTo: (Attached) -> Void) throws {
+        let skeleton = try openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
+        defer { lb_tc__destroy(skeleton) }
 
-        try reconcilePins(object: object, instance: instance, maxConnections: maxConnections)
-        try check(bpf_object__load(object), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
-
-        func programFD(_ name: String) throws -> Int32 {
-            guard let program = bpf_object__find_program_by_name(object, name) else {
-                throw DatapathError.objectMismatch("it has no program \(name)")
-            }
-            return bpf_program__fd(program)
-        }
-        let programs = [(BPF_TC_INGRESS, try programFD(programName)), (BPF_TC_EGRESS, try programFD(egressProgramName))]
+        try reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
+                          instance: instance, maxConnections: maxConnections)
+        try check(lb_tc__load(skeleton), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
+        let programs = [(BPF_TC_INGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_ingress)),
+                        (BPF_TC_EGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_egress))]
+        // The socket path's own maps exist from the first attach, like the rest:
+        // `stats` reads them and cgroup attaches find them.
+        try SocketPath.createMaps(instance: instance)
+        // Maps whose layout changed: their entries, converted, before the new
+        // programs run.
+        for migration in migrations { try migration.copy(instance: instance, replacing: true) }
 
         let maps = try Maps(instance)
-        // A new config map is all zero; an upgrade keeps the one it finds.
-        if maps.config.lookup(0).map({ value in withUnsafeBytes(of: value) { $0.allSatisfy { $0 == 0 } } }) ?? true {
-            try maps.config.update(0, defaultConfig(), mode: .any)
+        // A migration moves every interface the old programs run on, not only these.
+        var indexes = interfaces
+        if !migrations.isEmpty {
+            for (index, iface) in maps.ifaces.entries() where !indexes.contains(where: { $0.1 == index }) {
+                indexes.append((ifaceName(iface), index))
+            }
         }
+        // A new config map is all zero; an upgrade keeps the one it finds. Both
+        // record the layout they were attached with.
+        let pinned = maps.config.lookup(0).flatMap { value in
+            withUnsafeBytes(of: value) { $0.allSatisfy { $0 == 0 } } ? nil : value
+        }
+        var config = pinned ?? defaultConfig()
+        config.abi_version = UInt32(PPCTL_ABI_VERSION)
+        try maps.config.update(0, config, mode: .any)
         // Stop the sweeper armed by a previous program (writing the element cancels
         // its timer); the new program arms its own on the next connection.
-        try maps.gc.update(0, ppctl_gc_state(), mode: .any)
+        try maps.gc.update(0, Maps.SweeperState(), mode: .any)
 
         for (name, index) in indexes {
             for (point, programFD) in programs {
@@ -111,6 +132,17 @@ public enum Loader {
             iface.flags = peer ? UInt32(PPCTL_IFACE_PEER) : 0
             attachedTo(Attached(name: name, ifindex: index, redirectsToPeer: peer))
             try maps.ifaces.update(index, iface, mode: .any)
+        }
+
+        guard !migrations.isEmpty else { return }
+        // The cgroup programs too, then what the old programs wrote meanwhile (new
+        // connections), and the old pins go: nothing uses the old maps any more.
+        try SocketPath.upgradeLinks(instance: instance)
+        for migration in migrations {
+            try migration.copy(instance: instance, replacing: false)
+            if unlink(migration.oldPin(instance)) < 0 && errno != ENOENT {
+                throw DatapathError.system("unpinning \(migration.from) after migrating it", errno: errno)
+            }
         }
     }
 
@@ -187,25 +219,25 @@ public enum Loader {
         return result
     }
 
-    /// Opens an embedded object (base64) with its maps pinned in the instance
-    /// directory. The caller closes it.
-    static func openObject(_ base64: String, instance: Instance) throws -> OpaquePointer {
+    /// Opens the skeleton of an embedded object (base64) with `open` (a shim of
+    /// DatapathSkeletons), its maps pinned in the instance directory, and checks that
+    /// every map it pins is one `Maps.Name` knows. The caller destroys it.
+    static func openSkeleton<Skeleton>(
+        _ base64: String, instance: Instance,
+        _ open: (UnsafeRawPointer?, Int, UnsafePointer<CChar>?) -> UnsafeMutablePointer<Skeleton>?
+    ) throws -> UnsafeMutablePointer<Skeleton> {
         guard let bytes = Data(base64Encoded: base64) else {
             throw DatapathError.objectMismatch("the embedded object is not valid base64")
         }
-        return try bytes.withUnsafeBytes { raw in
+        let skeleton = try bytes.withUnsafeBytes { raw in
             try instance.directory.withCString { pinRoot in
-                try "ppctl".withCString { objectName in try withZeroed(bpf_object_open_opts.self) { opts in
-                    opts.pointee.sz = MemoryLayout<bpf_object_open_opts>.size
-                    opts.pointee.object_name = objectName
-                    opts.pointee.pin_root_path = pinRoot
-                    guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, opts) else {
-                        throw DatapathError.system("opening the embedded eBPF object", errno: errno)
-                    }
-                    return obj
-                } }
+                guard let skeleton = open(raw.baseAddress, raw.count, pinRoot) else {
+                    throw DatapathError.system("opening the embedded eBPF object", errno: errno)
+                }
+                return skeleton
             }
         }
+        return skeleton
     }
 
     // MARK: - Pins
@@ -214,9 +246,8 @@ public enum Loader {
     /// definition, and fails with a bare EINVAL otherwise. Say which map and why
     /// instead, and size the conntrack map: `maxConnections` if given (it must then
     /// agree with a pinned map), else the pinned map's size, else the default.
-    static func reconcilePins(object: OpaquePointer, instance: Instance, maxConnections: Int?) throws {
-        // The socket object has no conntrack map: nothing to size.
-        let conntrack = bpf_object__find_map_by_name(object, Maps.Name.conntrack.rawValue)
+    static func reconcilePins(object: OpaquePointer?, conntrack: OpaquePointer?, instance: Instance,
+                              maxConnections: Int?) throws {
         if let conntrack, let maxConnections {
             try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
         }
@@ -224,6 +255,10 @@ public enum Loader {
         while let m = map {
             defer { map = bpf_object__next_map(object, m) }
             let name = String(cString: bpf_map__name(m))
+            // Every map the object pins has its name in Maps.Name, the one list of pins.
+            if bpf_map__pin_path(m) != nil && Maps.Name(rawValue: name) == nil {
+                throw DatapathError.objectMismatch("it pins map \(name), which Maps.Name does not list")
+            }
             let fd = bpf_obj_get(instance.directory + "/" + name)
             guard fd >= 0 else { continue }            // not pinned yet: libbpf creates it
             defer { close(fd) }
@@ -249,6 +284,15 @@ public enum Loader {
                 throw DatapathError.incompatiblePin(map: name, differences.joined(separator: ", "))
             }
         }
+    }
+
+    /// Throws `.newerABI` if the instance was last attached by a build whose map
+    /// layout is newer than this one's (its pins may have names this build does
+    /// not know). A config map of another shape is left to `reconcilePins`.
+    static func checkPinnedVersion(_ instance: Instance) throws {
+        guard let config = try? BPFMap<UInt32, ppctl_config>(pinnedAt: instance.pin(.config)),
+              let pinned = config.lookup(0), pinned.abi_version > UInt32(PPCTL_ABI_VERSION) else { return }
+        throw DatapathError.newerABI(pinned: Int(pinned.abi_version), supported: Int(PPCTL_ABI_VERSION))
     }
 
     /// Removes every pin of the instance and its directory. The maps are freed when

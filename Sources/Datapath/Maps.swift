@@ -6,8 +6,9 @@ import Glibc
 /// Typed access to every map of an attached instance. Map names are spelled here
 /// (`Maps.Name`) and nowhere else; keys and values are the structs of ppctl_abi.h.
 public final class Maps {
-    /// The maps of the datapath, by the names bpf/include/maps.h gives them (and
-    /// under which they are pinned in the instance directory).
+    /// The pinned maps of both objects, by the names bpf/include/*_maps.h give them
+    /// (and under which they are pinned in the instance directory). The loader
+    /// refuses an object that pins a map this does not list.
     public enum Name: String, CaseIterable, Sendable {
         case services = "ppctl_services"
         case rings = "ppctl_rings"
@@ -22,6 +23,9 @@ public final class Maps {
         case serviceStats = "ppctl_service_stats"
         case backendStats = "ppctl_backend_stats"
         case sockStats = "ppctl_sock_stats"
+        case sockState = "ppctl_sock_state"
+        case sockhash = "ppctl_sockhash"
+        case sockConfig = "ppctl_sock_config"
     }
 
     /// VIP and port → service (hash).
@@ -46,8 +50,8 @@ public final class Maps {
     public let serviceStats: PerCPUArray<ppctl_service_stats>
     /// Backend id → its counters, one copy per CPU (hash; made at its first connection).
     public let backendStats: PerCPUArray<ppctl_backend_stats>
-    /// Key 0 → the conntrack sweeper's timer.
-    public let gc: BPFMap<UInt32, ppctl_gc_state>
+    /// Key 0 → the conntrack sweeper's timer, which only the programs can read.
+    public let gc: BPFMap<UInt32, SweeperState>
     /// Key 0 → the socket path's counters, one copy per CPU (nil until a cgroup
     /// attach creates it).
     public let sockStats: PerCPUArray<ppctl_sock_stats>?
@@ -71,6 +75,17 @@ public final class Maps {
         serviceStats = try PerCPUArray(pinnedAt: instance.pin(.serviceStats))
         backendStats = try PerCPUArray(pinnedAt: instance.pin(.backendStats))
         sockStats = access(instance.pin(.sockStats), F_OK) == 0 ? try PerCPUArray(pinnedAt: instance.pin(.sockStats)) : nil
+    }
+
+    /// The value of ppctl_gc as the control plane sees it: PPCTL_GC_STATE_SIZE bytes
+    /// holding the sweeper's bpf_timer, which it only ever writes as zeros (that
+    /// cancels the timer of a previous program).
+    public struct SweeperState: BitwiseCopyable, Sendable {
+        var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        /// All zero: a stopped, unarmed sweeper.
+        public init() {
+            precondition(MemoryLayout<Self>.size == Int(PPCTL_GC_STATE_SIZE), "SweeperState is not PPCTL_GC_STATE_SIZE bytes")
+        }
     }
 
     /// The statistics counters summed over CPUs.

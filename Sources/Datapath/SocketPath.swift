@@ -1,5 +1,6 @@
 import CLibbpf
 import DatapathABI
+import DatapathSkeletons
 import Foundation
 
 /// A cgroup v2 directory the socket programs attach to.
@@ -58,23 +59,21 @@ public struct Cgroup: Sendable, Equatable {
 /// `cgroup_<id>_<hook>` (bpffs refuses dots in names), so that they outlive ppctl and `detach` finds them.
 public enum SocketPath {
     /// A cgroup hook and the program attached there.
-    struct Hook {
+    struct Hook: Sendable {
+        /// Names the link's pin (`cgroup_<id>_<name>`).
         let name: String
-        let program: String
+        /// The program, a field of the socket path's skeleton.
+        let program: KeyPath<lb_sock, OpaquePointer?> & Sendable
         let type: bpf_attach_type
     }
 
     static let hooks = [
-        Hook(name: "connect4", program: "ppctl_connect4", type: BPF_CGROUP_INET4_CONNECT),
-        Hook(name: "connect6", program: "ppctl_connect6", type: BPF_CGROUP_INET6_CONNECT),
-        Hook(name: "getpeername4", program: "ppctl_getpeername4", type: BPF_CGROUP_INET4_GETPEERNAME),
-        Hook(name: "getpeername6", program: "ppctl_getpeername6", type: BPF_CGROUP_INET6_GETPEERNAME),
-        Hook(name: "sockops", program: "ppctl_sockops", type: BPF_CGROUP_SOCK_OPS),
+        Hook(name: "connect4", program: \.progs.ppctl_connect4, type: BPF_CGROUP_INET4_CONNECT),
+        Hook(name: "connect6", program: \.progs.ppctl_connect6, type: BPF_CGROUP_INET6_CONNECT),
+        Hook(name: "getpeername4", program: \.progs.ppctl_getpeername4, type: BPF_CGROUP_INET4_GETPEERNAME),
+        Hook(name: "getpeername6", program: \.progs.ppctl_getpeername6, type: BPF_CGROUP_INET6_GETPEERNAME),
+        Hook(name: "sockops", program: \.progs.ppctl_sockops, type: BPF_CGROUP_SOCK_OPS),
     ]
-    /// The sk_msg program, attached to the sockhash rather than to the cgroup.
-    static let messageProgram = "ppctl_sk_msg"
-    static let sockhash = "ppctl_sockhash"
-    static let sockConfig = "ppctl_sock_config"
 
     /// The names of the hooks, in attach order.
     public static var hookNames: [String] { hooks.map(\.name) }
@@ -89,34 +88,58 @@ public enum SocketPath {
     /// (bpf_link_update): sockets already connected keep their state. A failure
     /// leaves the cgroup as it was (the caller removes maps it had ppctl create).
     public static func attach(instance: Instance, cgroup: Cgroup, maxConnections: Int?) throws {
-        if !instance.isAttached { _ = try Loader.attach(instance: instance, interfaces: [], maxConnections: maxConnections) }
+        if instance.isAttached {
+            try Loader.checkPinnedVersion(instance)
+        } else {
+            _ = try Loader.attach(instance: instance, interfaces: [], maxConnections: maxConnections)
+        }
         try load(instance: instance, cgroup: cgroup)
+    }
+
+    /// Opens the socket path's skeleton over the embedded object, its maps reconciled
+    /// with the instance's pins. The caller destroys it.
+    private static func openSkeleton(instance: Instance) throws -> UnsafeMutablePointer<lb_sock> {
+        let skeleton = try Loader.openSkeleton(BPFObjectBytes.lbSock, instance: instance, ppctl_sock_open)
+        do {
+            try Loader.reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
+                                     instance: instance, maxConnections: nil)
+        } catch {
+            lb_sock__destroy(skeleton)
+            throw error
+        }
+        return skeleton
+    }
+
+    /// Creates and pins the socket path's maps the instance lacks, loading none of
+    /// its programs (the tc attach calls this: every pin exists from the first one).
+    static func createMaps(instance: Instance) throws {
+        let skeleton = try openSkeleton(instance: instance)
+        defer { lb_sock__destroy(skeleton) }
+        var program = bpf_object__next_program(skeleton.pointee.obj, nil)
+        while let p = program {
+            try check(bpf_program__set_autoload(p, false), "preparing the socket path's maps")
+            program = bpf_object__next_program(skeleton.pointee.obj, p)
+        }
+        try check(lb_sock__load(skeleton), "creating the socket path's maps")
     }
 
     private static func load(instance: Instance, cgroup: Cgroup) throws {
         Loader.configureLogging()
-        let object = try Loader.openObject(BPFObjectBytes.lbSock, instance: instance)
-        defer { bpf_object__close(object) }
-        try Loader.reconcilePins(object: object, instance: instance, maxConnections: nil)
-        try check(bpf_object__load(object), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
-
-        func programFD(_ name: String) throws -> Int32 {
-            guard let program = bpf_object__find_program_by_name(object, name) else {
-                throw DatapathError.objectMismatch("it has no program \(name)")
-            }
-            return bpf_program__fd(program)
-        }
-        guard let hash = bpf_object__find_map_by_name(object, sockhash) else {
-            throw DatapathError.objectMismatch("it has no map \(sockhash)")
+        let skeleton = try openSkeleton(instance: instance)
+        defer { lb_sock__destroy(skeleton) }
+        try check(lb_sock__load(skeleton), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
+        func programFD(_ program: KeyPath<lb_sock, OpaquePointer?>) -> Int32 {
+            bpf_program__fd(skeleton.pointee[keyPath: program])
         }
 
         // Only sockets of this instance's namespace are balanced.
-        let config = try BPFMap<UInt32, ppctl_sock_config>(pinnedAt: instance.directory + "/" + sockConfig)
+        let config = try BPFMap<UInt32, ppctl_sock_config>(pinnedAt: instance.pin(.sockConfig))
         try config.update(0, ppctl_sock_config(netns_cookie: try currentNetnsCookie()), mode: .any)
         // Replaces the sk_msg program a previous load attached (sockets already in the
         // sockhash keep the one they have).
-        try check(bpf_prog_attach(try programFD(messageProgram), bpf_map__fd(hash), BPF_SK_MSG_VERDICT, 0),
-                  "attaching \(messageProgram) to \(sockhash)")
+        try check(bpf_prog_attach(programFD(\.progs.ppctl_sk_msg), bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash),
+                                  BPF_SK_MSG_VERDICT, 0),
+                  "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
 
         let cgroupFD = try check(open(cgroup.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), "opening \(cgroup.path)")
         defer { close(cgroupFD) }
@@ -124,7 +147,7 @@ public enum SocketPath {
         do {
             for hook in hooks {
                 let pin = linkPin(instance, cgroup.id, hook)
-                let fd = try programFD(hook.program)
+                let fd = programFD(hook.program)
                 let existing = bpf_obj_get(pin)
                 if existing >= 0 {
                     defer { close(existing) }
@@ -140,6 +163,29 @@ public enum SocketPath {
         } catch {
             for pin in created { unlink(pin) }   // the last reference: the link detaches
             throw error
+        }
+    }
+
+    /// Moves every cgroup link pinned in the instance, and the sockhash's sk_msg
+    /// program, to freshly loaded programs, which use the maps pinned now (after a
+    /// migration replaced some).
+    static func upgradeLinks(instance: Instance) throws {
+        let ids = attachedCgroupIDs(instance)
+        guard !ids.isEmpty else { return }
+        let skeleton = try openSkeleton(instance: instance)
+        defer { lb_sock__destroy(skeleton) }
+        try check(lb_sock__load(skeleton), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
+        try check(bpf_prog_attach(bpf_program__fd(skeleton.pointee.progs.ppctl_sk_msg),
+                                  bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash), BPF_SK_MSG_VERDICT, 0),
+                  "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
+        for id in ids {
+            for hook in hooks {
+                let link = bpf_obj_get(linkPin(instance, id, hook))
+                guard link >= 0 else { continue }
+                defer { close(link) }
+                try check(bpf_link_update(link, bpf_program__fd(skeleton.pointee[keyPath: hook.program]), nil),
+                          "replacing the \(hook.name) program of cgroup \(id)")
+            }
         }
     }
 

@@ -13,6 +13,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+/* Also compiles ppctl_abi.h with the host compiler, so that its _Static_asserts
+ * check the layout the control plane sees (clang -target bpf checks the programs'). */
 #include "DatapathABI.h"
 
 #ifndef CGROUP2_SUPER_MAGIC

@@ -128,6 +128,27 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual(try lab.ppctl(["detach"], check: false).status, 1, "nothing left to detach")
     }
 
+    func testAttachRecordsTheLayoutVersionAndRefusesANewerOne() throws {
+        try lab.attach()
+        try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
+        let config = try BPFMap<UInt32, ppctl_config>(pinnedAt: lab.instanceDirectory + "/" + Maps.Name.config.rawValue)
+        var pinned = try XCTUnwrap(config.lookup(0))
+        XCTAssertEqual(pinned.abi_version, UInt32(PPCTL_ABI_VERSION))
+        XCTAssertEqual(pinned.timeout_syn, UInt32(PPCTL_DEFAULT_TIMEOUT_SYN))
+
+        // What an older ppctl meets after a newer one attached.
+        pinned.abi_version = UInt32(PPCTL_ABI_VERSION) + 1
+        try config.update(0, pinned)
+        let attach = try lab.attach(check: false)
+        XCTAssertEqual(attach.status, 1)
+        XCTAssertEqual(attach.stderr, "error: the pinned maps have layout version \(PPCTL_ABI_VERSION + 1), newer than "
+                       + "this ppctl's (\(PPCTL_ABI_VERSION)); attach with the newer ppctl, or `ppctl detach` first "
+                       + "(this drops its services and connections)\n")
+        XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("198.18.0.10:80"), "the services are untouched")
+        try lab.ppctl(["detach"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory))
+    }
+
     func testAnIncompatiblePinnedMapIsNamedAndDetachStillCleansUp() throws {
         // What an upgrade that changed a map's layout meets: a pin of another shape.
         try lab.attach()

@@ -21,7 +21,7 @@ final class FaultInjector {
         var times: UInt32 = 1
     }
 
-    private let object: OpaquePointer
+    private let skeleton: UnsafeMutablePointer<fault>
     private let rulesFD: Int32
     private let ns: String, iface: String, hook: Hook
 
@@ -31,18 +31,20 @@ final class FaultInjector {
         self.hook = hook
         libbpf_set_print(nil)   // "clsact exists" is not news
         let bytes = Data(base64Encoded: TestBPFObjectBytes.fault)!
-        object = try bytes.withUnsafeBytes { raw in
-            var opts = bpf_object_open_opts()
-            opts.sz = MemoryLayout<bpf_object_open_opts>.size
-            guard let obj = bpf_object__open_mem(raw.baseAddress, raw.count, &opts) else {
+        skeleton = try bytes.withUnsafeBytes { raw in
+            guard let skeleton = ppctl_fault_open(raw.baseAddress, raw.count) else {
                 throw LabError.system("opening the fault injector", errno)
             }
-            return obj
+            return skeleton
         }
-        guard bpf_object__load(object) == 0 else { throw LabError.system("loading the fault injector", errno) }
-        rulesFD = bpf_map__fd(bpf_object__find_map_by_name(object, "fault_rules"))
-        let programFD = bpf_program__fd(bpf_object__find_program_by_name(
-            object, hook == .ingress ? "fault_ingress" : "fault_egress"))
+        guard fault__load(skeleton) == 0 else {
+            let e = errno
+            fault__destroy(skeleton)
+            throw LabError.system("loading the fault injector", e)
+        }
+        rulesFD = bpf_map__fd(skeleton.pointee.maps.fault_rules)
+        let programFD = bpf_program__fd(hook == .ingress ? skeleton.pointee.progs.fault_ingress
+                                                         : skeleton.pointee.progs.fault_egress)
         try FaultInjector.inNamespace(ns) {
             var h = bpf_tc_hook()
             h.sz = MemoryLayout<bpf_tc_hook>.size
@@ -60,7 +62,7 @@ final class FaultInjector {
         }
     }
 
-    deinit { bpf_object__close(object) }
+    deinit { fault__destroy(skeleton) }
 
     /// Runs `body` on a thread that has entered the namespace (netlink sockets are
     /// made in the calling thread's namespace).

@@ -151,7 +151,7 @@ final class SocketPathTests: XCTestCase {
         var entries = -1
         for _ in 0..<20 {                    // the ack of the header takes a moment
             let dump = try lab.run(["/usr/sbin/bpftool", "-j", "map", "dump", "pinned",
-                                    lab.instanceDirectory + "/ppctl_sockhash"]).stdout
+                                    lab.instanceDirectory + "/" + Maps.Name.sockhash.rawValue]).stdout
             entries = ((try? JSONSerialization.jsonObject(with: Data(dump.utf8))) as? [Any])?.count ?? -1
             if entries == 0 { break }
             usleep(50_000)
@@ -453,7 +453,7 @@ final class SocketPathTests: XCTestCase {
         // Detaching everything takes the cgroup programs and every pin with it.
         try attachCgroup()
         let msgProgram = try lab.run(["/usr/sbin/bpftool", "-j", "map", "show", "pinned",
-                                      lab.instanceDirectory + "/ppctl_sockhash"]).stdout
+                                      lab.instanceDirectory + "/" + Maps.Name.sockhash.rawValue]).stdout
         XCTAssertTrue(msgProgram.contains("\"id\""), msgProgram)
         try lab.ppctl(["detach"])
         XCTAssertEqual(try cgroupPrograms(), [])

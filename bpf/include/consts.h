@@ -3,6 +3,8 @@
 #ifndef PPCTL_CONSTS_H
 #define PPCTL_CONSTS_H
 
+#include "ppctl_abi.h"
+
 #define ETH_HLEN            14
 #define ETH_ALEN            6
 #define ETH_P_IP            0x0800
@@ -64,21 +66,22 @@
 /* What a full BPF hash map's update returns (negated). */
 #define ERRNO_E2BIG         7
 
-/* PROXY protocol v2 (HAProxy's proxy-protocol.txt, section 2.2). */
+/* PROXY protocol v2 (HAProxy's proxy-protocol.txt, section 2.2). The sizes are
+ * ppctl_abi.h's, which the control plane uses to bound a service's headers. */
 #define PP2_SIGNATURE_LEN   12
-#define PP2_HEADER_LEN      16
+#define PP2_HEADER_LEN      PPCTL_PP2_HEADER_LEN
 #define PP2_VERSION_PROXY   0x21    /* version 2, command PROXY */
 #define PP2_VERSION_LOCAL   0x20
 #define PP2_FAM_TCP4        0x11
 #define PP2_FAM_TCP6        0x21
-#define PP2_ADDR_LEN_IPV4   12
-#define PP2_ADDR_LEN_IPV6   36
+#define PP2_ADDR_LEN_IPV4   PPCTL_PP2_ADDR_LEN_IPV4
+#define PP2_ADDR_LEN_IPV6   PPCTL_PP2_ADDR_LEN_IPV6
 #define PP2_TYPE_CRC32C     0x03
 #define PP2_TYPE_UNIQUE_ID  0x05
-#define PP2_TLV_HLEN        3
-#define PP2_UNIQUE_ID_LEN   16      /* 64 random bits as lowercase hex */
-#define PP2_CRC32C_LEN      4
+#define PP2_TLV_HLEN        PPCTL_PP2_TLV_HLEN
+#define PP2_UNIQUE_ID_LEN   PPCTL_PP2_UNIQUE_ID_LEN
+#define PP2_CRC32C_LEN      PPCTL_PP2_CRC32C_LEN
 /* PROXY protocol v1 (section 2.1): the longest line is 107 bytes. */
-#define PP1_MAX_LEN         107
+#define PP1_MAX_LEN         PPCTL_PP1_MAX_LEN
 
 #endif /* PPCTL_CONSTS_H */

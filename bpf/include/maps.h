@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* maps.h: the maps of the tc datapath (service_maps.h has the ones both paths
- * share). Maps are pinned by name under the instance's pin directory, so that the
- * control plane and later loads (upgrades) find the same state. Keys and values are defined in
- * ppctl_abi.h. */
+/* maps.h: the maps only the tc datapath (bpf/lb_tc.bpf.c) has. The ones it shares
+ * with the socket path are in service_maps.h, ct_map.h and sock_state_map.h, the
+ * socket path's own in sock_maps.h: every map is defined once, and each object
+ * carries the maps it uses. Maps are pinned by name under the instance's pin
+ * directory, so that the control plane and later loads (upgrades) find the same
+ * state. Keys and values are defined in ppctl_abi.h. */
 #ifndef PPCTL_MAPS_H
 #define PPCTL_MAPS_H
 
@@ -10,17 +12,9 @@
 #include <bpf/bpf_helpers.h>
 #include "ppctl_abi.h"
 #include "service_maps.h"
+#include "ct_map.h"
 
 struct bpf_map;  /* opaque: the callbacks of bpf_for_each_map_elem get one */
-
-/* Two entries per connection; the loader sets max_entries from --max-conns. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * PPCTL_DEFAULT_MAX_CONNS);
-	__type(key, struct ppctl_ct_key);
-	__type(value, struct ppctl_ct_entry);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_conntrack SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -91,7 +85,16 @@ struct {
 	__type(value, struct snat_hint);
 } ppctl_hint SEC(".maps");
 
-/* The conntrack sweeper's timer (armed by the first new connection). */
+/* The conntrack sweeper's timer (armed by the first new connection). The control
+ * plane sees PPCTL_GC_STATE_SIZE bytes it only ever zeroes (ppctl_abi.h). */
+struct ppctl_gc_state {
+	struct bpf_timer timer;
+	__u32 armed;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct ppctl_gc_state) == PPCTL_GC_STATE_SIZE,
+	       "ppctl_gc's value is PPCTL_GC_STATE_SIZE bytes for the control plane");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

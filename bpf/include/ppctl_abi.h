@@ -17,6 +17,15 @@
 
 #include <linux/types.h>
 
+/* MARK: - Version */
+
+/* The layout of the pinned maps, recorded in ppctl_config.abi_version by every
+ * attach. A change to a map's key or value bumps it and gives that map a new pin
+ * name (ppctl_conntrack_v2, after Cilium), so that an attach can migrate the old
+ * map's entries (docs/architecture.md, "State and its owners"). A build refuses
+ * pins recorded by a newer one. */
+#define PPCTL_ABI_VERSION 1
+
 /* MARK: - Limits */
 
 #define PPCTL_MAX_SERVICES      16384
@@ -33,9 +42,29 @@
 /* Longest PROXY header a connection can carry (v2 fixed part + TLVs). */
 #define PPCTL_MAX_HEADER_LEN    256
 /* Longest run of pre-encoded TLVs a service can add to its v2 headers: what is left
- * of PPCTL_MAX_HEADER_LEN after the IPv6 fixed part (52), a UNIQUE_ID TLV (3 + 16)
- * and a CRC32C TLV (3 + 4). */
+ * of PPCTL_MAX_HEADER_LEN after the IPv6 fixed part (PPCTL_PP2_HEADER_LEN +
+ * PPCTL_PP2_ADDR_LEN_IPV6), a UNIQUE_ID TLV and a CRC32C TLV, rounded down to keep
+ * struct ppctl_service_tlvs a multiple of 8 bytes (checked at the end). */
 #define PPCTL_MAX_SERVICE_TLV_LEN 176
+
+/* MARK: - PROXY protocol sizes (HAProxy's proxy-protocol.txt) */
+
+/* v2: the fixed part (signature, version/command, family, length), then the
+ * addresses and ports of the family. */
+#define PPCTL_PP2_HEADER_LEN        16
+#define PPCTL_PP2_ADDR_LEN_IPV4     12
+#define PPCTL_PP2_ADDR_LEN_IPV6     36
+/* A TLV's type and big-endian length, before its value. */
+#define PPCTL_PP2_TLV_HLEN          3
+#define PPCTL_PP2_UNIQUE_ID_LEN     16  /* 64 random bits as lowercase hex */
+#define PPCTL_PP2_CRC32C_LEN        4
+/* Whole TLVs as the datapath writes them. */
+#define PPCTL_PP2_UNIQUE_ID_TLV_LEN 19  /* PPCTL_PP2_TLV_HLEN + PPCTL_PP2_UNIQUE_ID_LEN */
+#define PPCTL_PP2_CRC32C_TLV_LEN    7   /* PPCTL_PP2_TLV_HLEN + PPCTL_PP2_CRC32C_LEN */
+/* v1 (section 2.1): the longest line of each family, and of any header. */
+#define PPCTL_PP1_MAX_LEN_IPV4      56  /* "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n" */
+#define PPCTL_PP1_MAX_LEN_IPV6      104
+#define PPCTL_PP1_MAX_LEN           107
 
 /* MARK: - Address families and protocols (as stored in keys) */
 
@@ -229,7 +258,7 @@ struct ppctl_config {
 	__u32 timeout_rst;
 	__u32 gc_interval;          /* seconds between conntrack sweeps */
 	__u32 timeout_time_wait;    /* both sides sent FIN, the backend first (its TIME_WAIT) */
-	__u32 reserved;
+	__u32 abi_version;          /* PPCTL_ABI_VERSION of the last attach (0: before it existed); not read by the programs */
 };
 
 #define PPCTL_DEFAULT_SNAT_PORT_MIN  1024
@@ -308,17 +337,12 @@ struct ppctl_backend_stats {
 
 /* MARK: - The conntrack sweeper (map "ppctl_gc", one element at key 0) */
 
-/* The control plane writes a zeroed element on upgrade, which cancels the timer of
- * the previous program; the new program arms its own at the next connection. */
-struct ppctl_gc_state {
-#if defined(__bpf__)
-	struct bpf_timer timer;
-#else
-	__u64 timer[2];
-#endif
-	__u32 armed;
-	__u32 pad;
-};
+/* Its value holds the sweeper's struct bpf_timer, which only the programs can use:
+ * bpf/include/tc_maps.h defines it (struct gc_state) and checks its size against this.
+ * The control plane writes an all-zero value of this size on upgrade, which cancels
+ * the timer of the previous program; the new program arms its own at the next
+ * connection. */
+#define PPCTL_GC_STATE_SIZE 24
 
 /* MARK: - The socket path (bpf/lb_sock.bpf.c) */
 
@@ -335,7 +359,8 @@ struct ppctl_sock_state {
 	__u8 flags;                 /* PPCTL_SOCK_* */
 	__u32 service_id;
 	__u32 backend_id;
-	__u32 hdr_flags;            /* PPCTL_SVC_PROXY_* | UNIQUE_ID | CRC32C */
+	__u16 hdr_flags;            /* PPCTL_SVC_PROXY_* | UNIQUE_ID | CRC32C, as in ppctl_ct_entry */
+	__u16 pad;
 	__u64 unique_id;
 };
 
@@ -352,5 +377,113 @@ struct ppctl_sock_stats {
 	__u64 headers_pushed;       /* PROXY headers put in front of a first send */
 	__u64 header_errors;        /* header could not be built or pushed: send failed */
 };
+
+/* MARK: - Layout checks */
+
+/* Both compilers check these: clang -target bpf for the programs, the host compiler
+ * for the control plane (Sources/DatapathABI/shims.c includes this header; Swift
+ * reads the structs through the same module). A change here is a change of the
+ * pinned maps' layout: see "Upgrades" in docs/architecture.md. */
+#define PPCTL_ABI_SIZE(type, size) \
+	_Static_assert(sizeof(struct type) == (size), "size of struct " #type " changed")
+#define PPCTL_ABI_OFFSET(type, field, offset) \
+	_Static_assert(__builtin_offsetof(struct type, field) == (offset), \
+		       "offset of " #type "." #field " changed")
+
+PPCTL_ABI_SIZE(ppctl_addr, 16);
+
+PPCTL_ABI_SIZE(ppctl_service_key, 20);
+PPCTL_ABI_OFFSET(ppctl_service_key, port, 16);
+PPCTL_ABI_OFFSET(ppctl_service_key, family, 18);
+PPCTL_ABI_OFFSET(ppctl_service_key, proto, 19);
+
+PPCTL_ABI_SIZE(ppctl_service, 16);
+PPCTL_ABI_OFFSET(ppctl_service, flags, 4);
+PPCTL_ABI_OFFSET(ppctl_service, backend_count, 8);
+PPCTL_ABI_OFFSET(ppctl_service, owner, 10);
+
+PPCTL_ABI_SIZE(ppctl_snat_pool, 8 + 16 * PPCTL_MAX_SNAT_ADDRS);
+PPCTL_ABI_OFFSET(ppctl_snat_pool, addr, 8);
+
+PPCTL_ABI_SIZE(ppctl_ring, 4 * PPCTL_RING_SIZE);
+
+PPCTL_ABI_SIZE(ppctl_service_tlvs, 8 + PPCTL_MAX_SERVICE_TLV_LEN);
+PPCTL_ABI_OFFSET(ppctl_service_tlvs, bytes, 8);
+_Static_assert(PPCTL_PP2_HEADER_LEN + PPCTL_PP2_ADDR_LEN_IPV6 + PPCTL_MAX_SERVICE_TLV_LEN +
+	       PPCTL_PP2_UNIQUE_ID_TLV_LEN + PPCTL_PP2_CRC32C_TLV_LEN <= PPCTL_MAX_HEADER_LEN,
+	       "a v2 header with every TLV must fit in PPCTL_MAX_HEADER_LEN");
+_Static_assert(PPCTL_PP2_UNIQUE_ID_TLV_LEN == PPCTL_PP2_TLV_HLEN + PPCTL_PP2_UNIQUE_ID_LEN &&
+	       PPCTL_PP2_CRC32C_TLV_LEN == PPCTL_PP2_TLV_HLEN + PPCTL_PP2_CRC32C_LEN,
+	       "TLV lengths are the header plus the value");
+_Static_assert(PPCTL_PP1_MAX_LEN_IPV4 <= PPCTL_PP1_MAX_LEN && PPCTL_PP1_MAX_LEN_IPV6 <= PPCTL_PP1_MAX_LEN &&
+	       PPCTL_PP1_MAX_LEN <= PPCTL_MAX_HEADER_LEN, "v1 lines fit in a header buffer");
+
+PPCTL_ABI_SIZE(ppctl_backend, 32);
+PPCTL_ABI_OFFSET(ppctl_backend, port, 16);
+PPCTL_ABI_OFFSET(ppctl_backend, family, 18);
+PPCTL_ABI_OFFSET(ppctl_backend, service_id, 20);
+PPCTL_ABI_OFFSET(ppctl_backend, weight, 24);
+
+PPCTL_ABI_SIZE(ppctl_ct_key, 40);
+PPCTL_ABI_OFFSET(ppctl_ct_key, daddr, 16);
+PPCTL_ABI_OFFSET(ppctl_ct_key, sport, 32);
+PPCTL_ABI_OFFSET(ppctl_ct_key, dport, 34);
+PPCTL_ABI_OFFSET(ppctl_ct_key, family, 36);
+PPCTL_ABI_OFFSET(ppctl_ct_key, proto, 37);
+
+PPCTL_ABI_SIZE(ppctl_ct_entry, 128);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, packets, 112);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, bytes, 120);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, nat_daddr, 16);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, nat_sport, 32);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, dir, 36);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, local_flags, 37);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, family, 38);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, state, 40);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, client_isn, 44);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, hdr_len, 48);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, hdr_flags, 50);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, service_id, 52);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, backend_id, 56);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, ifindex, 60);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, smac, 64);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, dmac, 70);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, backend_isn, 76);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, created_ns, 80);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, last_seen_ns, 88);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, unique_id, 96);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, snd_end, 104);
+
+PPCTL_ABI_SIZE(ppctl_config, 40);
+PPCTL_ABI_OFFSET(ppctl_config, local_port_min, 4);
+PPCTL_ABI_OFFSET(ppctl_config, timeout_syn, 8);
+PPCTL_ABI_OFFSET(ppctl_config, gc_interval, 28);
+PPCTL_ABI_OFFSET(ppctl_config, timeout_time_wait, 32);
+PPCTL_ABI_OFFSET(ppctl_config, abi_version, 36);
+
+PPCTL_ABI_SIZE(ppctl_iface, 24);
+PPCTL_ABI_OFFSET(ppctl_iface, flags, 16);
+
+PPCTL_ABI_SIZE(ppctl_stats, 8 * 20);
+PPCTL_ABI_SIZE(ppctl_service_stats, 8 * 6);
+PPCTL_ABI_SIZE(ppctl_backend_stats, 8 * 5);
+PPCTL_ABI_OFFSET(ppctl_stats, resets_sent, 152);
+
+PPCTL_ABI_SIZE(ppctl_sock_state, 40);
+PPCTL_ABI_OFFSET(ppctl_sock_state, vport, 16);
+PPCTL_ABI_OFFSET(ppctl_sock_state, family, 18);
+PPCTL_ABI_OFFSET(ppctl_sock_state, flags, 19);
+PPCTL_ABI_OFFSET(ppctl_sock_state, service_id, 20);
+PPCTL_ABI_OFFSET(ppctl_sock_state, backend_id, 24);
+PPCTL_ABI_OFFSET(ppctl_sock_state, hdr_flags, 28);
+PPCTL_ABI_OFFSET(ppctl_sock_state, unique_id, 32);
+_Static_assert(sizeof(((struct ppctl_sock_state *)0)->hdr_flags) ==
+	       sizeof(((struct ppctl_ct_entry *)0)->hdr_flags),
+	       "hdr_flags has one width: the socket path hands it to the tc path");
+
+PPCTL_ABI_SIZE(ppctl_sock_config, 8);
+
+PPCTL_ABI_SIZE(ppctl_sock_stats, 8 * 4);
+PPCTL_ABI_OFFSET(ppctl_sock_stats, header_errors, 24);
 
 #endif /* PPCTL_ABI_H */

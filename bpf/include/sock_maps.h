@@ -1,22 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* sock_maps.h: the maps of the socket path (bpf/lb_sock.bpf.c), pinned by name
- * next to the others so that an upgrade keeps what live sockets need. */
+/* sock_maps.h: the maps only the socket path (bpf/lb_sock.bpf.c) has, pinned by
+ * name next to the others so that an upgrade keeps what live sockets need. The
+ * socket state, which tc egress reads too, is in sock_state_map.h. */
 #ifndef PPCTL_SOCK_MAPS_H
 #define PPCTL_SOCK_MAPS_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "ppctl_abi.h"
-
-/* Per socket: the VIP it asked for and the header it still owes. Lives and dies
- * with the socket. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct ppctl_sock_state);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_sock_state SEC(".maps");
+#include "sock_state_map.h"
 
 /* Sockets whose first send must carry the header: the sk_msg program runs on
  * their sends only while they are in here. Keyed by socket cookie. */

@@ -1,0 +1,1 @@
+../../../bpf/skel/lb_tc.skel.h

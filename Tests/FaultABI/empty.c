@@ -1,1 +1,0 @@
-/* Header-only module: the structs live in include/. */

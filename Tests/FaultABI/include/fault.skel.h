@@ -1,0 +1,1 @@
+../../../bpf/testing/skel/fault.skel.h
