@@ -10,6 +10,7 @@ import Prometheus
 struct MetricsExporter: Sendable {
     let instance: Instance
     let names: ServiceNames
+    let health: HealthMetrics
 
     /// The metrics, in the Prometheus text format. Throws if the maps cannot be opened.
     func render() throws -> String {
@@ -45,10 +46,15 @@ struct MetricsExporter: Sendable {
             let service = label(v)
             gauge("active_connections", "Connections tracked now, by service.", live[v.id] ?? 0, [("service", service)])
             for b in v.spec.backends {
-                gauge("backend_up", "1 for every backend of a service.", 1, [("service", service), ("backend", b.endpoint.description)])
+                let labels = [("service", service), ("backend", b.endpoint.description)]
+                let h = health.backend(service, b.endpoint.description)
+                gauge("backend_up", "1 if the backend takes new connections (up), 0 if down or draining; 1 if unchecked.",
+                      h.map { $0.up ? 1 : 0 } ?? 1, labels)
+                counter("backend_transitions", "Health state changes of a backend since ppctld started.",
+                        UInt64(h?.transitions ?? 0), labels)
             }
         }
-        return r.emitToString()
+        return r.emitToString() + health.registry.emitToString()
     }
 
     /// The `service` label: the name in ppctld's file, or the VIP:PORT of a service
