@@ -183,6 +183,8 @@ final class HealthTests: XCTestCase {
 
     func testNginxAndHAProxyAcceptV2LocalAndV1UnknownProbes() throws {
         _ = try startNginx("n1", on: Lab.backendAddress)
+        // The control: n2 gets probes without a header, which it must call broken.
+        _ = try startNginx("n2", on: Lab.backendAddress2)
         let haproxy = """
             global
                 maxconn 100
@@ -211,6 +213,8 @@ final class HealthTests: XCTestCase {
                 proxy: v2
                 health: {type: tcp, proxy: none}
                 backends: [{address: 198.18.2.2:8080, health: {type: http, path: /healthz, proxy: v1, interval: 200ms}}]
+              - {name: control, vip: 198.18.0.13:80, proxy: v2, health: {type: http, path: /healthz, proxy: none, interval: 200ms},
+                 backends: [{address: 198.18.2.3:8080}]}
             """)
         let vips = ["198.18.0.10:80", "198.18.0.10:81", "198.18.0.11:80", "198.18.0.11:81", "198.18.0.12:80"]
         // Ten checks each (200 ms apart), every one passed: no transition, last ok.
@@ -224,6 +228,8 @@ final class HealthTests: XCTestCase {
         }
         let errors = text(dir + "/n1-error.log")
         XCTAssertFalse(errors.contains("broken header"), errors)
+        XCTAssertEqual(try state("198.18.0.13:80", "198.18.2.3:8080"), "down", "a probe without its header fails")
+        XCTAssertTrue(text(dir + "/n2-error.log").contains("broken header"), "nginx logs what it cannot read")
         XCTAssertGreaterThanOrEqual(text(dir + "/n1-access.log").components(separatedBy: "GET /healthz").count - 1, 20)
         // And the services themselves carry traffic to both receivers.
         XCTAssertEqual(request("198.18.0.10", 80)?.hasPrefix("n1 198.18.1.2"), true)
