@@ -158,6 +158,7 @@ final class Daemon {
     /// Stops: with `detachOnExit`, removes the datapath, its pins and services;
     /// otherwise leaves everything running for the next start to adopt.
     func stop(signal: String) {
+        health.removeReport()
         if detachOnExit {
             do {
                 // As `ppctl detach`: every interface and cgroup, then the pins.
@@ -167,7 +168,6 @@ final class Daemon {
                 logger.error("\(error)", metadata: ["event": "detach", "signal": "\(signal)"])
             }
         } else {
-            health.removeReport()
             logger.info("stopping; the datapath and its connections keep running",
                         metadata: ["event": "stop", "signal": "\(signal)", "pins": "\(instance.directory)"])
         }

@@ -94,14 +94,16 @@ final class HealthMonitor {
                 if t.check != check {
                     t.check = check
                     t.nextCheck = 0
-                    if check == nil && !t.healthy { t.healthy = true; t.successes = 0; t.failures = 0 }
+                    // Without a check a backend is up.
+                    if check == nil && !t.healthy { setHealthy(key, t, true, why: "its check was removed") }
                 }
                 if s.drain.contains(b.endpoint) { fileDrains.insert(key) }
             }
         }
         for key in tracked.keys where !seen.contains(key) { tracked[key] = nil }
+        // The reconcile that follows leaves out what is drained now.
         readDrainRequests(force: true)
-        updateDrains()
+        _ = updateDrains()
         reportChanged = true
     }
 
@@ -232,7 +234,7 @@ final class HealthMonitor {
             vips[v.id] = Endpoint(address: IPAddress(abi: k.vip, family: k.family), port: UInt16(bigEndian: k.port))
         }
         let live = BackendConnections.count(entries)
-        for (key, t) in tracked { t.connections = 0; _ = key }
+        for t in tracked.values { t.connections = 0 }
         for (id, byBackend) in live {
             guard let vip = vips[id] else { continue }
             for (backend, n) in byBackend { tracked[Key(vip: vip, backend: backend)]?.connections = n }
@@ -287,8 +289,9 @@ final class HealthMonitor {
     }
 
     /// Drains from the file and from `ppctl backend drain`: backends that enter
-    /// start draining, those that leave come back.
-    private func updateDrains() {
+    /// start draining, those that leave come back. True if a drained backend came
+    /// back (the services must be reconciled to add it again).
+    private func updateDrains() -> Bool {
         let now = DispatchTime.now().uptimeNanoseconds
         var reapplyNeeded = false
         for (key, t) in tracked {
@@ -301,7 +304,7 @@ final class HealthMonitor {
                 transition(key, t, to: t.healthy ? .up : .down, why: "drain cancelled")
             }
         }
-        if reapplyNeeded { reapply() }
+        return reapplyNeeded
     }
 
     private func readDrainRequests(force: Bool) {
@@ -314,7 +317,7 @@ final class HealthMonitor {
             requests[Key(vip: vip, backend: backend)] = r.timeoutSeconds
         }
         requestedDrains = requests
-        if !force { updateDrains() }
+        if !force && updateDrains() { reapply() }
     }
 
     // MARK: - Publishing

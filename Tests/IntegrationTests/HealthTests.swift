@@ -102,6 +102,32 @@ final class HealthTests: XCTestCase {
         try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8)) as! [String: Int]
     }
 
+    // MARK: - The file
+
+    func testBadHealthKeysAreRefusedWithFileLineAndKey() throws {
+        try ("""
+            attach: {interfaces: [l0, l1]}
+            services:
+              - name: web
+                vip: 198.18.0.10:80
+                health: {type: udp, path: healthz, interval: 2 s, rise: 0, onDown: drop}
+                backends: [{address: 198.18.2.2:8080, drain: yes, health: {status: 700}}]
+            """).write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try lab.exec(lab.balancer, [Lab.ppctldPath, "--config", config], check: false)
+        XCTAssertEqual(r.status, 64, r.stderr)
+        for expected in [
+            "\(config):5: services[0].health.type: 'udp' is not tcp or http",
+            "\(config):5: services[0].health.path: 'healthz' is not an HTTP path",
+            "\(config):5: services[0].health.interval: '2 s' is not a duration",
+            "\(config):5: services[0].health.rise: 0 is not in 1...100",
+            "\(config):5: services[0].health.onDown: 'drop' is not keep or reset",
+            "\(config):6: services[0].backends[0].drain: expected true or false",
+            "\(config):6: services[0].backends[0].health.status: 700 is not in 100...599",
+        ] {
+            XCTAssertTrue(r.stderr.contains(expected), "expected '\(expected)' in:\n\(r.stderr)")
+        }
+    }
+
     // MARK: - A backend fails and returns
 
     func testFailedBackendLeavesWithinFallTimesIntervalAndReturnsAfterRise() throws {
@@ -246,7 +272,9 @@ final class HealthTests: XCTestCase {
                 health: {type: tcp, interval: 200ms, timeout: 200ms, fall: 2}
                 backends: [{address: 198.18.2.2:8080}, {address: 198.18.2.3:8080}]
             """)
+        let started = Date()
         try waitFor("both backends down") { try backends("198.18.0.10:80").values.allSatisfy { $0["state"] as? String == "down" } }
+        print("every backend down: both marked down \(String(format: "%.2f", Date().timeIntervalSince(started))) s after ppctld applied its file (fall 2 × 200 ms, active checks only)")
         let before = try stats()
         var times: [Double] = []
         for _ in 0..<10 {
@@ -311,6 +339,13 @@ final class HealthTests: XCTestCase {
         let left = (services.first?["backends"] as? [[String: Any]])?.map { "\($0["address"]!):\($0["port"]!)" }
         XCTAssertEqual(left, [Lab.backendAddress2 == address ? "198.18.2.2:8080" : "198.18.2.3:8080"])
         XCTAssertTrue(log.contains("state=drained"), log)
+
+        // Cancelling the drain adds the backend to the service again.
+        try lab.ppctl(["backend", "drain", "198.18.0.10:80", drained, "--cancel"])
+        try waitFor("the backend back in the service") {
+            try backends("198.18.0.10:80")[drained]?["weight"] as? Int == 1
+        }
+        XCTAssertEqual(try state("198.18.0.10:80", drained), "up")
     }
 
     // MARK: - Passive detection
