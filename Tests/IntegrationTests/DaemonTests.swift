@@ -203,7 +203,9 @@ final class DaemonTests: XCTestCase {
 
         init(_ servers: [TCP], reply: String) {
             for server in servers {
-                let thread = Thread { [unowned self] in
+                // Strong: accept() wakes every 20 s (SO_RCVTIMEO), also after the test
+                // ended, and must not read a freed responder then.
+                let thread = Thread { [self] in
                     while !self.stop {
                         guard let c = try? server.accept() else { continue }
                         _ = try? c.read()
