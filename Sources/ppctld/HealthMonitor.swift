@@ -248,11 +248,12 @@ final class HealthMonitor {
             let unanswered = coarse > e.value.created_ns + UInt64(check.timeout * 1e9)
             guard refused || unanswered else { continue }
             t.lastRefusal = e.value.created_ns
-            if !t.inFlight {
-                logger.info("backend refused or ignored a SYN: checking it now", metadata: [
-                    "event": "passive", "service": "\(name(vip))", "backend": "\(BackendConnections.backend(e.value))",
-                    "seen": refused ? "reset" : "syn-sent",
-                ])
+            logger.info("backend refused or ignored a SYN: checking it now", metadata: [
+                "event": "passive", "service": "\(name(vip))", "backend": "\(BackendConnections.backend(e.value))",
+                "seen": refused ? "reset" : "syn-sent",
+            ])
+            // A check already running decides as one started now would.
+            if t.inFlight { t.passive = true } else {
                 launch(Key(vip: vip, backend: BackendConnections.backend(e.value)), t, passive: true, now: now)
             }
         }
