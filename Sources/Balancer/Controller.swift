@@ -104,7 +104,8 @@ public final class Controller {
 
     /// The writes of one new service: TLVs and backends, then its ring, then the
     /// service entry that makes the datapath use them.
-    private func write(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, _ tx: Transaction) throws {
+    private func write(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, excluded: Set<Endpoint> = [],
+                       _ tx: Transaction) throws {
         var value = ppctl_service()
         value.id = id
         value.flags = spec.flags
@@ -115,7 +116,7 @@ public final class Controller {
         for (index, b) in spec.backends.enumerated() {
             try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
         }
-        try tx.write(t.rings, id, Self.ring(spec.backends))
+        try tx.write(t.rings, id, Self.ring(spec.backends, excluding: excluded))
         try tx.insert(t.services, Self.key(spec.vip), value)
     }
 
@@ -148,8 +149,13 @@ public final class Controller {
     /// checked as `addServices` checks (no VIP twice, no backend that is a VIP:PORT
     /// of any service kept or declared) before anything is written. If a write
     /// fails, every write before it is undone.
+    ///
+    /// `excluded` names, per VIP:PORT, backends that stay in the service but out
+    /// of its ring (down or draining, as `setSelection` writes it): a rewrite
+    /// keeps them out.
     @discardableResult
-    public func reconcile(_ specs: [ServiceSpec], owner: ServiceOwner) throws -> Reconciliation {
+    public func reconcile(_ specs: [ServiceSpec], owner: ServiceOwner,
+                          excluded: [Endpoint: Set<Endpoint>] = [:]) throws -> Reconciliation {
         var seen = Set<Endpoint>()
         for spec in specs {
             try spec.validate()
@@ -189,8 +195,10 @@ public final class Controller {
                 let key = Self.key(view.spec.vip)
                 if let value = t.services.lookup(key) { try remove(key, value, tx) }
             }
-            for (old, new) in changed { try rewrite(old, to: new, tx) }
-            for (spec, id) in zip(added, assigned) { try write(spec, id: id, owner: owner, tx) }
+            for (old, new) in changed { try rewrite(old, to: new, excluded: excluded[new.vip] ?? [], tx) }
+            for (spec, id) in zip(added, assigned) {
+                try write(spec, id: id, owner: owner, excluded: excluded[spec.vip] ?? [], tx)
+            }
         }
         freeIDs = nil
         return Reconciliation(added: added.map(\.vip), changed: changed.map(\.1.vip), removed: removed.map(\.spec.vip))
@@ -200,7 +208,7 @@ public final class Controller {
     /// backends (index by index), then the ring, then the entry with the new flags
     /// and count, then the backends beyond the new count. At every step the ring
     /// points at backends that exist.
-    private func rewrite(_ old: ServiceView, to spec: ServiceSpec, _ tx: Transaction) throws {
+    private func rewrite(_ old: ServiceView, to spec: ServiceSpec, excluded: Set<Endpoint>, _ tx: Transaction) throws {
         let key = Self.key(spec.vip)
         guard var value = t.services.lookup(key) else { throw BalancerError.unknownService(spec.vip.description) }
         let id = old.id, oldCount = Int(value.backend_count)
@@ -209,7 +217,7 @@ public final class Controller {
         for (index, b) in spec.backends.enumerated() {
             try tx.write(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
         }
-        try tx.write(t.rings, id, Self.ring(spec.backends))
+        try tx.write(t.rings, id, Self.ring(spec.backends, excluding: excluded))
         value.flags = spec.flags
         value.backend_count = UInt16(spec.backends.count)
         try tx.write(t.services, key, value)
@@ -273,6 +281,16 @@ public final class Controller {
         }
     }
 
+    /// Rewrites the ring of the service at `vip` so that new connections go only
+    /// to its backends not in `excluded` (down or draining); with none left, new
+    /// connections are refused with a RST (every slot PPCTL_RING_NONE). One map
+    /// write: backends and established connections are not touched, and a
+    /// connection keeps the backend it was given. Throws `.unknownService`.
+    public func setSelection(_ vip: Endpoint, excluding excluded: Set<Endpoint>) throws {
+        guard let current = service(vip) else { throw BalancerError.unknownService(vip.description) }
+        try t.rings.update(current.id, Self.ring(current.spec.backends, excluding: excluded), mode: .any)
+    }
+
     // MARK: - Encoding
 
     /// The services map's key for a VIP:PORT (TCP).
@@ -308,11 +326,15 @@ public final class Controller {
         return v
     }
 
-    static func ring(_ backends: [Backend]) -> ppctl_ring {
+    /// The ring of `backends` (indexes into the list) without those in `excluded`;
+    /// if that leaves none (and there are backends), every slot is PPCTL_RING_NONE.
+    static func ring(_ backends: [Backend], excluding excluded: Set<Endpoint> = []) -> ppctl_ring {
         var r = ppctl_ring()
-        let slots = Ring.build(weights: backends.map(\.weight))
+        let selectable = backends.indices.filter { !excluded.contains(backends[$0].endpoint) }
+        var slots = Ring.build(weights: selectable.map { backends[$0].weight }).map { UInt32(selectable[$0]) }
+        if slots.isEmpty && !backends.isEmpty { slots = Array(repeating: PPCTL_RING_NONE, count: Ring.size) }
         withUnsafeMutableBytes(of: &r.backend) { raw in
-            for (i, index) in slots.enumerated() { raw.storeBytes(of: UInt32(index), toByteOffset: 4 * i, as: UInt32.self) }
+            for (i, index) in slots.enumerated() { raw.storeBytes(of: index, toByteOffset: 4 * i, as: UInt32.self) }
         }
         return r
     }

@@ -96,6 +96,11 @@ public struct Instance: Sendable {
     /// (bpffs holds only BPF objects, so the lock lives on /run).
     public var lockPath: String { "/run/ppctl/" + hostDirectory.replacingSlashes() + ".lock" }
 
+    /// A file of the instance on /run beside its lock, named
+    /// /run/ppctl/<pin directory with '/' as '_'>.<suffix> (e.g. ppctld's health
+    /// report, `health.json`).
+    public func runFile(_ suffix: String) -> String { "/run/ppctl/" + hostDirectory.replacingSlashes() + "." + suffix }
+
     /// Makes sure bpffs is mounted at /sys/fs/bpf (mode 0700 when ppctl mounts it)
     /// and the instance directory exists with mode 0700 (libbpf pins the maps in it
     /// with mode 0600). Missing directories are created, owned by root, mode 0700.

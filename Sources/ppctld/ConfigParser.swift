@@ -87,7 +87,7 @@ struct ConfigParser {
     }
 
     private mutating func service(_ node: Node, _ path: String) -> DaemonConfig.Service? {
-        let allowed = ["name", "vip", "proxy", "snat", "serverFirst", "tlvs", "backends"]
+        let allowed = ["name", "vip", "proxy", "snat", "serverFirst", "tlvs", "health", "backends"]
         guard let keys = mapping(node, path, allowed: allowed) else { return nil }
         let before = issues.count
         let name = required(keys, node, path, "name").flatMap { string($0, path + ".name") }
@@ -105,12 +105,15 @@ struct ConfigParser {
         let serverFirst = keys["serverFirst"].flatMap { bool($0, path + ".serverFirst") } ?? false
         var tlvs: [ProxyTLV] = [], uniqueID = false, crc32c = false
         if let n = keys["tlvs"] { (tlvs, uniqueID, crc32c) = self.tlvs(n, path + ".tlvs") }
-        var backends: [Backend] = [], backendLines: [Int] = []
+        let serviceCheck = keys["health"].map { health($0, path + ".health", base: HealthCheck(serviceProxy: proxy)) }
+        var backends: [Backend] = [], backendLines: [Int] = [], checks: [HealthCheck?] = [], drain = Set<Endpoint>()
         if let n = required(keys, node, path, "backends"), let list = sequence(n, path + ".backends") {
             for (i, item) in list.enumerated() {
-                if let b = backend(item, "\(path).backends[\(i)]") {
+                if let (b, check, drained) = backend(item, "\(path).backends[\(i)]", check: serviceCheck, proxy: proxy) {
                     backends.append(b)
                     backendLines.append(item.mark?.line ?? 0)
+                    checks.append(check)
+                    if drained { drain.insert(b.endpoint) }
                 }
             }
         }
@@ -120,11 +123,17 @@ struct ConfigParser {
         // What is left to check (families, duplicates, a backend that is the VIP...) is ServiceSpec's.
         do { try spec.validate() } catch { add(node, path, "\(error)"); return nil }
         return DaemonConfig.Service(name: name, spec: spec, line: node.mark?.line ?? 0,
-                                    vipLine: vipNode.mark?.line ?? 0, backendLines: backendLines)
+                                    vipLine: vipNode.mark?.line ?? 0, backendLines: backendLines,
+                                    checks: checks, drain: drain)
     }
 
-    private mutating func backend(_ node: Node, _ path: String) -> Backend? {
-        guard let keys = mapping(node, path, allowed: ["address", "weight"]) else { return nil }
+    /// A backend, its check (the service's, with the keys of its own `health` put
+    /// over it) and its `drain`.
+    private mutating func backend(_ node: Node, _ path: String, check: HealthCheck?,
+                                  proxy: ProxyMode) -> (Backend, HealthCheck?, Bool)? {
+        guard let keys = mapping(node, path, allowed: ["address", "weight", "health", "drain"]) else { return nil }
+        let check = keys["health"].map { health($0, path + ".health", base: check ?? HealthCheck(serviceProxy: proxy)) } ?? check
+        let drain = keys["drain"].flatMap { bool($0, path + ".drain") } ?? false
         guard let a = required(keys, node, path, "address"), let text = string(a, path + ".address"),
               let endpoint = attempt(a, path + ".address", { () throws(BalancerError) in try Endpoint(parsing: text) })
         else { return nil }
@@ -137,7 +146,55 @@ struct ConfigParser {
             }
             weight = w
         }
-        return Backend(endpoint: endpoint, weight: weight)
+        return (Backend(endpoint: endpoint, weight: weight), check, drain)
+    }
+
+    /// `health: {type, path, status, proxy, interval, timeout, rise, fall, onDown}`,
+    /// each key given replacing `base`'s.
+    private mutating func health(_ node: Node, _ path: String, base: HealthCheck) -> HealthCheck {
+        let allowed = ["type", "path", "status", "proxy", "interval", "timeout", "rise", "fall", "onDown"]
+        var h = base
+        guard let keys = mapping(node, path, allowed: allowed) else { return h }
+        func choice<T: RawRepresentable>(_ key: String, _ what: String) -> T? where T.RawValue == String {
+            guard let n = keys[key], let text = string(n, "\(path).\(key)") else { return nil }
+            if let v = T(rawValue: text) { return v }
+            add(n, "\(path).\(key)", "'\(text)' is not \(what)")
+            return nil
+        }
+        if let v: HealthCheck.Kind = choice("type", "tcp or http") { h.kind = v }
+        if let v: ProxyMode = choice("proxy", "v1, v2 or none") { h.proxy = v }
+        if let v: HealthCheck.OnDown = choice("onDown", "keep or reset") { h.onDown = v }
+        if let n = keys["path"], let v = string(n, path + ".path") {
+            if v.hasPrefix("/") && !v.contains(where: { $0.isWhitespace || $0.isNewline }) { h.path = v } else {
+                add(n, path + ".path", "'\(v)' is not an HTTP path (it starts with '/' and has no blanks)")
+            }
+        }
+        if let n = keys["status"], let v = int(n, path + ".status") {
+            if (100...599).contains(v) { h.status = v } else { add(n, path + ".status", "\(v) is not in 100...599") }
+        }
+        for key in ["rise", "fall"] {
+            guard let n = keys[key], let v = int(n, "\(path).\(key)") else { continue }
+            guard (1...100).contains(v) else { add(n, "\(path).\(key)", "\(v) is not in 1...100"); continue }
+            if key == "rise" { h.rise = v } else { h.fall = v }
+        }
+        for key in ["interval", "timeout"] {
+            guard let n = keys[key], let text = string(n, "\(path).\(key)") else { continue }
+            guard let v = Self.seconds(text), v >= 0.05, v <= 3600 else {
+                add(n, "\(path).\(key)", "'\(text)' is not a duration from 50ms to 1h (such as 2s, 200ms, 1m)")
+                continue
+            }
+            if key == "interval" { h.interval = v } else { h.timeout = v }
+        }
+        return h
+    }
+
+    /// `200ms`, `2s`, `1.5s`, `1m`, `1h` as seconds; nil if it is none of these.
+    static func seconds(_ text: String) -> Double? {
+        for (unit, factor) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] where text.hasSuffix(unit) {
+            if let v = Double(text.dropLast(unit.count)), v.isFinite, v >= 0 { return v * factor }
+            return nil
+        }
+        return nil
     }
 
     /// `tlvs: {uniqueId, crc32c, custom: {"0xE5": text}, awsVpceId, azureLinkId, gcpPscId}`.

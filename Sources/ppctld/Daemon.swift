@@ -16,6 +16,9 @@ final class Daemon {
     let logger: Logger
     /// The service names of the running configuration, for the metrics.
     let names = ServiceNames()
+    /// Health checks and drains of the backends; its metrics, for /metrics.
+    let healthMetrics = HealthMetrics()
+    let health: HealthMonitor
     /// The configuration in force: the last one applied.
     private(set) var running: DaemonConfig?
     private var fileStamp: FileStamp?
@@ -26,6 +29,10 @@ final class Daemon {
         self.instance = instance
         self.detachOnExit = detachOnExit
         self.logger = logger
+        health = HealthMonitor(instance: instance, logger: logger, metrics: healthMetrics)
+        health.reapply = { [unowned self] in
+            if let running { try? apply(running, reason: "drained") }
+        }
     }
 
     // MARK: - Start, reload, stop
@@ -85,25 +92,36 @@ final class Daemon {
     }
 
     /// Writes the default SNAT pool and reconciles the services, under the
-    /// instance lock. A refusal of the Controller (a VIP the CLI owns, a backend
-    /// that is a VIP) is thrown as a `ConfigError` at the key it is about.
+    /// instance lock: drained backends left out, those down or draining out of the
+    /// rings (at start, every ring is written: what a previous ppctld left out may
+    /// be up now). A refusal of the Controller (a VIP the CLI owns, a backend that
+    /// is a VIP) is thrown as a `ConfigError` at the key it is about.
     private func apply(_ config: DaemonConfig, reason: String = "start") throws {
         let result: Reconciliation
+        health.configure(config)
+        let specs = health.effectiveSpecs(config), excluded = health.excluded
         do {
             result = try instance.withLock(needsPins: true) { () throws -> Reconciliation in
                 let maps = try Maps(instance)
                 let pool = SNATPool.abi(config.snat)
                 let key = UInt32(PPCTL_SNAT_POOL_DEFAULT)
                 let previous = maps.snatPools.lookup(key)
-                let result = try Controller(ServiceTables(maps)).reconcile(config.specs, owner: .ppctld)
+                let controller = Controller(ServiceTables(maps))
+                let result = try controller.reconcile(specs, owner: .ppctld, excluded: excluded)
+                if reason == "start" {
+                    for spec in specs { try controller.setSelection(spec.vip, excluding: excluded[spec.vip] ?? []) }
+                }
                 if previous.map({ !Self.same($0, pool) }) ?? true {
                     try maps.snatPools.update(key, pool, mode: .any)
                 }
                 return result
             }
-        } catch let error as BalancerError {
-            throw ConfigError.invalid([issue(error, config)])
+        } catch {
+            if let running { health.configure(running) }
+            if let error = error as? BalancerError { throw ConfigError.invalid([issue(error, config)]) }
+            throw error
         }
+        health.applied()
         running = config
         names.set(Dictionary(config.services.map { ($0.spec.vip, $0.name) }, uniquingKeysWith: { a, _ in a }))
         logger.info("services reconciled", metadata: [
@@ -140,6 +158,7 @@ final class Daemon {
     /// Stops: with `detachOnExit`, removes the datapath, its pins and services;
     /// otherwise leaves everything running for the next start to adopt.
     func stop(signal: String) {
+        health.removeReport()
         if detachOnExit {
             do {
                 // As `ppctl detach`: every interface and cgroup, then the pins.
@@ -183,6 +202,7 @@ final class Daemon {
         }
         timer.resume()
         sources.append(timer)
+        health.start()
     }
 }
 

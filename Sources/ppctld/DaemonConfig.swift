@@ -22,6 +22,10 @@ struct DaemonConfig: Equatable {
         var line: Int, vipLine: Int
         /// Line of each backend's `address`.
         var backendLines: [Int]
+        /// The check of each backend (index as in `spec.backends`), nil: none (always up).
+        var checks: [HealthCheck?] = []
+        /// Backends with `drain: true`.
+        var drain: Set<Endpoint> = []
     }
 
     var attach = Attach()

@@ -10,6 +10,7 @@ import Prometheus
 struct MetricsExporter: Sendable {
     let instance: Instance
     let names: ServiceNames
+    let health: HealthMetrics
 
     /// The metrics, in the Prometheus text format. Throws if the maps cannot be opened.
     func render() throws -> String {
@@ -63,10 +64,14 @@ struct MetricsExporter: Sendable {
                         labels + [("direction", "to_backend")])
                 counter("bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_client &+ (toClient[id] ?? 0),
                         labels + [("direction", "to_client")])
-                gauge("backend_up", "1 for every backend of a service.", 1, labels)
+                let h = health.backend(service, b.endpoint.description)
+                gauge("backend_up", "1 if the backend takes new connections (up), 0 if down or draining; 1 if unchecked.",
+                      h.map { $0.up ? 1 : 0 } ?? 1, labels)
+                counter("backend_transitions", "Health state changes of a backend since ppctld started.",
+                        UInt64(h?.transitions ?? 0), labels)
             }
         }
-        return r.emitToString()
+        return r.emitToString() + health.registry.emitToString()
     }
 
     /// The `service` label: the name in ppctld's file, or the VIP:PORT of a service

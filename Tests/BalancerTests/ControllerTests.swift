@@ -55,6 +55,36 @@ final class ControllerTests: XCTestCase {
         XCTAssertEqual(slots.map(Int.init), Ring.build(weights: [3, 1]))
     }
 
+    /// The ring's slots, as backend indexes.
+    func slots(_ id: UInt32) throws -> [UInt32] {
+        let ring = try XCTUnwrap(rings.lookup(id))
+        return withUnsafeBytes(of: ring.backend) { Array($0.bindMemory(to: UInt32.self)) }
+    }
+
+    func testSelectionLeavesExcludedBackendsOutOfTheRingOnly() throws {
+        let vip = try endpoint("198.18.0.10:80")
+        try controller.addService(spec("198.18.0.10:80", ["198.18.2.2:8080", "198.18.2.3:8080,weight=2", "198.18.2.4:8080"]))
+        let before = backends.snapshot()
+        try controller.setSelection(vip, excluding: [try endpoint("198.18.2.3:8080")])
+        XCTAssertEqual(Set(try slots(0)), [0, 2], "index 1 is out of the ring")
+        XCTAssertEqual(try slots(0).filter { $0 == 0 }.count, 128, "the others share it by weight")
+        XCTAssertEqual(backends.snapshot(), before, "backends are not touched")
+        XCTAssertEqual(controller.service(vip)?.spec.backends.count, 3, "the service still has all three")
+
+        // Every backend out: every slot says so, and the datapath refuses.
+        try controller.setSelection(vip, excluding: Set(controller.service(vip)!.spec.backends.map(\.endpoint)))
+        XCTAssertEqual(Set(try slots(0)), [PPCTL_RING_NONE])
+        try controller.setSelection(vip, excluding: [])
+        XCTAssertEqual(Set(try slots(0)), [0, 1, 2])
+
+        // A reconcile that rewrites the service keeps the excluded backend out.
+        var changed = try spec("198.18.0.10:80", ["198.18.2.2:8080", "198.18.2.3:8080", "198.18.2.4:8080"])
+        changed.proxy = .v1
+        try controller.reconcile([changed], owner: .cli, excluded: [vip: [try endpoint("198.18.2.2:8080")]])
+        XCTAssertEqual(Set(try slots(0)), [1, 2])
+        XCTAssertThrowsError(try controller.setSelection(try endpoint("198.18.0.99:80"), excluding: []))
+    }
+
     func testFreedServiceIDsAreReused() throws {
         for i in 0..<3 { try controller.addService(spec("198.18.0.\(10 + i):80", ["198.18.2.2:80"])) }
         try controller.deleteService(endpoint("198.18.0.11:80"))

@@ -144,7 +144,7 @@ final class DaemonTests: XCTestCase {
         // Each file, and the lines its refusal must log (all of them, at once).
         let cases: [(String, [String])] = [
             (good.replacingOccurrences(of: "weight: 1", with: "weigth: 1"),
-             ["\(f):7: services[0].backends[0].weigth: unknown key (expected one of: address, weight)"]),
+             ["\(f):7: services[0].backends[0].weigth: unknown key (expected one of: address, weight, health, drain)"]),
             (good.replacingOccurrences(of: "weight: 1", with: "weight: heavy"),
              ["\(f):7: services[0].backends[0].weight: expected a whole number, not 'heavy'"]),
             (good.replacingOccurrences(of: "weight: 1", with: "weight: 0"),

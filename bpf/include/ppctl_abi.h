@@ -119,7 +119,11 @@ struct ppctl_snat_pool {
 /* MARK: - Endpoint rings (map "ppctl_rings", array indexed by service id) */
 
 /* Each slot holds the index (0..255) of one of the service's backends; the
- * control plane fills the slots in proportion to the backends' weights. */
+ * control plane fills the slots in proportion to the backends' weights, leaving
+ * out backends that are down or draining (their connections keep their entries).
+ * A slot of PPCTL_RING_NONE selects nothing: a ring of only those refuses new
+ * connections, as backend_count 0 does (every backend down). */
+#define PPCTL_RING_NONE 0xffffffffu
 struct ppctl_ring {
 	__u32 backend[PPCTL_RING_SIZE];
 };

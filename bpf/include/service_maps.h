@@ -65,19 +65,24 @@ struct {
 
 /* The endpoint choice both paths make: the ring slot `hash` falls in. Returns the
  * backend and its id, or NULL if the service cannot take the connection (no
- * backends, or the slot's backend is of another family or being replaced). */
+ * backends, a PPCTL_RING_NONE slot: every backend down, or the slot's backend is
+ * of another family or being replaced). */
 static __always_inline struct ppctl_backend *pick_backend(const struct ppctl_service *svc,
 							  __u32 hash, __u8 family, __u32 *id)
 {
 	struct ppctl_backend *be;
 	struct ppctl_ring *ring;
+	__u32 index;
 
 	if (svc->backend_count == 0)
 		return NULL;
 	ring = bpf_map_lookup_elem(&ppctl_rings, &svc->id);
 	if (!ring)
 		return NULL;
-	*id = PPCTL_BACKEND_ID(svc->id, ring->backend[hash & (PPCTL_RING_SIZE - 1)]);
+	index = ring->backend[hash & (PPCTL_RING_SIZE - 1)];
+	if (index == PPCTL_RING_NONE)
+		return NULL;
+	*id = PPCTL_BACKEND_ID(svc->id, index);
 	be = bpf_map_lookup_elem(&ppctl_backends, id);
 	if (!be || be->family != family || be->service_id != svc->id)
 		return NULL;
