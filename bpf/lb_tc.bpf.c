@@ -9,8 +9,12 @@
  * at egress, serves local clients of server-first services (the socket path hands
  * them over; see lb_sock.bpf.c and the end of this file).
  *
- *   client --SYN--> [ingress] new_connection: pick a backend, route, SNAT port,
- *                             two conntrack entries; SYN rewritten, redirected.
+ *   client --SYN--> [ingress] new_connection: pick a backend, route;
+ *                             open_connection: a TIME_WAIT-safe SNAT tuple, two
+ *                             conntrack entries; SYN rewritten, redirected. A SYN
+ *                             that cannot be taken is answered with a RST.
+ *   only segments in the connection's window change its state (RST at the next
+ *   sequence, FIN near it, the SYN-ACK for this ISN, acks of what was sent).
  *   backend --SYN-ACK--> [ingress] to_client: rewritten back to VIP -> client.
  *   client --ACK--> [ingress] to_backend: for a PROXY service, this ACK at ISN+1
  *                             grows into the segment that carries the header.
@@ -619,8 +623,6 @@ found:
 	return 0;
 }
 
-/* The SNAT pool a new connection of `svc` draws from: its own, else the
- * instance's default, else none (the route's source address). */
 /* Counts a connection given to a backend; makes the backend's counters on its
  * first one. */
 static __always_inline void count_connection(__u32 backend_id)
@@ -657,6 +659,8 @@ static __noinline void snat_remember(const struct ppctl_ct_entry *e)
 #define VERDICT_REFUSE 0x100
 #define VERDICT_OPEN   0x101
 
+/* The SNAT pool a new connection of `svc` draws from: its own, else the
+ * instance's default, else none (the route's source address). */
 static __always_inline struct ppctl_snat_pool *snat_pool(const struct ppctl_service *svc)
 {
 	__u32 key = (svc->flags & PPCTL_SVC_SNAT_POOL) ? svc->id : PPCTL_SNAT_POOL_DEFAULT;
