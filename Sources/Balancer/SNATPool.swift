@@ -1,3 +1,4 @@
+import Datapath
 import DatapathABI
 import ProxyProtocol
 
@@ -72,6 +73,27 @@ public enum SNATPool {
         guard pool.count <= maxAddresses else {
             throw .malformedEndpoint(pool.map(\.description).joined(separator: ","), "a SNAT pool holds at most \(maxAddresses) addresses")
         }
+    }
+
+    /// Parses the SNAT port range `MIN-MAX` (1024 <= MIN <= MAX <= 65535).
+    public static func parsePorts(_ text: String) throws(BalancerError) -> ClosedRange<UInt16> {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let lo = UInt16(parts[0]), let hi = UInt16(parts[1]), lo >= 1024, lo <= hi else {
+            throw .malformedEndpoint(text, "SNAT ports are MIN-MAX with 1024 <= MIN <= MAX <= 65535")
+        }
+        return lo...hi
+    }
+
+    /// Writes the SNAT port range into the instance's configuration (key 0 of
+    /// ppctl_config), keeping the rest. Returns false if it was already so.
+    @discardableResult
+    public static func setPorts(_ range: ClosedRange<UInt16>, in config: BPFMap<UInt32, ppctl_config>) throws -> Bool {
+        guard var c = config.lookup(0) else { return false }
+        guard c.snat_port_min != range.lowerBound || c.snat_port_max != range.upperBound else { return false }
+        c.snat_port_min = range.lowerBound
+        c.snat_port_max = range.upperBound
+        try config.update(0, c, mode: .any)
+        return true
     }
 
     /// The pool as the datapath stores it (ppctl_snat_pools).

@@ -50,11 +50,7 @@ struct Attach: ParsableCommand {
     /// `--snat-ports` read, or nil when not given.
     private func portRange() throws -> ClosedRange<UInt16>? {
         guard let snatPorts else { return nil }
-        let parts = snatPorts.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 2, let lo = UInt16(parts[0]), let hi = UInt16(parts[1]), lo >= 1024, lo <= hi else {
-            throw ValidationError("--snat-ports '\(snatPorts)' is not MIN-MAX with 1024 <= MIN <= MAX <= 65535")
-        }
-        return lo...hi
+        return try validated { try SNATPool.parsePorts(snatPorts) }
     }
 
     func validate() throws {
@@ -87,11 +83,7 @@ struct Attach: ParsableCommand {
                     if let snat {
                         try maps.snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(try SNATPool.parse(snat)), mode: .any)
                     }
-                    if let range = try portRange(), var config = maps.config.lookup(0) {
-                        config.snat_port_min = range.lowerBound
-                        config.snat_port_max = range.upperBound
-                        try maps.config.update(0, config, mode: .any)
-                    }
+                    if let range = try portRange() { try SNATPool.setPorts(range, in: maps.config) }
                 }
                 do {
                     if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }

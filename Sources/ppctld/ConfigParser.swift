@@ -53,7 +53,7 @@ struct ConfigParser {
 
     private mutating func attach(_ node: Node) -> DaemonConfig.Attach {
         var a = DaemonConfig.Attach()
-        guard let keys = mapping(node, "attach", allowed: ["interfaces", "cgroup", "maxConnections"]) else { return a }
+        guard let keys = mapping(node, "attach", allowed: ["interfaces", "cgroup", "maxConnections", "snatPorts"]) else { return a }
         if let n = keys["interfaces"], let list = sequence(n, "attach.interfaces") {
             for (i, item) in list.enumerated() {
                 guard let name = string(item, "attach.interfaces[\(i)]") else { continue }
@@ -67,6 +67,9 @@ struct ConfigParser {
             if range.contains(v) { a.maxConnections = v } else {
                 add(n, "attach.maxConnections", "\(v) is not in \(range.lowerBound)...\(range.upperBound)")
             }
+        }
+        if let n = keys["snatPorts"], let text = string(n, "attach.snatPorts") {
+            do { a.snatPorts = try SNATPool.parsePorts(text) } catch { add(n, "attach.snatPorts", "\(error)") }
         }
         if a.interfaces.isEmpty && a.cgroup == nil {
             add(node, "attach", "give `interfaces`, `cgroup`, or both")

@@ -114,6 +114,7 @@ final class Daemon {
                 if previous.map({ !Self.same($0, pool) }) ?? true {
                     try maps.snatPools.update(key, pool, mode: .any)
                 }
+                if let ports = config.attach.snatPorts { try SNATPool.setPorts(ports, in: maps.config) }
                 return result
             }
         } catch {

@@ -11,6 +11,8 @@ struct DaemonConfig: Equatable {
         var cgroup: String?
         /// Size of the conntrack table, fixed when it is created.
         var maxConnections: Int?
+        /// SNAT source ports (`attach --snat-ports`); nil: as they are.
+        var snatPorts: ClosedRange<UInt16>?
     }
 
     /// A service of the file: its name (the `service` label of the metrics), the

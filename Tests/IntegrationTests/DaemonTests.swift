@@ -68,7 +68,7 @@ final class DaemonTests: XCTestCase {
     // MARK: - Start and stop
 
     func testStartAppliesTheFileAndMarksItsServicesAndStopLeavesThemRunning() throws {
-        try writeConfig(Self.attach + """
+        try writeConfig("attach: {interfaces: [l0, l1], maxConnections: 4096, snatPorts: 20000-20009}\n" + """
             snat: [198.18.2.1]
             services:
               - name: web
@@ -106,8 +106,11 @@ final class DaemonTests: XCTestCase {
         // Traffic flows through a service of the file.
         let server = try lab.listen(in: lab.backend, on: Lab.backendAddress, 2525)
         let client = try lab.connect(from: lab.client, to: "198.18.0.11", 25)
-        let (header, _) = try server.accept().readHeader()
+        let accepted = try server.accept()
+        let (header, _) = try accepted.readHeader()
         XCTAssertEqual(header.version, .v1, "mail writes v1 headers")
+        let snatPort = Int(accepted.peerEndpoint.split(separator: ":").last ?? "") ?? 0
+        XCTAssertTrue((20000...20009).contains(snatPort), "SNAT from attach.snatPorts, saw \(accepted.peerEndpoint)")
         _ = client
 
         // SIGTERM: ppctld goes, the datapath and the services stay.
