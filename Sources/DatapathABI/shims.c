@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 /* Also compiles ppctl_abi.h with the host compiler, so that its _Static_asserts
@@ -78,53 +79,58 @@ int ppctl_mount_bpffs(const char *path)
 	return 0;
 }
 
-/* Reads a small integer from /sys/class/net/NAME/FILE; -1 if it cannot. */
-static long read_sysfs_long(const char *name, const char *file)
-{
-	char path[128];
-	long value = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/class/net/%s/%s", name, file);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &value) != 1)
-		value = -1;
-	fclose(f);
-	return value;
-}
-
-int ppctl_iface_redirects_to_peer(const char *name)
+/* A veth's driver name and its peer's ifindex, asked through ethtool ioctls, which
+ * answer for the calling thread's network namespace. (/sys/class/net is the
+ * mount's: after setns into a balancer namespace it still shows the host's
+ * devices.) veth's first ethtool statistic is "peer_ifindex". Returns the peer's
+ * ifindex, 0 if NAME is not a veth or netkit, or -errno. */
+static long veth_peer_ifindex(int fd, const char *name)
 {
 	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+	struct ethtool_stats *stats;
 	struct ifreq ifr;
-	char peer_name[IF_NAMESIZE];
-	long ifindex, iflink;
-	int fd, rc;
+	long peer;
 
 	memset(&ifr, 0, sizeof(ifr));
 	if (strlen(name) >= sizeof(ifr.ifr_name))
 		return -EINVAL;
 	strcpy(ifr.ifr_name, name);
 	ifr.ifr_data = (void *)&info;
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	rc = ioctl(fd, SIOCETHTOOL, &ifr);
-	close(fd);
-	if (rc < 0)
+	if (ioctl(fd, SIOCETHTOOL, &ifr) < 0)
 		return errno == EOPNOTSUPP ? 0 : -errno;
 	if (strcmp(info.driver, "veth") != 0 && strcmp(info.driver, "netkit") != 0)
 		return 0;
+	if (info.n_stats == 0 || info.n_stats > 4096)
+		return 0;
+	stats = calloc(1, sizeof(*stats) + info.n_stats * sizeof(__u64));
+	if (!stats)
+		return -ENOMEM;
+	stats->cmd = ETHTOOL_GSTATS;
+	stats->n_stats = info.n_stats;
+	ifr.ifr_data = (void *)stats;
+	peer = ioctl(fd, SIOCETHTOOL, &ifr) < 0 ? -errno : (long)stats->data[0];
+	free(stats);
+	return peer;
+}
 
-	/* bpf_redirect_peer drops packets whose peer is in the same namespace. */
-	ifindex = read_sysfs_long(name, "ifindex");
-	iflink = read_sysfs_long(name, "iflink");
-	if (ifindex < 0 || iflink < 0)
-		return 0;
-	if (iflink != ifindex && if_indextoname((unsigned)iflink, peer_name) &&
-	    read_sysfs_long(peer_name, "iflink") == ifindex)
-		return 0;
-	return 1;
+int ppctl_iface_redirects_to_peer(const char *name)
+{
+	char peer_name[IF_NAMESIZE];
+	long ifindex, peer;
+	int fd;
+
+	ifindex = if_nametoindex(name);
+	if (ifindex == 0)
+		return -errno;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	peer = veth_peer_ifindex(fd, name);
+	/* bpf_redirect_peer drops packets whose peer is in the same namespace: a
+	 * device here with the peer's ifindex whose own peer is NAME is that peer. */
+	if (peer > 0 && peer != ifindex && if_indextoname((unsigned)peer, peer_name) &&
+	    veth_peer_ifindex(fd, peer_name) == ifindex)
+		peer = 0;
+	close(fd);
+	return peer > 0 ? 1 : (int)peer;
 }
