@@ -6,8 +6,8 @@
  * either belongs to a tracked connection (one lookup tells which direction) and
  * is rewritten and redirected, or it is a SYN to a service and creates one, or it
  * is none of ppctl's business and goes to the stack untouched. A second program,
- * at egress, serves local clients of server-first services (the socket path hands
- * them over; see lb_sock.bpf.c and the end of this file).
+ * at egress, writes the header of local clients of PROXY services (the socket
+ * path hands them over; see lb_sock.bpf.c and the end of this file).
  *
  *   client --SYN--> [ingress] new_connection: pick a backend, route, SNAT port,
  *                             two conntrack entries; SYN rewritten, redirected.
@@ -825,8 +825,8 @@ table_full:
 }
 
 /*
- * A local client's SYN to a server-first service's backend (the socket path sent
- * it there and owes the header at tc): two entries with no address rewrite, the
+ * A local client's SYN to a PROXY service's backend (the socket path sent it
+ * there and owes the header at tc): two entries with no address rewrite, the
  * same sequence state as a remote client's. Its handshake ACK then grows into the
  * header segment in to_backend, exactly as a remote client's does.
  */
@@ -900,9 +900,11 @@ fail:
 		stats->fwd_errors++;
 	return TC_ACT_SHOT;     /* the client sends its SYN again */
 table_full:
+	/* Counted, but the SYN goes on untracked: sockops then finds no entry and the
+	 * socket path writes the header in front of the first send instead. */
 	if (stats)
 		stats->refused_table_full++;
-	return TC_ACT_SHOT;
+	return TC_ACT_OK;
 }
 
 /* MARK: - Entry points */
@@ -981,8 +983,8 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	return rc == VERDICT_REFUSE ? refuse_syn(skb, &p, stats) : rc;
 }
 
-/* At egress, only locally made packets: those of local clients of server-first
- * services, whose header goes out here. Forwarded packets (no socket) pass after
+/* At egress, only locally made packets: those of local clients of PROXY services,
+ * whose header goes out here. Forwarded packets (no socket) pass after
  * one test, other local packets after one lookup. The lookup is by tuple, not by
  * socket, so that what the kernel sends for a connection from elsewhere (a
  * TIME_WAIT ack or a reset, from the namespace's control socket) is translated

@@ -9,8 +9,9 @@ public struct Connection: Sendable {
     /// The balancer's address and port towards the backend.
     public var snat: Endpoint
     /// State words: syn-sent, established, fin-client, fin-backend, reset, header-sent,
-    /// header-acked; `local` for a local client's server-first connection (socket path:
-    /// no address is rewritten, so `vip` is the backend and `snat` the client).
+    /// header-acked; `local` for a local client's connection whose header went out at
+    /// tc egress (socket path: no address is rewritten, so `vip` is the backend and
+    /// `snat` the client).
     public var state: [String]
     /// Bytes inserted at the start of the stream (the sequence delta).
     public var headerLength: Int

@@ -11,8 +11,8 @@ public enum Loader {
     /// tc filter priority of ppctl's program.
     public static let filterPriority: UInt32 = 0x5050
     /// The name the kernel shows for the tc ingress program (bpf/lb_tc.bpf.c), which
-    /// handles remote clients and every reply (egress: local clients of server-first
-    /// services). The loader finds both through the skeleton, not by name.
+    /// handles remote clients and every reply (egress: the header of local clients of
+    /// PROXY services). The loader finds both through the skeleton, not by name.
     public static let programName = "ppctl_tc_ingress"
     /// The connections `maxConnections` may ask the conntrack table to hold.
     public static let maxConnectionsRange = 16...4_000_000

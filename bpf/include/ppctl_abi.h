@@ -91,8 +91,9 @@ struct ppctl_service_key {
 #define PPCTL_SVC_SNAT_POOL  (1u << 2)  /* SNAT from the service's pool (ppctl_snat_pools[id]) */
 #define PPCTL_SVC_UNIQUE_ID  (1u << 3)  /* v2: add a UNIQUE_ID TLV, new for every connection */
 #define PPCTL_SVC_CRC32C     (1u << 4)  /* v2: add a CRC32C TLV computed over the header */
-/* Local clients (socket path) get the header on the handshake ACK at tc egress, not
- * in front of their first send: for protocols where the server speaks first. */
+/* Recorded for the control plane (`--server-first`, listed and kept by reconciles);
+ * the programs ignore it. It once chose the header at tc egress for local clients,
+ * which every header service now gets where tc egress is attached. */
 #define PPCTL_SVC_SERVER_FIRST (1u << 5)
 
 struct ppctl_service {
@@ -192,8 +193,8 @@ struct ppctl_ct_key {
 #define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
 #define PPCTL_CT_L_DATA_SEEN   (1u << 1)  /* client data at ISN+1 went out once */
 #define PPCTL_CT_L_PEER        (1u << 2)  /* egress is a veth: bpf_redirect_peer */
-/* A local client's connection to a server-first service (socket path): no address
- * is rewritten, packets go on through the stack, only seq/ack/SACK move. */
+/* A local client's connection to a PROXY service (socket path, header at tc egress):
+ * no address is rewritten, packets go on through the stack, only seq/ack/SACK move. */
 #define PPCTL_CT_L_LOCAL       (1u << 3)
 
 struct ppctl_ct_entry {
@@ -354,7 +355,7 @@ struct ppctl_backend_stats {
  * "ppctl_sock_state"): set by connect4 when it sends the socket to a backend, read
  * by getpeername4 (to report the VIP), sock_ops and sk_msg (to write the header). */
 #define PPCTL_SOCK_HDR_PENDING (1u << 0)  /* sk_msg: the header goes in front of the first send */
-#define PPCTL_SOCK_HDR_AT_TC   (1u << 1)  /* server-first: tc egress puts it on the handshake ACK */
+#define PPCTL_SOCK_HDR_AT_TC   (1u << 1)  /* tc egress puts it on the handshake ACK (sockops: else PENDING) */
 
 struct ppctl_sock_state {
 	struct ppctl_addr vip;      /* what the client connected to */
