@@ -2,7 +2,7 @@ import Datapath
 import DatapathABI
 
 /// The maps the control plane writes, as plain key/value maps: the pinned BPF maps
-/// of an instance in production, `InMemoryMap`s in unit tests.
+/// of an instance in production, in-memory maps in unit tests.
 public struct ServiceTables {
     /// VIP:PORT → service (ppctl_services).
     public var services: any KeyValueMap<ppctl_service_key, ppctl_service>
@@ -33,7 +33,7 @@ public struct ServiceTables {
         self.init(services: maps.services, rings: maps.rings, backends: maps.backends, tlvs: maps.serviceTLVs, snatPools: maps.snatPools)
     }
 
-    /// Empty in-memory tables of the datapath's sizes, for tests and dry runs.
+    /// Empty in-memory tables of the datapath's sizes, for unit tests.
     public static func inMemory() -> ServiceTables {
         ServiceTables(services: InMemoryMap(capacity: Int(PPCTL_MAX_SERVICES)),
                       rings: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_ring()),

@@ -62,7 +62,10 @@ struct PPCtl: ParsableCommand {
     }
 
     /// `--cgroup` with no path (last, or followed by another option) means the
-    /// unified hierarchy's root; ArgumentParser has no optional option values.
+    /// unified hierarchy's root. An `@Option var cgroup: String?` is optional as an
+    /// option, but once given it takes a value: ArgumentParser cannot read a bare
+    /// `--cgroup` and `--cgroup PATH` as one option, so the bare one gets a
+    /// placeholder value here.
     static func fillingBareCgroup(_ arguments: [String]) -> [String] {
         var result: [String] = []
         for (i, argument) in arguments.enumerated() {
