@@ -36,11 +36,13 @@ public enum Loader {
     /// default, or what exists). Throws `.unknownInterface` before changing
     /// anything, `.conntrackSizeFixed`/`.incompatiblePin` if the pinned maps cannot
     /// be kept, `.system` naming the step for libbpf and kernel errors.
+    /// Throws `.kernelTooOld` first on a kernel older than `Kernel.minimum`.
     /// `migrations` (default: the build's) move maps whose layout changed: every
     /// interface recorded in ppctl_ifaces and every cgroup link moves to the new
     /// programs with them, and the old pins are removed.
     public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?,
                               migrations: [Migration] = Migration.all) throws -> [Attached] {
+        try Kernel.check()
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
             let index = if_nametoindex(name)

@@ -7,7 +7,7 @@ struct PPCtl: ParsableCommand {
         commandName: "ppctl",
         abstract: "An eBPF load balancer that gives backends the client's address in a PROXY protocol header.",
         discussion: """
-            Exit codes: 0 success, 1 the operation failed, 64 invalid arguments, 77 not root, missing capabilities or unsafe pin directories.
+            Exit codes: 0 success, 1 the operation failed, 64 invalid arguments, 69 a kernel older than Linux 6.7 (attach), 77 not root, missing capabilities or unsafe pin directories.
             Pinned state lives under $PPCTL_PIN_ROOT (default /sys/fs/bpf/ppctl)/<instance>.
             `ppctl --netns NAME <command> ...` works on the balancer in /run/netns/NAME.
             """,
