@@ -164,7 +164,7 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 
 	if (!scratch)
 		return TC_ACT_SHOT;
-	if (e->local_flags & PPCTL_CT_L_LOCAL) {
+	if (e->dir_flags & PPCTL_CT_L_LOCAL) {
 		if (local_header_tuple(skb, p, &scratch->tuple, NULL))
 			goto fail;
 		tuple = &scratch->tuple;
@@ -220,7 +220,7 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 						   struct ppctl_stats *stats)
 {
 	/* (A clone of a local client's segment would meet the egress program again.) */
-	if ((e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
+	if ((e->dir_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
 		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0) == 0 &&
 		    bpf_clone_redirect(skb, e->ifindex, 0) == 0) {
 			e->packets++;
@@ -272,7 +272,7 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 	seq = p->seq;
 
 	ct_touch(e, now);
-	if (!(e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)))
+	if (!(e->dir_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)))
 		route_entry(skb, e, NULL, 0);   /* the neighbour may be known by now */
 
 	if (!(e->state & PPCTL_CT_SYN_ACK_SEEN) && !(p->flags & (TCPF_SYN | TCPF_RST))) {
@@ -316,10 +316,10 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 		    !(e->state & PPCTL_CT_HDR_ACKED)) {
 			if (p->payload_len == 0)
 				return send_header(skb, p, e, stats);
-			if (!(e->state & PPCTL_CT_HDR_SENT) || (e->local_flags & PPCTL_CT_L_DATA_SEEN))
+			if (!(e->state & PPCTL_CT_HDR_SENT) || (e->dir_flags & PPCTL_CT_L_DATA_SEEN))
 				return send_header_before_data(skb, p, e, stats);
 			/* First transmission of the data, right behind the header. */
-			e->local_flags |= PPCTL_CT_L_DATA_SEEN;
+			e->dir_flags |= PPCTL_CT_L_DATA_SEEN;
 		}
 		/* A sequence number before ISN+1 goes back untouched. */
 		if ((e->state & PPCTL_CT_HDR_ACKED) || seq_geq(p->seq, e->client_isn + 1))
@@ -454,7 +454,7 @@ static __noinline int refuse_syn(struct __sk_buff *skb, struct packet *p,
 	back->nat_sport = p->key.dport;
 	back->nat_dport = p->key.sport;
 	back->family = p->key.family;
-	back->local_flags = PPCTL_CT_L_FWD_CACHED;
+	back->dir_flags = PPCTL_CT_L_FWD_CACHED;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	eth = data;
@@ -749,7 +749,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev->ifindex = skb->ingress_ifindex;
 	__builtin_memcpy(rev->smac, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(rev->dmac, eth->h_source, ETH_ALEN);
-	rev->local_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
+	rev->dir_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
 	return VERDICT_OPEN;
 
 fail:
@@ -852,7 +852,7 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->nat_sport = p->key.sport;
 	fwd->nat_dport = p->key.dport;
 	fwd->dir = PPCTL_DIR_ORIGINAL;
-	fwd->local_flags = PPCTL_CT_L_LOCAL;
+	fwd->dir_flags = PPCTL_CT_L_LOCAL;
 	fwd->family = p->key.family;
 	fwd->client_isn = p->seq;
 	fwd->snd_end = p->seq + 1;
@@ -1006,7 +1006,7 @@ int ppctl_tc_egress(struct __sk_buff *skb)
 	now = bpf_ktime_get_coarse_ns();
 	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
 	if (e) {
-		if (e->dir != PPCTL_DIR_ORIGINAL || !(e->local_flags & PPCTL_CT_L_LOCAL))
+		if (e->dir != PPCTL_DIR_ORIGINAL || !(e->dir_flags & PPCTL_CT_L_LOCAL))
 			return TC_ACT_OK;
 		if (!(p.flags & TCPF_SYN) || p.seq == e->client_isn)
 			return to_backend(skb, &p, e, stats, now);

@@ -37,7 +37,7 @@ public struct Connection: Sendable {
             if has(PPCTL_CT_TIME_WAIT) { words.append("time-wait") }
             if has(PPCTL_CT_RST) { words.append("reset") }
             if e.hdr_len > 0 { words.append(has(PPCTL_CT_HDR_ACKED) ? "header-acked" : has(PPCTL_CT_HDR_SENT) ? "header-sent" : "header-pending") }
-            if e.local_flags & UInt8(PPCTL_CT_L_LOCAL) != 0 { words.append("local") }
+            if e.dir_flags & UInt8(PPCTL_CT_L_LOCAL) != 0 { words.append("local") }
             let id = e.unique_id == 0 ? nil : String(e.unique_id, radix: 16).leftPadded(to: 16)
             let age = nowNanoseconds > e.created_ns ? Double(nowNanoseconds - e.created_ns) / 1e9 : 0
             return Connection(client: ep(key.saddr, key.sport), vip: ep(key.daddr, key.dport),

@@ -189,7 +189,7 @@ struct ppctl_ct_key {
  * connection may have the tuple until timeout_time_wait has passed. */
 #define PPCTL_CT_TIME_WAIT     (1u << 7)
 
-/* Per-direction bits (not mirrored). */
+/* Per-direction bits, in dir_flags (not mirrored). */
 #define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
 #define PPCTL_CT_L_DATA_SEEN   (1u << 1)  /* client data at ISN+1 went out once */
 #define PPCTL_CT_L_PEER        (1u << 2)  /* egress is a veth: bpf_redirect_peer */
@@ -204,7 +204,7 @@ struct ppctl_ct_entry {
 	__u16 nat_sport;            /* network order */
 	__u16 nat_dport;            /* network order */
 	__u8 dir;                   /* PPCTL_DIR_* */
-	__u8 local_flags;           /* PPCTL_CT_L_* for this direction only */
+	__u8 dir_flags;             /* PPCTL_CT_L_* for this direction only */
 	__u8 family;                /* of the key (and of the rewrite: no mixed families) */
 	__u8 pad1;
 	__u32 state;                /* PPCTL_CT_* (mirrored in both entries, set atomically) */
@@ -442,7 +442,7 @@ PPCTL_ABI_OFFSET(ppctl_ct_entry, bytes, 120);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, nat_daddr, 16);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, nat_sport, 32);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, dir, 36);
-PPCTL_ABI_OFFSET(ppctl_ct_entry, local_flags, 37);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, dir_flags, 37);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, family, 38);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, state, 40);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, client_isn, 44);
