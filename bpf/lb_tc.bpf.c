@@ -201,11 +201,10 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 		stats->bytes_to_backend += skb->len;
 	}
 	__sync_fetch_and_or(&e->state, PPCTL_CT_HDR_SENT);
-	return forward(e);
+	return forward(e, stats);
 fail:
 	/* The client will send this segment again; nothing was forwarded. */
-	if (stats)
-		stats->fwd_errors++;
+	count_fwd_drop(stats, dropped_header_error);
 	return TC_ACT_SHOT;
 }
 
@@ -221,8 +220,11 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 {
 	/* (A clone of a local client's segment would meet the egress program again.) */
 	if ((e->dir_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
-		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0) == 0 &&
-		    bpf_clone_redirect(skb, e->ifindex, 0) == 0) {
+		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0)) {
+			count_fwd_drop(stats, dropped_rewrite_error);       /* the data copy */
+		} else if (bpf_clone_redirect(skb, e->ifindex, 0)) {
+			count_fwd_drop(stats, dropped_redirect_error);
+		} else {
 			e->packets++;
 			e->bytes += skb->len;
 			if (stats) {
@@ -335,10 +337,9 @@ out:
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
-	return forward(e);
+	return forward(e, stats);
 fail:
-	if (stats)
-		stats->fwd_errors++;
+	count_fwd_drop(stats, dropped_rewrite_error);
 	return TC_ACT_SHOT;
 }
 
@@ -415,8 +416,7 @@ __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_c
 
 rewrite:
 	if (rewrite_packet(skb, p, e, p->seq, ack, sack_diff)) {
-		if (stats)
-			stats->fwd_errors++;
+		count_fwd_drop(stats, dropped_rewrite_error);
 		return TC_ACT_SHOT;
 	}
 	e->packets++;
@@ -425,7 +425,7 @@ rewrite:
 		stats->packets_to_client++;
 		stats->bytes_to_client += skb->len;
 	}
-	return forward(e);
+	return forward(e, stats);
 }
 
 /* MARK: - New connections */
@@ -710,7 +710,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->hdr_len = proxy_header_build(scratch, &p->key, fwd->hdr_flags, svc->id,
 					  fwd->unique_id);
 	if ((svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2)) && !fwd->hdr_len)
-		goto fail;
+		goto no_header;
 	fwd->service_id = svc->id;
 	fwd->backend_id = backend_id;
 	fwd->created_ns = now;
@@ -719,10 +719,10 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	if (pool) {
 		fwd->nat_saddr = pool->addr[0];
 		if (route_entry(skb, fwd, NULL, 0))
-			goto fail;
+			goto no_route;
 	} else {
 		if (route_entry(skb, fwd, &fwd->nat_saddr, 1) || !fwd->nat_saddr.w[0])
-			goto fail;
+			goto no_route;
 	}
 
 	/* REPLY: backend -> SNAT address:port becomes VIP -> client, sent back the
@@ -752,9 +752,11 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev->dir_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
 	return VERDICT_OPEN;
 
-fail:
-	if (stats)
-		stats->fwd_errors++;
+no_header:
+	count_fwd_drop(stats, dropped_header_error);
+	return TC_ACT_SHOT;
+no_route:
+	count_fwd_drop(stats, dropped_no_route);
 	return TC_ACT_SHOT;
 }
 
@@ -810,11 +812,10 @@ __noinline int open_connection(struct __sk_buff *skb, struct packet *p,
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
-	return forward(fwd);
+	return forward(fwd, stats);
 
 fail:
-	if (stats)
-		stats->fwd_errors++;
+	count_fwd_drop(stats, dropped_rewrite_error);
 	return TC_ACT_SHOT;
 table_full:
 	if (svc_stats)
@@ -864,8 +865,10 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->last_seen_ns = now;
 	fwd->hdr_len = proxy_header_build(scratch, &scratch->tuple, fwd->hdr_flags,
 					  fwd->service_id, fwd->unique_id);
-	if (!fwd->hdr_len)
-		goto fail;
+	if (!fwd->hdr_len) {
+		count_fwd_drop(stats, dropped_header_error);
+		return TC_ACT_SHOT;     /* the client sends its SYN again */
+	}
 
 	fwd->packets = 1;           /* this SYN */
 	fwd->bytes = skb->len;
@@ -892,18 +895,16 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
-	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats))
-		goto fail;
+	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats)) {
+		count_fwd_drop(stats, dropped_rewrite_error);
+		return TC_ACT_SHOT;     /* the client sends its SYN again */
+	}
 	return TC_ACT_OK;
-fail:
-	if (stats)
-		stats->fwd_errors++;
-	return TC_ACT_SHOT;     /* the client sends its SYN again */
 table_full:
-	/* Counted, but the SYN goes on untracked: sockops then finds no entry and the
-	 * socket path writes the header in front of the first send instead. */
+	/* The SYN goes on untracked: sockops then finds no entry and the socket path
+	 * writes the header in front of the first send instead. */
 	if (stats)
-		stats->refused_table_full++;
+		stats->passed_local_untracked++;
 	return TC_ACT_OK;
 }
 

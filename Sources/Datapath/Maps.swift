@@ -18,7 +18,9 @@ public final class Maps {
         case conntrack = "ppctl_conntrack"
         case config = "ppctl_config"
         case ifaces = "ppctl_ifaces"
-        case stats = "ppctl_stats"
+        /// ABI 2: struct ppctl_stats grew (named drop and pass reasons); the ABI 1
+        /// map, `ppctl_stats`, is migrated (`Migration.statsV2`).
+        case stats = "ppctl_stats_v2"
         case gc = "ppctl_gc"
         case snatPools = "ppctl_snat_pools"
         case serviceStats = "ppctl_service_stats"

@@ -185,7 +185,11 @@ final class ControlPlaneTests: XCTestCase {
         let stats = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8)) as! [String: Int]
         XCTAssertEqual(stats["live_connections"], 0)
         XCTAssertEqual(stats["connections"], 0)
-        XCTAssertEqual(stats.count, 25, "\(stats.keys.sorted())")
+        XCTAssertEqual(stats.count, 30, "\(stats.keys.sorted())")
+        for reason in ["dropped_rewrite_error", "dropped_header_error", "dropped_no_route", "dropped_redirect_error",
+                       "passed_local_untracked", "fwd_errors"] {
+            XCTAssertEqual(stats[reason], 0, "\(reason) is shown")
+        }
         XCTAssertEqual(stats["local_headers_pushed"], 0, "the socket path's counters are there from the first attach")
         XCTAssertTrue(try lab.ppctl(["stats"]).stdout.hasPrefix("COUNTER"))
         let ct = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout.utf8)) as! [Any]

@@ -24,7 +24,11 @@
  * name (ppctl_conntrack_v2, after Cilium), so that an attach can migrate the old
  * map's entries (docs/architecture.md, "State and its owners"). A build refuses
  * pins recorded by a newer one. */
-#define PPCTL_ABI_VERSION 1
+#define PPCTL_ABI_VERSION 2
+
+/* The history, newest first (each with its migration, Sources/Datapath/Migration.swift):
+ *   2  struct ppctl_stats: fwd_errors split into named drop and pass reasons,
+ *      appended; its map is pinned as ppctl_stats_v2. */
 
 /* MARK: - Limits */
 
@@ -290,8 +294,11 @@ struct ppctl_iface {
 	__u32 reserved;
 };
 
-/* MARK: - Statistics (map "ppctl_stats", per-CPU array, one element at key 0) */
+/* MARK: - Statistics (map "ppctl_stats_v2", per-CPU array, one element at key 0) */
 
+/* Every packet the tc programs drop or pass untouched for a reason other than "not
+ * ppctl's" is counted under its reason (after Cilium's drop reasons): dropped_* and
+ * refused_* (a RST was sent) fields for drops, passed_* for passes. */
 struct ppctl_stats {
 	__u64 packets_to_backend;
 	__u64 bytes_to_backend;
@@ -308,11 +315,17 @@ struct ppctl_stats {
 	__u64 passed_unparsed;      /* IP/TCP that failed to parse (malformed, fragment): to the stack untouched */
 	__u64 conns_reused;         /* SYN with a new ISN on a tuple still tracked */
 	__u64 gc_expired;           /* entries removed by the sweeper */
-	__u64 fwd_errors;           /* redirect or rewrite failures */
+	__u64 fwd_errors;           /* the sum of the four dropped_*_error and dropped_no_route below */
 	__u64 refused_snat_exhausted; /* SYN refused: every SNAT tuple towards the backend in use */
 	__u64 dropped_out_of_window; /* segment outside the connection's window: dropped */
 	__u64 ignored_rst;          /* RST not at the sender's next sequence: passed, state kept */
 	__u64 resets_sent;          /* RSTs the balancer sent to refuse a SYN */
+	/* Since ABI 2: what fwd_errors counted, by reason. */
+	__u64 dropped_rewrite_error; /* rewriting addresses, ports, seq/ack or checksums failed (a helper refused) */
+	__u64 dropped_header_error; /* the PROXY header could not be built or written (e.g. the service's TLVs changed under a live connection) */
+	__u64 dropped_no_route;     /* SYN to a service whose backend has no route (or no source address for SNAT) */
+	__u64 dropped_redirect_error; /* bpf_redirect* or bpf_clone_redirect refused the packet (or a data clone) */
+	__u64 passed_local_untracked; /* local client's SYN passed without a conntrack entry (table full): the header falls back to sk_msg */
 };
 
 /* MARK: - Per-service and per-backend counters */
@@ -469,10 +482,12 @@ PPCTL_ABI_OFFSET(ppctl_config, abi_version, 36);
 PPCTL_ABI_SIZE(ppctl_iface, 24);
 PPCTL_ABI_OFFSET(ppctl_iface, flags, 16);
 
-PPCTL_ABI_SIZE(ppctl_stats, 8 * 20);
+PPCTL_ABI_SIZE(ppctl_stats, 8 * 25);
 PPCTL_ABI_SIZE(ppctl_service_stats, 8 * 6);
 PPCTL_ABI_SIZE(ppctl_backend_stats, 8 * 5);
 PPCTL_ABI_OFFSET(ppctl_stats, resets_sent, 152);
+PPCTL_ABI_OFFSET(ppctl_stats, dropped_rewrite_error, 160);
+PPCTL_ABI_OFFSET(ppctl_stats, passed_local_untracked, 192);
 
 PPCTL_ABI_SIZE(ppctl_sock_state, 40);
 PPCTL_ABI_OFFSET(ppctl_sock_state, vport, 16);
