@@ -75,7 +75,11 @@ let package = Package(
         .plugin(name: "BPFObjectsPlugin", capability: .buildTool()),
 
         .testTarget(name: "ProxyProtocolTests", dependencies: ["ProxyProtocol"]),
-        .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
+        // Test doubles of the map layer, after swift-nio's NIOEmbedded: InMemoryMap and
+        // ServiceTables.inMemory(), for unit tests without root. Only tests depend on it.
+        .target(name: "DatapathTesting", dependencies: ["Balancer", "Datapath", "DatapathABI"]),
+
+        .testTarget(name: "BalancerTests", dependencies: ["Balancer", "Datapath", "DatapathABI", "DatapathTesting"]),
         // Root tests in network namespaces. The plugin embeds the test-only eBPF
         // programs of bpf/testing (the fault injector) in this target.
         .target(name: "FaultABI", dependencies: ["CLibbpf", "DatapathSkeletons"], path: "Tests/FaultABI"),

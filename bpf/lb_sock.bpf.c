@@ -8,8 +8,13 @@
  *   connect()      [cgroup/connect4|6] VIP:port is a service: pick a backend by
  *                  the same ring as the tc path, connect there instead, and note
  *                  the VIP in the socket's storage.
- *   established    [sockops] a socket that owes a header joins ppctl_sockhash, so
- *                  that the sk_msg program sees its sends.
+ *   SYN            [tc egress, lb_tc.bpf.c] where tc is attached on the way to
+ *                  the backend, the header rides on the handshake ACK, like a
+ *                  remote client's: nothing waits for the client to speak, so a
+ *                  backend that speaks first (an SMTP banner) gets it too.
+ *   established    [sockops] if no tc egress saw the SYN, a socket that owes a
+ *                  header joins ppctl_sockhash, so that the sk_msg program sees
+ *                  its sends (the fallback).
  *   first send     [sk_msg] push the header in front of the client's bytes (one
  *                  segment, header first).
  *   first ack      [sockops, RTT callback] the socket leaves the sockhash and
@@ -17,10 +22,7 @@
  *                  program at all.
  *   getpeername()  [cgroup/getpeername4|6] reports the VIP, not the backend.
  *
- * Server-first services (the client reads a banner before it writes) cannot wait
- * for a first send: their header rides on the handshake ACK at tc egress
- * (lb_tc.bpf.c, ppctl_tc_egress), like a remote client's. docs/datapath.md,
- * "Local clients", explains both.
+ * docs/datapath.md, "Local clients", explains both ways and when each is taken.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -96,9 +98,12 @@ static __always_inline struct ppctl_backend *balance(struct bpf_sock_addr *ctx,
 	st->backend_id = backend_id;
 	st->hdr_flags = svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 |
 				      PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C);
+	/* Every header service: at tc egress if a ppctl_tc_egress sees the SYN, else
+	 * (sockops finds no conntrack entry) in front of the first send. Whether the
+	 * protocol is server-first does not matter (PPCTL_SVC_SERVER_FIRST is kept
+	 * for the control plane only). */
 	if (st->hdr_flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2))
-		st->flags = svc->flags & PPCTL_SVC_SERVER_FIRST ? PPCTL_SOCK_HDR_AT_TC
-							       : PPCTL_SOCK_HDR_PENDING;
+		st->flags = PPCTL_SOCK_HDR_AT_TC;
 	if (st->hdr_flags & PPCTL_SVC_UNIQUE_ID)
 		st->unique_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
 	if (stats)
@@ -279,8 +284,9 @@ int ppctl_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
 		if (st && (st->flags & PPCTL_SOCK_HDR_AT_TC) && !tc_tracks(skops, st)) {
-			/* Server-first, but no ppctl_tc_egress saw the SYN (no --iface on
-			 * the way to the backend): the first send carries the header. */
+			/* No ppctl_tc_egress saw the SYN (no --iface on the way to the
+			 * backend, or its table was full): the first send carries the
+			 * header. A client that waits for a banner then waits for good. */
 			st->flags = PPCTL_SOCK_HDR_PENDING;
 		}
 		if (!st || !(st->flags & PPCTL_SOCK_HDR_PENDING))

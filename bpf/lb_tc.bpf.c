@@ -6,8 +6,8 @@
  * either belongs to a tracked connection (one lookup tells which direction) and
  * is rewritten and redirected, or it is a SYN to a service and creates one, or it
  * is none of ppctl's business and goes to the stack untouched. A second program,
- * at egress, serves local clients of server-first services (the socket path hands
- * them over; see lb_sock.bpf.c and the end of this file).
+ * at egress, writes the header of local clients of PROXY services (the socket
+ * path hands them over; see lb_sock.bpf.c and the end of this file).
  *
  *   client --SYN--> [ingress] new_connection: pick a backend, route;
  *                             open_connection: a TIME_WAIT-safe SNAT tuple, two
@@ -168,7 +168,7 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 
 	if (!scratch)
 		return TC_ACT_SHOT;
-	if (e->local_flags & PPCTL_CT_L_LOCAL) {
+	if (e->dir_flags & PPCTL_CT_L_LOCAL) {
 		if (local_header_tuple(skb, p, &scratch->tuple, NULL))
 			goto fail;
 		tuple = &scratch->tuple;
@@ -205,11 +205,10 @@ static __noinline int send_header(struct __sk_buff *skb, const struct packet *p,
 		stats->bytes_to_backend += skb->len;
 	}
 	__sync_fetch_and_or(&e->state, PPCTL_CT_HDR_SENT);
-	return forward(e);
+	return forward(e, stats);
 fail:
 	/* The client will send this segment again; nothing was forwarded. */
-	if (stats)
-		stats->fwd_errors++;
+	count_fwd_drop(stats, dropped_header_error);
 	return TC_ACT_SHOT;
 }
 
@@ -224,9 +223,12 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 						   struct ppctl_stats *stats)
 {
 	/* (A clone of a local client's segment would meet the egress program again.) */
-	if ((e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
-		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0) == 0 &&
-		    bpf_clone_redirect(skb, e->ifindex, 0) == 0) {
+	if ((e->dir_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)) == PPCTL_CT_L_FWD_CACHED) {
+		if (rewrite_packet(skb, p, e, p->seq + e->hdr_len, p->ack, 0)) {
+			count_fwd_drop(stats, dropped_rewrite_error);       /* the data copy */
+		} else if (bpf_clone_redirect(skb, e->ifindex, 0)) {
+			count_fwd_drop(stats, dropped_redirect_error);
+		} else {
 			e->packets++;
 			e->bytes += skb->len;
 			if (stats) {
@@ -276,7 +278,7 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 	seq = p->seq;
 
 	ct_touch(e, now);
-	if (!(e->local_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)))
+	if (!(e->dir_flags & (PPCTL_CT_L_FWD_CACHED | PPCTL_CT_L_LOCAL)))
 		route_entry(skb, e, NULL, 0);   /* the neighbour may be known by now */
 
 	if (!(e->state & PPCTL_CT_SYN_ACK_SEEN) && !(p->flags & (TCPF_SYN | TCPF_RST))) {
@@ -320,10 +322,10 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 		    !(e->state & PPCTL_CT_HDR_ACKED)) {
 			if (p->payload_len == 0)
 				return send_header(skb, p, e, stats);
-			if (!(e->state & PPCTL_CT_HDR_SENT) || (e->local_flags & PPCTL_CT_L_DATA_SEEN))
+			if (!(e->state & PPCTL_CT_HDR_SENT) || (e->dir_flags & PPCTL_CT_L_DATA_SEEN))
 				return send_header_before_data(skb, p, e, stats);
 			/* First transmission of the data, right behind the header. */
-			e->local_flags |= PPCTL_CT_L_DATA_SEEN;
+			e->dir_flags |= PPCTL_CT_L_DATA_SEEN;
 		}
 		/* A sequence number before ISN+1 goes back untouched. */
 		if ((e->state & PPCTL_CT_HDR_ACKED) || seq_geq(p->seq, e->client_isn + 1))
@@ -339,10 +341,9 @@ out:
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
-	return forward(e);
+	return forward(e, stats);
 fail:
-	if (stats)
-		stats->fwd_errors++;
+	count_fwd_drop(stats, dropped_rewrite_error);
 	return TC_ACT_SHOT;
 }
 
@@ -419,8 +420,7 @@ __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_c
 
 rewrite:
 	if (rewrite_packet(skb, p, e, p->seq, ack, sack_diff)) {
-		if (stats)
-			stats->fwd_errors++;
+		count_fwd_drop(stats, dropped_rewrite_error);
 		return TC_ACT_SHOT;
 	}
 	e->packets++;
@@ -429,7 +429,7 @@ rewrite:
 		stats->packets_to_client++;
 		stats->bytes_to_client += skb->len;
 	}
-	return forward(e);
+	return forward(e, stats);
 }
 
 /* MARK: - New connections */
@@ -458,7 +458,7 @@ static __noinline int refuse_syn(struct __sk_buff *skb, struct packet *p,
 	back->nat_sport = p->key.dport;
 	back->nat_dport = p->key.sport;
 	back->family = p->key.family;
-	back->local_flags = PPCTL_CT_L_FWD_CACHED;
+	back->dir_flags = PPCTL_CT_L_FWD_CACHED;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	eth = data;
@@ -714,7 +714,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->hdr_len = proxy_header_build(scratch, &p->key, fwd->hdr_flags, svc->id,
 					  fwd->unique_id);
 	if ((svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2)) && !fwd->hdr_len)
-		goto fail;
+		goto no_header;
 	fwd->service_id = svc->id;
 	fwd->backend_id = backend_id;
 	fwd->created_ns = now;
@@ -723,10 +723,10 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	if (pool) {
 		fwd->nat_saddr = pool->addr[0];
 		if (route_entry(skb, fwd, NULL, 0))
-			goto fail;
+			goto no_route;
 	} else {
 		if (route_entry(skb, fwd, &fwd->nat_saddr, 1) || !fwd->nat_saddr.w[0])
-			goto fail;
+			goto no_route;
 	}
 
 	/* REPLY: backend -> SNAT address:port becomes VIP -> client, sent back the
@@ -753,12 +753,14 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev->ifindex = skb->ingress_ifindex;
 	__builtin_memcpy(rev->smac, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(rev->dmac, eth->h_source, ETH_ALEN);
-	rev->local_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
+	rev->dir_flags = PPCTL_CT_L_FWD_CACHED | egress_flags(rev->ifindex);
 	return VERDICT_OPEN;
 
-fail:
-	if (stats)
-		stats->fwd_errors++;
+no_header:
+	count_fwd_drop(stats, dropped_header_error);
+	return TC_ACT_SHOT;
+no_route:
+	count_fwd_drop(stats, dropped_no_route);
 	return TC_ACT_SHOT;
 }
 
@@ -814,11 +816,10 @@ __noinline int open_connection(struct __sk_buff *skb, struct packet *p,
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
-	return forward(fwd);
+	return forward(fwd, stats);
 
 fail:
-	if (stats)
-		stats->fwd_errors++;
+	count_fwd_drop(stats, dropped_rewrite_error);
 	return TC_ACT_SHOT;
 table_full:
 	if (svc_stats)
@@ -829,8 +830,8 @@ table_full:
 }
 
 /*
- * A local client's SYN to a server-first service's backend (the socket path sent
- * it there and owes the header at tc): two entries with no address rewrite, the
+ * A local client's SYN to a PROXY service's backend (the socket path sent it
+ * there and owes the header at tc): two entries with no address rewrite, the
  * same sequence state as a remote client's. Its handshake ACK then grows into the
  * header segment in to_backend, exactly as a remote client's does.
  */
@@ -856,7 +857,7 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->nat_sport = p->key.sport;
 	fwd->nat_dport = p->key.dport;
 	fwd->dir = PPCTL_DIR_ORIGINAL;
-	fwd->local_flags = PPCTL_CT_L_LOCAL;
+	fwd->dir_flags = PPCTL_CT_L_LOCAL;
 	fwd->family = p->key.family;
 	fwd->client_isn = p->seq;
 	fwd->snd_end = p->seq + 1;
@@ -868,8 +869,10 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->last_seen_ns = now;
 	fwd->hdr_len = proxy_header_build(scratch, &scratch->tuple, fwd->hdr_flags,
 					  fwd->service_id, fwd->unique_id);
-	if (!fwd->hdr_len)
-		goto fail;
+	if (!fwd->hdr_len) {
+		count_fwd_drop(stats, dropped_header_error);
+		return TC_ACT_SHOT;     /* the client sends its SYN again */
+	}
 
 	fwd->packets = 1;           /* this SYN */
 	fwd->bytes = skb->len;
@@ -896,17 +899,17 @@ __noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
 		stats->packets_to_backend++;
 		stats->bytes_to_backend += skb->len;
 	}
-	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats))
-		goto fail;
+	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats)) {
+		count_fwd_drop(stats, dropped_rewrite_error);
+		return TC_ACT_SHOT;     /* the client sends its SYN again */
+	}
 	return TC_ACT_OK;
-fail:
-	if (stats)
-		stats->fwd_errors++;
-	return TC_ACT_SHOT;     /* the client sends its SYN again */
 table_full:
+	/* The SYN goes on untracked: sockops then finds no entry and the socket path
+	 * writes the header in front of the first send instead. */
 	if (stats)
-		stats->refused_table_full++;
-	return TC_ACT_SHOT;
+		stats->passed_local_untracked++;
+	return TC_ACT_OK;
 }
 
 /* MARK: - Entry points */
@@ -985,8 +988,8 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	return rc == VERDICT_REFUSE ? refuse_syn(skb, &p, stats) : rc;
 }
 
-/* At egress, only locally made packets: those of local clients of server-first
- * services, whose header goes out here. Forwarded packets (no socket) pass after
+/* At egress, only locally made packets: those of local clients of PROXY services,
+ * whose header goes out here. Forwarded packets (no socket) pass after
  * one test, other local packets after one lookup. The lookup is by tuple, not by
  * socket, so that what the kernel sends for a connection from elsewhere (a
  * TIME_WAIT ack or a reset, from the namespace's control socket) is translated
@@ -1008,7 +1011,7 @@ int ppctl_tc_egress(struct __sk_buff *skb)
 	now = bpf_ktime_get_coarse_ns();
 	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
 	if (e) {
-		if (e->dir != PPCTL_DIR_ORIGINAL || !(e->local_flags & PPCTL_CT_L_LOCAL))
+		if (e->dir != PPCTL_DIR_ORIGINAL || !(e->dir_flags & PPCTL_CT_L_LOCAL))
 			return TC_ACT_OK;
 		if (!(p.flags & TCPF_SYN) || p.seq == e->client_isn)
 			return to_backend(skb, &p, e, stats, now);

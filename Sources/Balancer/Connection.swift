@@ -9,8 +9,9 @@ public struct Connection: Sendable {
     /// The balancer's address and port towards the backend.
     public var snat: Endpoint
     /// State words: syn-sent, established, fin-client, fin-backend, reset, header-sent,
-    /// header-acked; `local` for a local client's server-first connection (socket path:
-    /// no address is rewritten, so `vip` is the backend and `snat` the client).
+    /// header-acked; `local` for a local client's connection whose header went out at
+    /// tc egress (socket path: no address is rewritten, so `vip` is the backend and
+    /// `snat` the client).
     public var state: [String]
     /// Bytes inserted at the start of the stream (the sequence delta).
     public var headerLength: Int
@@ -36,7 +37,7 @@ public struct Connection: Sendable {
             if has(PPCTL_CT_TIME_WAIT) { words.append("time-wait") }
             if has(PPCTL_CT_RST) { words.append("reset") }
             if e.hdr_len > 0 { words.append(has(PPCTL_CT_HDR_ACKED) ? "header-acked" : has(PPCTL_CT_HDR_SENT) ? "header-sent" : "header-pending") }
-            if e.local_flags & UInt8(PPCTL_CT_L_LOCAL) != 0 { words.append("local") }
+            if e.dir_flags & UInt8(PPCTL_CT_L_LOCAL) != 0 { words.append("local") }
             let id = e.unique_id == 0 ? nil : String(e.unique_id, radix: 16).leftPadded(to: 16)
             let age = nowNanoseconds > e.created_ns ? Double(nowNanoseconds - e.created_ns) / 1e9 : 0
             return Connection(client: ep(key.saddr, key.sport), vip: ep(key.daddr, key.dport),

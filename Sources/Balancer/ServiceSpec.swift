@@ -28,9 +28,10 @@ public struct ServiceSpec: Hashable, Sendable {
     public var uniqueID: Bool
     /// A CRC32C TLV computed in the kernel (v2).
     public var crc32c: Bool
-    /// The backends speak first (SMTP, IMAP, MySQL...): local clients (socket path)
-    /// get their header on the handshake ACK at tc egress instead of in front of
-    /// their first send, which a server-first client never makes unprompted.
+    /// Marked as speaking first (SMTP, IMAP, MySQL...): recorded (PPCTL_SVC_SERVER_FIRST,
+    /// listed, kept by reconciles) but changing nothing. Every header service gets its
+    /// local clients' headers on the handshake ACK at tc egress where tc is attached
+    /// towards the backend (docs/datapath.md, "Local clients").
     public var serverFirst: Bool
 
     /// Backends a service can have: ring slots hold 8-bit backend indexes

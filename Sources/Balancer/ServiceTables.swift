@@ -2,7 +2,8 @@ import Datapath
 import DatapathABI
 
 /// The maps the control plane writes, as plain key/value maps: the pinned BPF maps
-/// of an instance in production, `InMemoryMap`s in unit tests.
+/// of an instance in production, in-memory maps in unit tests (`InMemoryMap` and
+/// `ServiceTables.inMemory()`, in the DatapathTesting module).
 public struct ServiceTables {
     /// VIP:PORT → service (ppctl_services).
     public var services: any KeyValueMap<ppctl_service_key, ppctl_service>
@@ -31,14 +32,5 @@ public struct ServiceTables {
     /// The tables of an attached instance.
     public init(_ maps: Maps) {
         self.init(services: maps.services, rings: maps.rings, backends: maps.backends, tlvs: maps.serviceTLVs, snatPools: maps.snatPools)
-    }
-
-    /// Empty in-memory tables of the datapath's sizes, for tests and dry runs.
-    public static func inMemory() -> ServiceTables {
-        ServiceTables(services: InMemoryMap(capacity: Int(PPCTL_MAX_SERVICES)),
-                      rings: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_ring()),
-                      backends: InMemoryMap(capacity: Int(PPCTL_MAX_BACKENDS)),
-                      tlvs: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES), zero: ppctl_service_tlvs()),
-                      snatPools: InMemoryMap(arrayOf: Int(PPCTL_MAX_SERVICES) + 1, zero: ppctl_snat_pool()))
     }
 }

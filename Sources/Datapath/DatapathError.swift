@@ -36,6 +36,8 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case notCgroup2(String)
     /// The socket programs are not attached to this cgroup.
     case cgroupNotAttached(String)
+    /// The running kernel (its `uname -r`) is older than `Kernel.minimum`.
+    case kernelTooOld(release: String, minimum: String)
 
     public var description: String {
         switch self {
@@ -62,6 +64,9 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
             return "no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup"
         case .notCgroup2(let path): return "'\(path)' is not a cgroup v2 directory"
         case .cgroupNotAttached(let path): return "ppctl is not attached to cgroup \(path)"
+        case .kernelTooOld(let release, let minimum):
+            return "Linux \(release) is too old: ppctl's datapath needs \(minimum) or later (\(Kernel.minimumReason)); "
+                + "nothing was attached (\(Kernel.skipVariable)=1 skips this check for a kernel with it backported)"
         }
     }
 }

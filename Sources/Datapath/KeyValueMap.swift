@@ -23,7 +23,8 @@ public enum UpdateMode: Sendable {
 // MARK: - The map protocol
 
 /// A map the control plane reads and writes: a pinned BPF map (`BPFMap`), or an
-/// in-memory stand-in (`InMemoryMap`) for tests that run without root.
+/// in-memory stand-in for tests that run without root (`InMemoryMap`, in the
+/// DatapathTesting module).
 public protocol KeyValueMap<Key, Value>: AnyObject {
     associatedtype Key
     associatedtype Value

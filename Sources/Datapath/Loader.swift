@@ -11,8 +11,8 @@ public enum Loader {
     /// tc filter priority of ppctl's program.
     public static let filterPriority: UInt32 = 0x5050
     /// The name the kernel shows for the tc ingress program (bpf/lb_tc.bpf.c), which
-    /// handles remote clients and every reply (egress: local clients of server-first
-    /// services). The loader finds both through the skeleton, not by name.
+    /// handles remote clients and every reply (egress: the header of local clients of
+    /// PROXY services). The loader finds both through the skeleton, not by name.
     public static let programName = "ppctl_tc_ingress"
     /// The connections `maxConnections` may ask the conntrack table to hold.
     public static let maxConnectionsRange = 16...4_000_000
@@ -36,11 +36,13 @@ public enum Loader {
     /// default, or what exists). Throws `.unknownInterface` before changing
     /// anything, `.conntrackSizeFixed`/`.incompatiblePin` if the pinned maps cannot
     /// be kept, `.system` naming the step for libbpf and kernel errors.
+    /// Throws `.kernelTooOld` first on a kernel older than `Kernel.minimum`.
     /// `migrations` (default: the build's) move maps whose layout changed: every
     /// interface recorded in ppctl_ifaces and every cgroup link moves to the new
     /// programs with them, and the old pins are removed.
     public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?,
                               migrations: [Migration] = Migration.all) throws -> [Attached] {
+        try Kernel.check()
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
             let index = if_nametoindex(name)

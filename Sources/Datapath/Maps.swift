@@ -3,12 +3,13 @@ import DatapathABI
 import Glibc
 #endif
 
-/// Typed access to every map of an attached instance. Map names are spelled here
-/// (`Maps.Name`) and nowhere else; keys and values are the structs of ppctl_abi.h.
+/// Typed access to every map of an attached instance. The C side defines each map
+/// once, in bpf/include/*_maps.h; the Swift side spells their names here
+/// (`Maps.Name`), and the loader refuses an object that pins a map this does not
+/// list. Keys and values are the structs of ppctl_abi.h.
 public final class Maps {
     /// The pinned maps of both objects, by the names bpf/include/*_maps.h give them
-    /// (and under which they are pinned in the instance directory). The loader
-    /// refuses an object that pins a map this does not list.
+    /// (and under which they are pinned in the instance directory).
     public enum Name: String, CaseIterable, Sendable {
         case services = "ppctl_services"
         case rings = "ppctl_rings"
@@ -17,7 +18,9 @@ public final class Maps {
         case conntrack = "ppctl_conntrack"
         case config = "ppctl_config"
         case ifaces = "ppctl_ifaces"
-        case stats = "ppctl_stats"
+        /// ABI 2: struct ppctl_stats grew (named drop and pass reasons); the ABI 1
+        /// map, `ppctl_stats`, is migrated (`Migration.statsV2`).
+        case stats = "ppctl_stats_v2"
         case gc = "ppctl_gc"
         case snatPools = "ppctl_snat_pools"
         case serviceStats = "ppctl_service_stats"
@@ -52,8 +55,9 @@ public final class Maps {
     public let backendStats: PerCPUArray<ppctl_backend_stats>
     /// Key 0 → the conntrack sweeper's timer, which only the programs can read.
     public let gc: BPFMap<UInt32, SweeperState>
-    /// Key 0 → the socket path's counters, one copy per CPU (nil until a cgroup
-    /// attach creates it).
+    /// Key 0 → the socket path's counters, one copy per CPU. Every attach creates
+    /// the socket path's maps, a tc-only one too; nil only in pins of a ppctl from
+    /// before that.
     public let sockStats: PerCPUArray<ppctl_sock_stats>?
 
     /// Opens the maps pinned in `instance`. Throws `.notAttached` if there are none,

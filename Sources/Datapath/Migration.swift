@@ -1,4 +1,5 @@
 import CLibbpf
+import DatapathABI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,9 +25,23 @@ public struct Migration: Sendable {
         self.convert = convert
     }
 
-    /// Every migration this build knows, oldest first. None yet: every map is at
-    /// its first layout (PPCTL_ABI_VERSION 1).
-    public static let all: [Migration] = []
+    /// Every migration this build knows, oldest first.
+    public static let all: [Migration] = [statsV2]
+
+    /// ABI 2: `struct ppctl_stats` grew from 20 counters to 25 (fwd_errors split into
+    /// named drop and pass reasons, appended). Each CPU's old value keeps its
+    /// counters; the new ones start at zero.
+    public static let statsV2 = Migration(from: "ppctl_stats", to: .stats) { key, value in
+        let oldSize = 8 * 20, newSize = MemoryLayout<ppctl_stats>.size
+        guard oldSize < newSize, !value.isEmpty, value.count % oldSize == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(value.count / oldSize * newSize)
+        for start in stride(from: 0, to: value.count, by: oldSize) {
+            out += value[start..<start + oldSize]
+            out += [UInt8](repeating: 0, count: newSize - oldSize)
+        }
+        return (key, out)
+    }
 
     /// The path of the old pin in `instance`.
     func oldPin(_ instance: Instance) -> String { instance.directory + "/" + from }

@@ -87,7 +87,9 @@ public enum SocketPath {
     /// serve local clients only). Attaching again replaces the programs in place
     /// (bpf_link_update): sockets already connected keep their state. A failure
     /// leaves the cgroup as it was (the caller removes maps it had ppctl create).
+    /// Throws `.kernelTooOld` first on a kernel older than `Kernel.minimum`.
     public static func attach(instance: Instance, cgroup: Cgroup, maxConnections: Int?) throws {
+        try Kernel.check()
         if instance.isAttached {
             try Loader.checkPinnedVersion(instance)
         } else {

@@ -88,18 +88,9 @@ extension ProxyHeader {
         return try ProxySSLInfo(parsing: v)
     }
     /// AWS (0xEA, subtype 0x01): the VPC endpoint id, ASCII.
-    public var awsVPCEndpointID: String? {
-        guard let v = tlv(.aws)?.value, v.first == 0x01 else { return nil }
-        return String(validating: v.dropFirst(), as: UTF8.self)
-    }
+    public var awsVPCEndpointID: String? { tlv(.aws)?.awsVPCEndpointID }
     /// Azure (0xEE, subtype 0x01): the private endpoint LINKID, a little-endian u32.
-    public var azureLinkID: UInt32? {
-        guard let v = tlv(.azure)?.value, v.count == 5, v[0] == 0x01 else { return nil }
-        return UInt32(v[1]) | UInt32(v[2]) << 8 | UInt32(v[3]) << 16 | UInt32(v[4]) << 24
-    }
+    public var azureLinkID: UInt32? { tlv(.azure)?.azureLinkID }
     /// GCP (0xE0): the Private Service Connect connection id, a big-endian u64.
-    public var gcpPSCConnectionID: UInt64? {
-        guard let v = tlv(.gcp)?.value, v.count == 8 else { return nil }
-        return v.reduce(0) { $0 << 8 | UInt64($1) }
-    }
+    public var gcpPSCConnectionID: UInt64? { tlv(.gcp)?.gcpPSCConnectionID }
 }

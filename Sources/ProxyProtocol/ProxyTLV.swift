@@ -70,6 +70,27 @@ public struct ProxyTLV: Hashable, Sendable {
     }
     /// SSL (0x20) from its parts.
     public static func ssl(_ info: ProxySSLInfo) -> ProxyTLV { .init(.ssl, info.encoded) }
+
+    // MARK: - Typed values
+
+    /// The VPC endpoint id of an AWS TLV (0xEA, subtype 0x01, UTF-8); nil for another
+    /// type, subtype or encoding.
+    public var awsVPCEndpointID: String? {
+        guard type == Kind.aws.rawValue, value.first == 0x01 else { return nil }
+        return String(validating: value.dropFirst(), as: UTF8.self)
+    }
+    /// The private endpoint LINKID of an Azure TLV (0xEE, subtype 0x01, a little-endian
+    /// u32); nil for another type, subtype or length.
+    public var azureLinkID: UInt32? {
+        guard type == Kind.azure.rawValue, value.count == 5, value[0] == 0x01 else { return nil }
+        return UInt32(value[1]) | UInt32(value[2]) << 8 | UInt32(value[3]) << 16 | UInt32(value[4]) << 24
+    }
+    /// The Private Service Connect connection id of a GCP TLV (0xE0, a big-endian u64);
+    /// nil for another type or length.
+    public var gcpPSCConnectionID: UInt64? {
+        guard type == Kind.gcp.rawValue, value.count == 8 else { return nil }
+        return value.reduce(0) { $0 << 8 | UInt64($1) }
+    }
 }
 
 /// The SSL TLV (0x20): client flags, verify result, and sub-TLVs.

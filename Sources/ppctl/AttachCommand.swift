@@ -12,8 +12,9 @@ struct Attach: ParsableCommand {
         abstract: "Load (or upgrade) the datapath: at tc on interfaces, and/or on a cgroup for local clients.",
         discussion: """
             --iface: attach to every interface clients and backends are reached through (both \
-            directions of a connection are handled at ingress; the egress program serves local \
-            clients of --server-first services). --cgroup: balance the connections \
+            directions of a connection are handled at ingress; the egress program writes the \
+            header of local clients of PROXY services: attach the interfaces towards the backends \
+            too, or their header waits for their first send). --cgroup: balance the connections \
             of processes on this host in that cgroup v2 (and its descendants) at the socket \
             layer; PATH is absolute or relative to the unified hierarchy's root, and without PATH \
             it is that root. Services serve both paths alike. Running attach again upgrades the \

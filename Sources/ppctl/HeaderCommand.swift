@@ -12,7 +12,25 @@ struct Header: ParsableCommand {
 // MARK: - Printing a header
 
 struct HeaderJSON: Encodable {
-    struct TLV: Encodable { let type: UInt8; let name: String; let hex: String; let text: String? }
+    /// One TLV: its bytes as hex, as text when printable, and the typed value of the
+    /// cloud TLVs (each key absent from the JSON when it has no value).
+    struct TLV: Encodable {
+        let type: UInt8, name: String, hex: String, text: String?
+        /// AWS (0xEA): the VPC endpoint id.
+        var vpcEndpointID: String?
+        /// Azure (0xEE): the private endpoint LINKID.
+        var azureLinkID: UInt32?
+        /// GCP (0xE0): the Private Service Connect connection id.
+        var pscConnectionID: UInt64?
+
+        /// The typed value as the table shows it, if the TLV has one.
+        var typed: String? {
+            if let vpcEndpointID { return "VPC endpoint \"\(vpcEndpointID)\"" }
+            if let azureLinkID { return "link id \(azureLinkID)" }
+            if let pscConnectionID { return "PSC connection id \(pscConnectionID)" }
+            return nil
+        }
+    }
     let version: Int, command: String, family: String
     let source: String?, sourcePort: UInt16?, destination: String?, destinationPort: UInt16?
     let tlvs: [TLV], length: Int, trailingBytes: Int
@@ -39,7 +57,9 @@ struct HeaderJSON: Encodable {
         tlvs = h.tlvs.map { t in
             let printable = !t.value.isEmpty && t.value.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
             return TLV(type: t.type, name: t.name, hex: hexString(t.value),
-                       text: printable ? String(decoding: t.value, as: UTF8.self) : nil)
+                       text: printable ? String(decoding: t.value, as: UTF8.self) : nil,
+                       vpcEndpointID: t.awsVPCEndpointID, azureLinkID: t.azureLinkID,
+                       pscConnectionID: t.gcpPSCConnectionID)
         }
     }
 
@@ -47,7 +67,10 @@ struct HeaderJSON: Encodable {
         var rows: [[String]] = [["version", "\(version)"], ["command", command], ["family", family]]
         if let source { rows.append(["source", sourcePort.map { "\(source) port \($0)" } ?? source]) }
         if let destination { rows.append(["destination", destinationPort.map { "\(destination) port \($0)" } ?? destination]) }
-        for t in tlvs { rows.append(["tlv 0x\(String(format: "%02X", t.type)) \(t.name)", t.text.map { "\"\($0)\"" } ?? t.hex]) }
+        for t in tlvs {
+            rows.append(["tlv 0x\(String(format: "%02X", t.type)) \(t.name)",
+                         t.typed.map { "\($0) (\(t.hex))" } ?? t.text.map { "\"\($0)\"" } ?? t.hex])
+        }
         rows.append(["length", "\(length) bytes"])
         if trailingBytes > 0 { rows.append(["after header", "\(trailingBytes) bytes"]) }
         return ppctl.table(["FIELD", "VALUE"], rows)

@@ -7,7 +7,7 @@ struct PPCtl: ParsableCommand {
         commandName: "ppctl",
         abstract: "An eBPF load balancer that gives backends the client's address in a PROXY protocol header.",
         discussion: """
-            Exit codes: 0 success, 1 the operation failed, 64 invalid arguments, 77 not root, missing capabilities or unsafe pin directories.
+            Exit codes: 0 success, 1 the operation failed, 64 invalid arguments, 69 a kernel older than Linux 6.7 (attach), 77 not root, missing capabilities or unsafe pin directories.
             Pinned state lives under $PPCTL_PIN_ROOT (default /sys/fs/bpf/ppctl)/<instance>.
             `ppctl --netns NAME <command> ...` works on the balancer in /run/netns/NAME.
             """,
@@ -62,7 +62,10 @@ struct PPCtl: ParsableCommand {
     }
 
     /// `--cgroup` with no path (last, or followed by another option) means the
-    /// unified hierarchy's root; ArgumentParser has no optional option values.
+    /// unified hierarchy's root. An `@Option var cgroup: String?` is optional as an
+    /// option, but once given it takes a value: ArgumentParser cannot read a bare
+    /// `--cgroup` and `--cgroup PATH` as one option, so the bare one gets a
+    /// placeholder value here.
     static func fillingBareCgroup(_ arguments: [String]) -> [String] {
         var result: [String] = []
         for (i, argument) in arguments.enumerated() {

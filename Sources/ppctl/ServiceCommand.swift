@@ -62,8 +62,8 @@ extension Service {
         var crc32c = false
 
         @Flag(help: ArgumentHelp(
-            "The backends speak first (SMTP, IMAP...): local clients get the header at tc egress, on the handshake ACK.",
-            discussion: "Needs `attach --iface` on the interfaces towards the backends as well as `--cgroup`."))
+            "Records that the backends speak first (SMTP, IMAP...); changes nothing: every header service serves such backends.",
+            discussion: "Kept so that scripts and ppctld files that give it still work. Local clients get the header at tc egress where `attach --iface` covers the way to the backends, else in front of their first send."))
         var serverFirst = false
 
         /// The options as plain values.

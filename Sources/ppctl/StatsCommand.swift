@@ -8,7 +8,10 @@ struct Stats: ParsableCommand {
         abstract: "Show counters: packets, bytes, connections, headers injected, refusals.",
         discussion: """
             The datapath's counters summed over CPUs, and live_connections: the connections tracked \
-            now. The local_* counters are the socket path's (clients on this host, `attach --cgroup`).
+            now. Every packet the datapath drops or passes untouched is counted under its reason: \
+            dropped_*, refused_* (answered with a RST) and passed_*; fwd_errors is the sum of \
+            dropped_rewrite_error, dropped_header_error, dropped_no_route and dropped_redirect_error. \
+            The local_* counters are the socket path's (clients on this host, `attach --cgroup`).
             """)
     @OptionGroup var instance: InstanceOptions
     @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
@@ -29,7 +32,11 @@ struct Stats: ParsableCommand {
             ("refused_snat_exhausted", s.refused_snat_exhausted), ("resets_sent", s.resets_sent),
             ("dropped_no_conn", s.dropped_no_conn), ("dropped_out_of_window", s.dropped_out_of_window),
             ("ignored_rst", s.ignored_rst), ("passed_unparsed", s.passed_unparsed),
-            ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired), ("fwd_errors", s.fwd_errors),
+            ("conns_reused", s.conns_reused), ("gc_expired", s.gc_expired),
+            // Named drop and pass reasons; fwd_errors is the sum of the four drops.
+            ("dropped_rewrite_error", s.dropped_rewrite_error), ("dropped_header_error", s.dropped_header_error),
+            ("dropped_no_route", s.dropped_no_route), ("dropped_redirect_error", s.dropped_redirect_error),
+            ("fwd_errors", s.fwd_errors), ("passed_local_untracked", s.passed_local_untracked),
         ]
         // The socket path (local clients); its map is missing only in pins of an older ppctl.
         if let sock {

@@ -17,13 +17,19 @@ func printWarning(_ message: String) {
 
 /// Prints a one-line error and returns the exit code to throw: 64 for input the
 /// balancer refuses (`BalancerError`, also about a line of a file), 77 for a pin
-/// directory others could change, 1 for an operation that failed.
+/// directory others could change, 69 for a kernel too old for the datapath, 1 for
+/// an operation that failed.
 func fail(_ error: Error) -> ExitCode {
     printError("\(error)")
     if error is BalancerError || (error as? InputLineError)?.error is BalancerError { return ExitCode(64) }
     if case .unsafePinPath = error as? DatapathError { return ExitCode(77) }
+    if case .kernelTooOld = error as? DatapathError { return kernelTooOldExitCode }
     return ExitCode(1)
 }
+
+/// The exit code of an attach on a kernel older than `Kernel.minimum` (sysexits'
+/// EX_UNAVAILABLE).
+let kernelTooOldExitCode = ExitCode(69)
 
 /// Runs `body`, turning its errors into one-line messages and exit codes.
 func run<T>(_ body: () throws -> T) throws -> T {

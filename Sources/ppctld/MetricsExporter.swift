@@ -31,6 +31,16 @@ struct MetricsExporter: Sendable {
         counter("datapath_bytes", "Bytes forwarded, all services, by direction.", s.bytes_to_backend, [("direction", "to_backend")])
         counter("datapath_bytes", "Bytes forwarded, all services, by direction.", s.bytes_to_client, [("direction", "to_client")])
         let refusals = "SYNs refused with a RST, by service and reason."
+        let drops = "Packets of ppctl's connections and services the datapath dropped, by reason."
+        for (reason, value) in [("no_conn", s.dropped_no_conn), ("out_of_window", s.dropped_out_of_window),
+                                ("rewrite_error", s.dropped_rewrite_error), ("header_error", s.dropped_header_error),
+                                ("no_route", s.dropped_no_route), ("redirect_error", s.dropped_redirect_error)] {
+            counter("datapath_dropped", drops, value, [("reason", reason)])
+        }
+        let passes = "Packets the datapath passed to the stack untouched, by reason."
+        for (reason, value) in [("unparsed", s.passed_unparsed), ("local_untracked", s.passed_local_untracked)] {
+            counter("datapath_passed", passes, value, [("reason", reason)])
+        }
 
         let entries = maps.conntrack.entries()
         gauge("conntrack_entries", "Entries in the conntrack table (two per connection).", entries.count)

@@ -73,6 +73,7 @@ struct PPCtlD: ParsableCommand {
         } catch {
             logger.error("\(error)", metadata: ["event": "refused", "reason": "start"])
             if case .unsafePinPath = error as? DatapathError { throw ExitCode(77) }
+            if case .kernelTooOld = error as? DatapathError { throw ExitCode(69) }
             throw ExitCode(1)
         }
         var server: MetricsServer?

@@ -1,6 +1,7 @@
 import Balancer
 import Datapath
 import DatapathABI
+import DatapathTesting
 import XCTest
 
 /// The controller against in-memory maps: what it writes, and that a failed change

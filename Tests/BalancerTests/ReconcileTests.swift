@@ -1,6 +1,7 @@
 import Balancer
 import Datapath
 import DatapathABI
+import DatapathTesting
 import XCTest
 
 /// `Controller.reconcile`, ppctld's one transaction: it changes only its owner's

@@ -185,13 +185,45 @@ final class ControlPlaneTests: XCTestCase {
         let stats = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8)) as! [String: Int]
         XCTAssertEqual(stats["live_connections"], 0)
         XCTAssertEqual(stats["connections"], 0)
-        XCTAssertEqual(stats.count, 25, "\(stats.keys.sorted())")
+        XCTAssertEqual(stats.count, 30, "\(stats.keys.sorted())")
+        for reason in ["dropped_rewrite_error", "dropped_header_error", "dropped_no_route", "dropped_redirect_error",
+                       "passed_local_untracked", "fwd_errors"] {
+            XCTAssertEqual(stats[reason], 0, "\(reason) is shown")
+        }
         XCTAssertEqual(stats["local_headers_pushed"], 0, "the socket path's counters are there from the first attach")
         XCTAssertTrue(try lab.ppctl(["stats"]).stdout.hasPrefix("COUNTER"))
         let ct = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout.utf8)) as! [Any]
         XCTAssertEqual(ct.count, 0)
         XCTAssertTrue(try lab.ppctl(["conntrack", "list"]).stdout.hasPrefix("CLIENT"))
         XCTAssertTrue(try lab.ppctl(["conntrack"]).stdout.hasPrefix("CLIENT"), "list is the default")
+    }
+
+    /// `header decode -o json` gives the cloud TLVs' typed values beside their hex.
+    func testHeaderDecodeShowsTheCloudTLVsTyped() throws {
+        let hex = try lab.run([Lab.ppctlPath, "header", "encode", "--source", "198.18.1.2:4000",
+                               "--destination", "198.18.0.10:80", "--aws-vpce-id", "vpce-08d2bf15fac5001c9",
+                               "--azure-link-id", "305419896", "--gcp-psc-id", "72623859790382856",
+                               "--tlv", "0xE5=tenant-42", "-o", "hex"]).stdout
+        let json = try lab.run([Lab.ppctlPath, "header", "decode", "-o", "json",
+                                hex.trimmingCharacters(in: .whitespacesAndNewlines)]).stdout
+        let decoded = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], json)
+        let tlvs = try XCTUnwrap(decoded["tlvs"] as? [[String: Any]], json)
+        func tlv(_ type: Int) throws -> [String: Any] { try XCTUnwrap(tlvs.first { $0["type"] as? Int == type }, json) }
+        let aws = try tlv(0xEA), azure = try tlv(0xEE), gcp = try tlv(0xE0), custom = try tlv(0xE5)
+        XCTAssertEqual(aws["vpcEndpointID"] as? String, "vpce-08d2bf15fac5001c9")
+        XCTAssertEqual(aws["hex"] as? String, "01" + "vpce-08d2bf15fac5001c9".utf8.map { String(format: "%02x", $0) }.joined())
+        XCTAssertEqual(azure["azureLinkID"] as? Int, 305_419_896)
+        XCTAssertEqual(azure["hex"] as? String, "0178563412", "subtype 1, then the id little-endian")
+        XCTAssertTrue(json.contains("\"pscConnectionID\" : 72623859790382856"), "every bit of the u64: \(json)")
+        XCTAssertNotNil(gcp["pscConnectionID"])
+        XCTAssertEqual(gcp["hex"] as? String, "0102030405060708")
+        XCTAssertEqual(custom["text"] as? String, "tenant-42")
+        for key in ["vpcEndpointID", "azureLinkID", "pscConnectionID"] {
+            XCTAssertNil(custom[key], "a custom TLV has no typed value: \(custom)")
+        }
+        let table = try lab.run([Lab.ppctlPath, "header", "decode", hex.trimmingCharacters(in: .whitespacesAndNewlines)]).stdout
+        XCTAssertTrue(table.contains("link id 305419896 (0178563412)"), table)
+        XCTAssertTrue(table.contains("PSC connection id 72623859790382856"), table)
     }
 
     func testEveryCommandHasHelp() throws {

@@ -1,3 +1,4 @@
+import CLibbpf
 import Datapath
 import DatapathABI
 import XCTest
@@ -59,5 +60,29 @@ final class MigrationTests: XCTestCase {
         try client2.write("new")
         XCTAssertEqual(try backend2.readExactly(3), Array("new".utf8))
         XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("\(Lab.vip):81"))
+    }
+
+    /// ABI 1 to 2: `ppctl_stats` (20 counters per CPU) became `ppctl_stats_v2` (25, the
+    /// named drop and pass reasons appended). `ppctl attach` of this build over an
+    /// instance an ABI 1 build left keeps every counter and starts the new ones at 0.
+    func testAttachMigratesTheABI1StatsMapKeepingItsCounters() throws {
+        let dir = lab.instanceDirectory, old = dir + "/ppctl_stats"
+        try lab.run(["/usr/sbin/bpftool", "map", "create", old, "type", "percpu_array", "key", "4", "value", "160",
+                     "entries", "1", "name", "ppctl_stats"])
+        // packets_to_backend (the first counter) 7 and fwd_errors (the 16th) 3, on every CPU.
+        var value = [String](repeating: "0", count: 160)
+        value[0] = "7"
+        value[15 * 8] = "3"
+        try lab.run(["/usr/sbin/bpftool", "map", "update", "pinned", old, "key", "0", "0", "0", "0", "value"] + value)
+
+        try lab.attach()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: old), "the ABI 1 pin is gone")
+        let json = try lab.ppctl(["stats", "-o", "json"]).stdout
+        let stats = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Int], json)
+        let cpus = Int(libbpf_num_possible_cpus())
+        XCTAssertEqual(stats["packets_to_backend"], 7 * cpus, json)
+        XCTAssertEqual(stats["fwd_errors"], 3 * cpus, json)
+        XCTAssertEqual(stats["dropped_no_route"], 0, json)
+        XCTAssertEqual(stats["passed_local_untracked"], 0, json)
     }
 }

@@ -134,6 +134,24 @@ final class PacketTests: XCTestCase {
         XCTAssertEqual(after.packets_to_backend - before.packets_to_backend, 1)
     }
 
+    /// A SYN whose backend has no route is dropped and counted under its reason
+    /// (and in fwd_errors, the sum), and leaves no entry.
+    func testASynWithNoRouteToTheBackendIsDroppedAsNoRoute() throws {
+        try lab.service("198.18.0.10:84 --backend 203.0.113.9:8080")
+        let c = Conn(cport: 12901, vport: 84)
+        let before = try lab.stats()
+        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .shot,
+                      expected: nil, "SYN towards a backend the balancer has no route to")
+        XCTAssertNil(lab.entry(c.client, c.cport, c.vip, c.vport), "no connection")
+        let after = try lab.stats()
+        XCTAssertEqual(after.dropped_no_route - before.dropped_no_route, 1)
+        XCTAssertEqual(after.fwd_errors - before.fwd_errors, 1, "fwd_errors is the sum of the reasons")
+        XCTAssertEqual(after.dropped_rewrite_error, before.dropped_rewrite_error)
+        XCTAssertEqual(after.dropped_header_error, before.dropped_header_error)
+        XCTAssertEqual(after.dropped_redirect_error, before.dropped_redirect_error)
+        XCTAssertEqual(after.connections, before.connections)
+    }
+
     func testPlainServiceTranslatesAddressesOnly() throws {
         let c = Conn(cport: 12015, vport: 80)
         try open(c)

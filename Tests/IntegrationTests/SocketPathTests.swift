@@ -50,9 +50,25 @@ final class SocketPathTests: XCTestCase {
         return try JSONDecoder().decode(Report.self, from: Data(line.utf8))
     }
 
+    /// Attaches the cgroup programs only: no `--iface`, so no tc egress sees a local
+    /// client's SYN and every header takes the sk_msg path (sockops' fallback). The
+    /// tests of the tc egress way call `lab.attach()` first.
     func attachCgroup() throws {
         let r = try lab.ppctl(["attach", "--cgroup", cgroup])
         XCTAssertTrue(r.stdout.contains("attached to cgroup \(cgroup!)"), r.stdout)
+    }
+
+    /// `ppctl stats -o json`, as numbers.
+    func counters() throws -> [String: Int] {
+        let json = try lab.ppctl(["stats", "-o", "json"]).stdout
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Int], json)
+    }
+
+    /// Every header so far went in front of a first send (sk_msg), none at tc.
+    func assertHeadersBySkMsg(_ n: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        let c = try counters()
+        XCTAssertEqual(c["local_headers_pushed"], n, "headers pushed by sk_msg: \(c)", file: file, line: line)
+        XCTAssertEqual(c["headers_injected"], 0, "no header at tc egress: \(c)", file: file, line: line)
     }
 
     /// The ids of the programs attached to the test cgroup.
@@ -98,9 +114,8 @@ final class SocketPathTests: XCTestCase {
             XCTAssertEqual(first, try header.encoded().count + 4,
                            "the header arrives whole, with the first send's bytes, in one segment")
         }
-        let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
-        XCTAssertTrue(stats.contains("\"local_headers_pushed\" : 2"), stats)
-        XCTAssertTrue(stats.contains("\"local_connects\" : 2"), stats)
+        try assertHeadersBySkMsg(2)
+        XCTAssertEqual(try counters()["local_connects"], 2)
     }
 
     /// A dual-stack socket (AF_INET6, as the JVM makes them) connecting to an IPv4 VIP
@@ -128,6 +143,7 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(header.addresses.endpoints?.destination, "\(Lab.vip):80")
         XCTAssertEqual(rest, Array("ping".utf8))
         XCTAssertEqual(report.received, "pong\n")
+        try assertHeadersBySkMsg(1)
     }
 
     /// After the header the connection runs no ppctl program: the socket has left
@@ -160,6 +176,7 @@ final class SocketPathTests: XCTestCase {
         release.signal()
         XCTAssertEqual(try backend.wait(), Array("ping".utf8))
         XCTAssertEqual(try client.wait().received, "pong\n")
+        try assertHeadersBySkMsg(1)
     }
 
     func testPlainServiceGetsNoHeaderAndABackendlessServiceIsRefused() throws {
@@ -235,6 +252,7 @@ final class SocketPathTests: XCTestCase {
         let h = try local(["send", Lab.vip, "81", "GET / HTTP/1.0\r\n\r\n"])
         XCTAssertTrue(h.received?.hasSuffix("\r\n\r\n\(h.sockname ?? "?") \(Lab.vip):81\n") ?? false,
                       "HAProxy's view of the local client: \(h.received ?? "nothing")")
+        try assertHeadersBySkMsg(2)
     }
 
     // MARK: - Byte-exact transfers
@@ -264,19 +282,20 @@ final class SocketPathTests: XCTestCase {
         XCTAssertTrue(intact, "client → backend bytes are the client's, in order")
         XCTAssertEqual(report.count, total, "backend → client byte count: \(report)")
         XCTAssertEqual(report.intact, true, "backend → client bytes are the backend's, in order")
+        try assertHeadersBySkMsg(1)
     }
 
-    // MARK: - Server-first
+    // MARK: - The header at tc egress: backends that speak first
 
     /// The backend speaks first: the local client waits for the banner and sends
-    /// nothing before it, so the header cannot wait for a first send. It goes out
-    /// on the handshake ACK at tc egress (`--server-first`, tc attached on the way
-    /// to the backend), with the sequence translation of the tc path.
-    func testServerFirstBackendsGetTheHeaderBeforeTheClientSpeaks() throws {
+    /// nothing before it, so the header cannot wait for a first send. With tc
+    /// attached on the way to the backend it goes out on the handshake ACK at tc
+    /// egress, with the sequence translation of the tc path, for a plain `--proxyv2`
+    /// service: no flag needed.
+    func testBackendsThatSpeakFirstGetTheHeaderBeforeTheClientSpeaks() throws {
         try lab.attach()
         try attachCgroup()
-        try lab.ppctl(["service", "add", "\(Lab.vip):25", "--proxyv2", "--server-first", "--backend", "\(Lab.backendAddress):2525"])
-        XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("server-first"))
+        try lab.ppctl(["service", "add", "\(Lab.vip):25", "--proxyv2", "--backend", "\(Lab.backendAddress):2525"])
 
         let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 2525)
         let smtp = Background { () throws -> (ProxyHeader, [UInt8], [UInt8]) in
@@ -298,7 +317,7 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(report.received, "221 bye\r\n")
 
         // The same over IPv6.
-        try lab.ppctl(["service", "add", "[\(Lab.vip6)]:25", "--proxyv2", "--server-first",
+        try lab.ppctl(["service", "add", "[\(Lab.vip6)]:25", "--proxyv2",
                        "--backend", "[\(Lab.backendAddress6)]:2525"])
         let server6 = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress6, 2525)
         let smtp6 = Background { () throws -> (ProxyHeader, [UInt8]) in
@@ -355,22 +374,50 @@ final class SocketPathTests: XCTestCase {
         try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
         _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
         try lab.waitForListener(lab.backend, 8025)
+        // `--server-first` is still accepted and listed; it changes nothing.
         try lab.ppctl(["service", "add", "\(Lab.vip):26", "--proxy", "v1", "--server-first", "--backend", "\(Lab.backendAddress):8025"])
+        XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("server-first"))
         let n = try local(["banner", Lab.vip, "26"])
         XCTAssertEqual(n.banner, "\(n.sockname ?? "?") \(Lab.vip):26\n", "nginx's banner names the local client: \(n)")
 
-        let stats = try lab.ppctl(["stats", "-o", "json"]).stdout
-        XCTAssertTrue(stats.contains("\"headers_injected\" : 4"), "every header went out at tc: \(stats)")
+        let stats = try counters()
+        XCTAssertEqual(stats["headers_injected"], 4, "every header went out at tc: \(stats)")
         let ct = try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout
         XCTAssertTrue(ct.contains("\"local\""), "conntrack list marks local connections: \(ct)")
-        XCTAssertTrue(stats.contains("\"local_headers_pushed\" : 0"), "and none by sk_msg: \(stats)")
+        XCTAssertEqual(stats["local_headers_pushed"], 0, "and none by sk_msg: \(stats)")
     }
 
-    func testServerFirstWithoutTcFallsBackToTheFirstSend() throws {
+    /// A client that speaks first, with tc attached: its header goes out at tc too,
+    /// ahead of its first bytes, which follow it translated.
+    func testWithTcAClientThatSpeaksFirstGetsTheHeaderAtTc() throws {
+        try lab.attach()
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        let got = Background { () throws -> (ProxyHeader, [UInt8]) in
+            let conn = try server.accept()
+            var (header, rest) = try conn.readHeader()
+            if rest.count < 4 { rest += try conn.readExactly(4 - rest.count) }
+            try conn.write("pong\n")
+            return (header, rest)
+        }
+        let report = try local(["send", Lab.vip, "80", "ping"])
+        let (header, rest) = try got.wait()
+        XCTAssertEqual(header.addresses.endpoints?.source, report.sockname)
+        XCTAssertEqual(header.addresses.endpoints?.destination, "\(Lab.vip):80")
+        XCTAssertEqual(rest, Array("ping".utf8))
+        XCTAssertEqual(report.received, "pong\n")
+        XCTAssertEqual(report.peername, "\(Lab.vip):80")
+        let stats = try counters()
+        XCTAssertEqual(stats["headers_injected"], 1, "\(stats)")
+        XCTAssertEqual(stats["local_headers_pushed"], 0, "\(stats)")
+    }
+
+    func testWithoutTcTheHeaderFallsBackToTheFirstSend() throws {
         // No --iface: no tc egress sees the SYN, so the socket path keeps the header
         // for the first send rather than never sending it.
         try attachCgroup()
-        try lab.ppctl(["service", "add", "\(Lab.vip):25", "--proxyv2", "--server-first", "--backend", "\(Lab.backendAddress):2525"])
+        try lab.ppctl(["service", "add", "\(Lab.vip):25", "--proxyv2", "--backend", "\(Lab.backendAddress):2525"])
         let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 2525)
         let got = Background { () throws -> (ProxyHeader, [UInt8]) in
             let conn = try server.accept()
@@ -383,6 +430,7 @@ final class SocketPathTests: XCTestCase {
         let (header, rest) = try got.wait()
         XCTAssertEqual(header.addresses.endpoints?.source, report.sockname)
         XCTAssertEqual(rest, Array("EHLO".utf8))
+        try assertHeadersBySkMsg(1)
     }
 
     // MARK: - Who is touched

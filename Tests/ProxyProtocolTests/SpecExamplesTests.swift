@@ -123,6 +123,21 @@ final class SpecExamplesTests: XCTestCase {
         XCTAssertEqual(decoded.tlvs.first { $0.type == 0xE5 }?.value, Array("tenant-42".utf8))
     }
 
+    func testEachCloudTLVGivesItsTypedValueAndOnlyItsOwn() {
+        let aws = ProxyTLV.awsVPCEndpointID("vpce-0abc"), azure = ProxyTLV.azureLinkID(305_419_896)
+        let gcp = ProxyTLV.gcpPSCConnectionID(72_623_859_790_382_856)
+        XCTAssertEqual(aws.awsVPCEndpointID, "vpce-0abc")
+        XCTAssertEqual(azure.azureLinkID, 305_419_896)
+        XCTAssertEqual(gcp.gcpPSCConnectionID, 72_623_859_790_382_856)
+        for other in [aws, azure, gcp, ProxyTLV(type: 0xE5, value: Array(repeating: 1, count: 8))] {
+            if other != aws { XCTAssertNil(other.awsVPCEndpointID, "\(other)") }
+            if other != azure { XCTAssertNil(other.azureLinkID, "\(other)") }
+            if other != gcp { XCTAssertNil(other.gcpPSCConnectionID, "\(other)") }
+        }
+        XCTAssertNil(ProxyTLV(type: 0xEA, value: [0x02] + Array("x".utf8)).awsVPCEndpointID, "another AWS subtype")
+        XCTAssertNil(ProxyTLV(type: 0xE0, value: [1, 2, 3]).gcpPSCConnectionID, "not 8 bytes")
+    }
+
     func testAzureLinkIDIsLittleEndian() {
         XCTAssertEqual(ProxyTLV.azureLinkID(0x0102_0304).value, [0x01, 0x04, 0x03, 0x02, 0x01])
     }

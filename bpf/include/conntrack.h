@@ -23,7 +23,7 @@ static __always_inline struct ppctl_config *config_get(void)
 static __always_inline struct ppctl_stats *stats_get(void)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&ppctl_stats, &zero);
+	return bpf_map_lookup_elem(&ppctl_stats_v2, &zero);
 }
 
 /* The key of the other direction of the connection `e` belongs to: the packets

@@ -38,7 +38,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ppctl_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_stats SEC(".maps");
+} ppctl_stats_v2 SEC(".maps");    /* ABI 2: struct ppctl_stats grew (was ppctl_stats) */
+
+/* Counts a packet dropped because forwarding it failed: under its reason (a
+ * dropped_*_error or dropped_no_route field of struct ppctl_stats) and in
+ * fwd_errors, their sum. */
+#define count_fwd_drop(stats, reason)				\
+	do {							\
+		if (stats) {					\
+			(stats)->reason++;			\
+			(stats)->fwd_errors++;			\
+		}						\
+	} while (0)
 
 /* Counters per service (array by service id) and per backend (hash by backend id). */
 struct {

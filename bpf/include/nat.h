@@ -95,7 +95,7 @@ static __always_inline __s64 rewrite_ip(struct __sk_buff *skb, const struct pack
 /* The next hop's MACs, when the forwarding decision is cached. */
 static __always_inline void rewrite_macs(struct ethhdr *eth, const struct ppctl_ct_entry *e)
 {
-	if (e->local_flags & PPCTL_CT_L_FWD_CACHED) {
+	if (e->dir_flags & PPCTL_CT_L_FWD_CACHED) {
 		__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
 	}
@@ -151,18 +151,25 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 	return 0;
 }
 
-/* Sends a rewritten packet on its way. */
-static __always_inline int forward(const struct ppctl_ct_entry *e)
+/* Sends a rewritten packet on its way; a redirect the helper refuses is counted
+ * (dropped_redirect_error). */
+static __always_inline int forward(const struct ppctl_ct_entry *e, struct ppctl_stats *stats)
 {
-	if (e->local_flags & PPCTL_CT_L_LOCAL)
+	long rc;
+
+	if (e->dir_flags & PPCTL_CT_L_LOCAL)
 		return TC_ACT_OK;       /* a local socket's: on through egress, or up the stack */
-	if (e->local_flags & PPCTL_CT_L_PEER)
-		return bpf_redirect_peer(e->ifindex, 0);
-	if (e->local_flags & PPCTL_CT_L_FWD_CACHED)
-		return bpf_redirect(e->ifindex, 0);
-	if (e->ifindex)
-		return bpf_redirect_neigh(e->ifindex, NULL, 0, 0);
-	return TC_ACT_OK;           /* the stack routes it */
+	if (e->dir_flags & PPCTL_CT_L_PEER)
+		rc = bpf_redirect_peer(e->ifindex, 0);
+	else if (e->dir_flags & PPCTL_CT_L_FWD_CACHED)
+		rc = bpf_redirect(e->ifindex, 0);
+	else if (e->ifindex)
+		rc = bpf_redirect_neigh(e->ifindex, NULL, 0, 0);
+	else
+		return TC_ACT_OK;       /* the stack routes it */
+	if (rc == TC_ACT_SHOT)
+		count_fwd_drop(stats, dropped_redirect_error);
+	return rc;
 }
 
 /* How to leave through an interface: PPCTL_CT_L_PEER for attached veths. */
@@ -212,7 +219,7 @@ static __always_inline int route_entry(struct __sk_buff *skb, struct ppctl_ct_en
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		__builtin_memcpy(e->smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(e->dmac, fib.dmac, ETH_ALEN);
-		e->local_flags |= PPCTL_CT_L_FWD_CACHED | egress_flags(e->ifindex);
+		e->dir_flags |= PPCTL_CT_L_FWD_CACHED | egress_flags(e->ifindex);
 	}
 	return 0;
 }

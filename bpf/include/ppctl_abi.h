@@ -24,7 +24,11 @@
  * name (ppctl_conntrack_v2, after Cilium), so that an attach can migrate the old
  * map's entries (docs/architecture.md, "State and its owners"). A build refuses
  * pins recorded by a newer one. */
-#define PPCTL_ABI_VERSION 1
+#define PPCTL_ABI_VERSION 2
+
+/* The history, newest first (each with its migration, Sources/Datapath/Migration.swift):
+ *   2  struct ppctl_stats: fwd_errors split into named drop and pass reasons,
+ *      appended; its map is pinned as ppctl_stats_v2. */
 
 /* MARK: - Limits */
 
@@ -91,8 +95,9 @@ struct ppctl_service_key {
 #define PPCTL_SVC_SNAT_POOL  (1u << 2)  /* SNAT from the service's pool (ppctl_snat_pools[id]) */
 #define PPCTL_SVC_UNIQUE_ID  (1u << 3)  /* v2: add a UNIQUE_ID TLV, new for every connection */
 #define PPCTL_SVC_CRC32C     (1u << 4)  /* v2: add a CRC32C TLV computed over the header */
-/* Local clients (socket path) get the header on the handshake ACK at tc egress, not
- * in front of their first send: for protocols where the server speaks first. */
+/* Recorded for the control plane (`--server-first`, listed and kept by reconciles);
+ * the programs ignore it. It once chose the header at tc egress for local clients,
+ * which every header service now gets where tc egress is attached. */
 #define PPCTL_SVC_SERVER_FIRST (1u << 5)
 
 struct ppctl_service {
@@ -188,12 +193,12 @@ struct ppctl_ct_key {
  * connection may have the tuple until timeout_time_wait has passed. */
 #define PPCTL_CT_TIME_WAIT     (1u << 7)
 
-/* Per-direction bits (not mirrored). */
+/* Per-direction bits, in dir_flags (not mirrored). */
 #define PPCTL_CT_L_FWD_CACHED  (1u << 0)  /* ifindex/smac/dmac are valid */
 #define PPCTL_CT_L_DATA_SEEN   (1u << 1)  /* client data at ISN+1 went out once */
 #define PPCTL_CT_L_PEER        (1u << 2)  /* egress is a veth: bpf_redirect_peer */
-/* A local client's connection to a server-first service (socket path): no address
- * is rewritten, packets go on through the stack, only seq/ack/SACK move. */
+/* A local client's connection to a PROXY service (socket path, header at tc egress):
+ * no address is rewritten, packets go on through the stack, only seq/ack/SACK move. */
 #define PPCTL_CT_L_LOCAL       (1u << 3)
 
 struct ppctl_ct_entry {
@@ -203,7 +208,7 @@ struct ppctl_ct_entry {
 	__u16 nat_sport;            /* network order */
 	__u16 nat_dport;            /* network order */
 	__u8 dir;                   /* PPCTL_DIR_* */
-	__u8 local_flags;           /* PPCTL_CT_L_* for this direction only */
+	__u8 dir_flags;             /* PPCTL_CT_L_* for this direction only */
 	__u8 family;                /* of the key (and of the rewrite: no mixed families) */
 	__u8 pad1;
 	__u32 state;                /* PPCTL_CT_* (mirrored in both entries, set atomically) */
@@ -289,8 +294,11 @@ struct ppctl_iface {
 	__u32 reserved;
 };
 
-/* MARK: - Statistics (map "ppctl_stats", per-CPU array, one element at key 0) */
+/* MARK: - Statistics (map "ppctl_stats_v2", per-CPU array, one element at key 0) */
 
+/* Every packet the tc programs drop or pass untouched for a reason other than "not
+ * ppctl's" is counted under its reason (after Cilium's drop reasons): dropped_* and
+ * refused_* (a RST was sent) fields for drops, passed_* for passes. */
 struct ppctl_stats {
 	__u64 packets_to_backend;
 	__u64 bytes_to_backend;
@@ -307,11 +315,17 @@ struct ppctl_stats {
 	__u64 passed_unparsed;      /* IP/TCP that failed to parse (malformed, fragment): to the stack untouched */
 	__u64 conns_reused;         /* SYN with a new ISN on a tuple still tracked */
 	__u64 gc_expired;           /* entries removed by the sweeper */
-	__u64 fwd_errors;           /* redirect or rewrite failures */
+	__u64 fwd_errors;           /* the sum of the four dropped_*_error and dropped_no_route below */
 	__u64 refused_snat_exhausted; /* SYN refused: every SNAT tuple towards the backend in use */
 	__u64 dropped_out_of_window; /* segment outside the connection's window: dropped */
 	__u64 ignored_rst;          /* RST not at the sender's next sequence: passed, state kept */
 	__u64 resets_sent;          /* RSTs the balancer sent to refuse a SYN */
+	/* Since ABI 2: what fwd_errors counted, by reason. */
+	__u64 dropped_rewrite_error; /* rewriting addresses, ports, seq/ack or checksums failed (a helper refused) */
+	__u64 dropped_header_error; /* the PROXY header could not be built or written (e.g. the service's TLVs changed under a live connection) */
+	__u64 dropped_no_route;     /* SYN to a service whose backend has no route (or no source address for SNAT) */
+	__u64 dropped_redirect_error; /* bpf_redirect* or bpf_clone_redirect refused the packet (or a data clone) */
+	__u64 passed_local_untracked; /* local client's SYN passed without a conntrack entry (table full): the header falls back to sk_msg */
 };
 
 /* MARK: - Per-service and per-backend counters */
@@ -354,7 +368,7 @@ struct ppctl_backend_stats {
  * "ppctl_sock_state"): set by connect4 when it sends the socket to a backend, read
  * by getpeername4 (to report the VIP), sock_ops and sk_msg (to write the header). */
 #define PPCTL_SOCK_HDR_PENDING (1u << 0)  /* sk_msg: the header goes in front of the first send */
-#define PPCTL_SOCK_HDR_AT_TC   (1u << 1)  /* server-first: tc egress puts it on the handshake ACK */
+#define PPCTL_SOCK_HDR_AT_TC   (1u << 1)  /* tc egress puts it on the handshake ACK (sockops: else PENDING) */
 
 struct ppctl_sock_state {
 	struct ppctl_addr vip;      /* what the client connected to */
@@ -441,7 +455,7 @@ PPCTL_ABI_OFFSET(ppctl_ct_entry, bytes, 120);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, nat_daddr, 16);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, nat_sport, 32);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, dir, 36);
-PPCTL_ABI_OFFSET(ppctl_ct_entry, local_flags, 37);
+PPCTL_ABI_OFFSET(ppctl_ct_entry, dir_flags, 37);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, family, 38);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, state, 40);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, client_isn, 44);
@@ -468,10 +482,12 @@ PPCTL_ABI_OFFSET(ppctl_config, abi_version, 36);
 PPCTL_ABI_SIZE(ppctl_iface, 24);
 PPCTL_ABI_OFFSET(ppctl_iface, flags, 16);
 
-PPCTL_ABI_SIZE(ppctl_stats, 8 * 20);
+PPCTL_ABI_SIZE(ppctl_stats, 8 * 25);
 PPCTL_ABI_SIZE(ppctl_service_stats, 8 * 6);
 PPCTL_ABI_SIZE(ppctl_backend_stats, 8 * 5);
 PPCTL_ABI_OFFSET(ppctl_stats, resets_sent, 152);
+PPCTL_ABI_OFFSET(ppctl_stats, dropped_rewrite_error, 160);
+PPCTL_ABI_OFFSET(ppctl_stats, passed_local_untracked, 192);
 
 PPCTL_ABI_SIZE(ppctl_sock_state, 40);
 PPCTL_ABI_OFFSET(ppctl_sock_state, vport, 16);

@@ -86,7 +86,8 @@ __noinline __u32 translate_sack(struct __sk_buff *skb, const struct packet *p,
 	data_end = (void *)(long)skb->data_end;
 	l4_off = p->l4_off & L4_OFF_MASK;
 	tcp_hlen = p->tcp_hlen;
-	/* Bounds the verifier can see (parse_ipv4_tcp guarantees them). */
+	/* Bounds parse_packet (parse.h) guarantees, stated again for the verifier,
+	 * which does not carry them through struct packet. */
 	if (l4_off > ETH_HLEN + IPV6_HLEN_MAX || tcp_hlen > TCP_HLEN_MAX ||
 	    tcp_hlen <= TCP_HLEN_MIN)
 		return 0;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* sock_state_map.h: what the socket path remembers about a local client's socket.
  * lb_sock.bpf.c writes it at connect; tc egress reads it to put the header of a
- * server-first service on the handshake ACK. */
+ * PROXY service on the handshake ACK. */
 #ifndef PPCTL_SOCK_STATE_MAP_H
 #define PPCTL_SOCK_STATE_MAP_H
 

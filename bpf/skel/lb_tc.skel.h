@@ -21,7 +21,7 @@ struct lb_tc {
 		struct bpf_map *ppctl_backends;
 		struct bpf_map *ppctl_config;
 		struct bpf_map *ppctl_ifaces;
-		struct bpf_map *ppctl_stats;
+		struct bpf_map *ppctl_stats_v2;
 		struct bpf_map *ppctl_service_stats;
 		struct bpf_map *ppctl_backend_stats;
 		struct bpf_map *ppctl_snat_pools;
@@ -187,8 +187,8 @@ lb_tc__create_skeleton(struct lb_tc *obj)
 	s->maps[8].name = "ppctl_ifaces";
 	s->maps[8].map = &obj->maps.ppctl_ifaces;
 
-	s->maps[9].name = "ppctl_stats";
-	s->maps[9].map = &obj->maps.ppctl_stats;
+	s->maps[9].name = "ppctl_stats_v2";
+	s->maps[9].map = &obj->maps.ppctl_stats_v2;
 
 	s->maps[10].name = "ppctl_service_stats";
 	s->maps[10].map = &obj->maps.ppctl_service_stats;

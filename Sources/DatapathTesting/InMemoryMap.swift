@@ -1,8 +1,11 @@
+import Datapath
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A `KeyValueMap` in memory, for unit tests and dry runs: a hash map, or an array
+/// A `KeyValueMap` in memory, for unit tests that run without root (this module is
+/// for tests only, after swift-nio's NIOEmbedded: nothing shipped depends on it): a
+/// hash map, or an array
 /// map (every index present from the start, zeroed, and not deletable, as in the
 /// kernel). Keys are compared by their bytes (the C structs of the ABI are not
 /// Hashable); iteration follows insertion order. It can be told to fail, to
