@@ -297,9 +297,15 @@ public enum Loader {
         throw DatapathError.newerABI(pinned: Int(pinned.abi_version), supported: Int(PPCTL_ABI_VERSION))
     }
 
-    /// Removes every pin of the instance and its directory. The maps are freed when
-    /// their last user (a program on an interface, an open descriptor) goes away.
+    /// Files on /run that belong to an instance (ppctld's health report, the CLI's
+    /// drain requests): gone with the instance.
+    static let runFiles = ["health.json", "drains.json"]
+
+    /// Removes every pin of the instance and its directory, and its files on /run.
+    /// The maps are freed when their last user (a program on an interface, an open
+    /// descriptor) goes away.
     static func unpinAll(_ instance: Instance) throws {
+        for suffix in runFiles { unlink(instance.runFile(suffix)) }
         guard let dir = opendir(instance.directory) else {
             if errno == ENOENT { return }
             throw DatapathError.system("opening \(instance.directory)", errno: errno)

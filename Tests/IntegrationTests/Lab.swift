@@ -135,6 +135,8 @@ final class Lab {
         for ns in [client, balancer, backend] { _ = try? sh("ip netns del \(ns) 2>/dev/null", check: false) }
         _ = try? sh("rm -rf \(pinRoot)", check: false)
         unlink(lockPath)
+        let instance = Instance(netns: balancer, pinRoot: pinRoot)
+        for suffix in ["health.json", "drains.json"] { unlink(instance.runFile(suffix)) }
     }
 
     // MARK: - Commands
