@@ -260,6 +260,31 @@ static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
 	return 0;
 }
 
+/* MARK: - The sender's side of a segment */
+
+/* What a segment says about its sender, in either direction: a RST resets only at
+ * the sender's next sequence number (RFC 5961; others go on for the endpoint to
+ * judge, and answer with a challenge ACK); any other segment moves the sender's
+ * edge (snd_end) if it lies near it, and a FIN near it sets `fin_bits`. */
+static __always_inline void track_sender(struct ppctl_ct_entry *e, const struct packet *p,
+					 __u32 fin_bits, struct ppctl_stats *stats)
+{
+	__u32 end;
+
+	if (p->flags & TCPF_RST) {
+		if (p->seq == e->snd_end)
+			ct_set_state(e, PPCTL_CT_RST);
+		else if (stats)
+			stats->ignored_rst++;
+		return;
+	}
+	end = seq_end(p);
+	if (seq_gt(end, e->snd_end) && seq_near(end, e->snd_end))
+		e->snd_end = end;
+	if ((p->flags & TCPF_FIN) && seq_near(p->seq, e->snd_end))
+		ct_set_state(e, fin_bits);
+}
+
 /* MARK: - Client -> backend */
 
 /* Global functions (here and below) are verified once, on their own: it keeps the
@@ -271,7 +296,7 @@ static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
 __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
 			  struct ppctl_stats *stats, __u64 now)
 {
-	__u32 seq, end;
+	__u32 seq;
 
 	if (!skb || !p || !e)
 		return TC_ACT_SHOT;
@@ -288,23 +313,10 @@ __noinline int to_backend(struct __sk_buff *skb, struct packet *p, struct ppctl_
 		return TC_ACT_SHOT;
 	}
 
-	if (p->flags & TCPF_RST) {
-		/* RFC 5961: only a RST at the next sequence number resets. Others go on
-		 * for the backend to judge (and answer with a challenge ACK). */
-		if (p->seq == e->snd_end)
-			ct_set_state(e, PPCTL_CT_RST);
-		else if (stats)
-			stats->ignored_rst++;
-	} else {
-		end = seq_end(p);
-		if (seq_gt(end, e->snd_end) && seq_near(end, e->snd_end))
-			e->snd_end = end;
-		if ((p->flags & TCPF_FIN) && seq_near(p->seq, e->snd_end))
-			ct_set_state(e, PPCTL_CT_FIN_CLIENT);
-		if ((p->flags & (TCPF_ACK | TCPF_SYN)) == TCPF_ACK && p->ack == e->backend_isn + 1 &&
-		    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED)) == PPCTL_CT_SYN_ACK_SEEN)
-			ct_set_state(e, PPCTL_CT_ESTABLISHED);
-	}
+	track_sender(e, p, PPCTL_CT_FIN_CLIENT, stats);
+	if ((p->flags & (TCPF_ACK | TCPF_SYN | TCPF_RST)) == TCPF_ACK && p->ack == e->backend_isn + 1 &&
+	    (e->state & (PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED)) == PPCTL_CT_SYN_ACK_SEEN)
+		ct_set_state(e, PPCTL_CT_ESTABLISHED);
 
 	/* A retransmitted SYN loses its data like the first one did (the trim
 	 * rewrites the whole segment). */
@@ -364,7 +376,7 @@ static __always_inline int ack_in_window(const struct ppctl_ct_entry *e, __u32 a
 __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_ct_entry *e,
 			 struct ppctl_stats *stats, __u64 now)
 {
-	__u32 ack, acked, end, sack_diff = 0;
+	__u32 ack, acked, sack_diff = 0;
 
 	if (!skb || !p || !e)
 		return TC_ACT_SHOT;
@@ -386,20 +398,9 @@ __noinline int to_client(struct __sk_buff *skb, struct packet *p, struct ppctl_c
 		goto rewrite;
 	}
 
-	if (p->flags & TCPF_RST) {
-		if (p->seq == e->snd_end)
-			ct_set_state(e, PPCTL_CT_RST);
-		else if (stats)
-			stats->ignored_rst++;
-	} else {
-		end = seq_end(p);
-		if (seq_gt(end, e->snd_end) && seq_near(end, e->snd_end))
-			e->snd_end = end;
-		/* A backend that closes first holds the tuple in TIME_WAIT. */
-		if ((p->flags & TCPF_FIN) && seq_near(p->seq, e->snd_end))
-			ct_set_state(e, PPCTL_CT_FIN_BACKEND |
-				     ((e->state & PPCTL_CT_FIN_CLIENT) ? 0 : PPCTL_CT_TIME_WAIT));
-	}
+	/* A backend that closes first holds the tuple in TIME_WAIT. */
+	track_sender(e, p, PPCTL_CT_FIN_BACKEND |
+		     ((e->state & PPCTL_CT_FIN_CLIENT) ? 0 : PPCTL_CT_TIME_WAIT), stats);
 
 	if (e->hdr_len && (p->flags & TCPF_ACK)) {
 		if (!(e->state & PPCTL_CT_HDR_ACKED)) {
