@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "ppctl",
             dependencies: [
-                "ProxyProtocol", "Balancer",
+                "ProxyProtocol", "Balancer", "Datapath", "DatapathABI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -79,6 +79,9 @@ let package = Package(
         // ServiceTables.inMemory(), for unit tests without root. Only tests depend on it.
         .target(name: "DatapathTesting", dependencies: ["Balancer", "Datapath", "DatapathABI"]),
 
+        // The CLI's parsing, without root: typed arguments, --netns anywhere, the
+        // `service apply` reader against `service add`'s rules.
+        .testTarget(name: "PPCtlTests", dependencies: ["ppctl", "Balancer"]),
         .testTarget(name: "BalancerTests", dependencies: ["Balancer", "Datapath", "DatapathABI", "DatapathTesting"]),
         // Root tests in network namespaces. The plugin embeds the test-only eBPF
         // programs of bpf/testing (the fault injector) in this target.

@@ -19,6 +19,13 @@ public final class Controller {
     /// A controller over `tables`.
     public init(_ tables: ServiceTables) { t = tables }
 
+    /// A controller over the pinned maps of an attached instance: the one way the
+    /// CLI and ppctld open a balancer. Throws `DatapathError.notAttached` when the
+    /// instance has no maps.
+    public convenience init(opening instance: Instance) throws {
+        self.init(ServiceTables(try Maps(instance)))
+    }
+
     // MARK: - Reading
 
     /// Every service, by id. Reads each table once (batched on BPF maps).

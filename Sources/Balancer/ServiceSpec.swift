@@ -133,8 +133,16 @@ public struct ServiceSpec: Hashable, Sendable {
     /// for a bad one or a type given twice.
     public static func tlvs(custom: [String], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
                             gcpPscId: UInt64? = nil) throws(BalancerError) -> [ProxyTLV] {
-        var tlvs: [ProxyTLV] = []
-        for text in custom { tlvs.append(try parseTLV(text)) }
+        var parsed: [ProxyTLV] = []
+        for text in custom { parsed.append(try parseTLV(text)) }
+        return try tlvs(parsed: parsed, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
+    }
+
+    /// The same, with the custom TLVs already parsed (the CLI parses each
+    /// `--tlv` where ArgumentParser reads it).
+    public static func tlvs(parsed custom: [ProxyTLV], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
+                            gcpPscId: UInt64? = nil) throws(BalancerError) -> [ProxyTLV] {
+        var tlvs = custom
         if let awsVpceId {
             guard !awsVpceId.isEmpty, awsVpceId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
                 throw .invalidTLV("--aws-vpce-id must be printable ASCII")

@@ -23,9 +23,10 @@ struct Attach: ParsableCommand {
             0600) under $PPCTL_PIN_ROOT/<instance>, mounting bpffs at /sys/fs/bpf if needed.
             """)
 
-    @OptionGroup var instance: InstanceOptions
+    @ParentCommand var root: PPCtl
 
-    @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to attach to (repeatable).", valueName: "IF"))
+    @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to attach to (repeatable).", valueName: "IF"),
+            transform: Parse.interface)
     var interfaces: [String] = []
 
     @Option(help: ArgumentHelp(
@@ -40,31 +41,18 @@ struct Attach: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "The default SNAT pool of services without --snat, e.g. 198.18.2.10-198.18.2.13 (at most 16 addresses of one family); replaces the previous one.",
-        valueName: "IP[-IP][,...]"))
-    var snat: String?
+        valueName: "IP[-IP][,...]"), transform: Parse.snatPool)
+    var snat: [IPAddress]?
 
     @Option(help: ArgumentHelp(
         "Source ports SNAT may use, MIN-MAX in 1024...65535 (default 1024-65535; on the interface's own address the namespace's ip_local_port_range is always left out).",
-        valueName: "MIN-MAX"))
-    var snatPorts: String?
-
-    /// `--snat-ports` read, or nil when not given.
-    private func portRange() throws -> ClosedRange<UInt16>? {
-        guard let snatPorts else { return nil }
-        return try validated { try SNATPool.parsePorts(snatPorts) }
-    }
+        valueName: "MIN-MAX"), transform: Parse.portRange)
+    var snatPorts: ClosedRange<UInt16>?
 
     func validate() throws {
-        _ = try portRange()
         guard !interfaces.isEmpty || cgroup != nil else { throw ValidationError("give at least one --iface, or --cgroup") }
-        if let snat {
-            try validated { try SNATPool.validate(try SNATPool.parse(snat)) }
-        }
         if let twice = interfaces.first(where: { name in interfaces.filter { $0 == name }.count > 1 }) {
             throw ValidationError("interface '\(twice)' is given twice")
-        }
-        if let bad = interfaces.first(where: { $0.isEmpty || $0.utf8.count > 15 || $0.contains("/") }) {
-            throw ValidationError("'\(bad)' is not an interface name")
         }
         if let maxConns, !Loader.maxConnectionsRange.contains(maxConns) {
             throw ValidationError("--max-conns \(maxConns) is not in 16...4000000")
@@ -72,7 +60,7 @@ struct Attach: ParsableCommand {
     }
 
     func run() throws {
-        let inst = try instance.instance()
+        let inst = try root.instance()
         let group = try cgroup.map { path in try validated { try Cgroup(path: path == Self.rootCgroup ? nil : path) } }
         let attached = try ppctl.run {
             try inst.withLock { () throws -> [Loader.Attached] in
@@ -82,9 +70,9 @@ struct Attach: ParsableCommand {
                 if inst.isAttached, snat != nil || snatPorts != nil {
                     let maps = try Maps(inst)
                     if let snat {
-                        try maps.snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(try SNATPool.parse(snat)), mode: .any)
+                        try maps.snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(snat), mode: .any)
                     }
-                    if let range = try portRange() { try SNATPool.setPorts(range, in: maps.config) }
+                    if let snatPorts { try SNATPool.setPorts(snatPorts, in: maps.config) }
                 }
                 do {
                     if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }

@@ -10,40 +10,28 @@ struct BackendCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a backend to a service.")
-        @OptionGroup var instance: InstanceOptions
-        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT")) var vip: String
-        @Argument(help: ArgumentHelp("The backend.", valueName: "IP:PORT[,weight=N]")) var backend: String
-
-        func validate() throws {
-            _ = try validated { try Endpoint(parsing: vip) }
-            _ = try validated { try Backend(parsing: backend) }
-        }
+        @ParentCommand var root: PPCtl
+        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT"), transform: Parse.endpoint) var vip: Endpoint
+        @Argument(help: ArgumentHelp("The backend.", valueName: "IP:PORT[,weight=N]"), transform: Parse.backend) var backend: Backend
 
         func run() throws {
-            let v = try validated { try Endpoint(parsing: vip) }, b = try validated { try Backend(parsing: backend) }
-            let inst = try instance.instance()
-            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).addBackend(v, b) } }
-            print("added backend \(b.endpoint) to \(v)")
+            let inst = try root.instance()
+            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(opening: inst).addBackend(vip, backend) } }
+            print("added backend \(backend.endpoint) to \(vip)")
         }
     }
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete a backend from a service (its established connections keep flowing).")
-        @OptionGroup var instance: InstanceOptions
-        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT")) var vip: String
-        @Argument(help: ArgumentHelp("The backend.", valueName: "IP:PORT")) var backend: String
-
-        func validate() throws {
-            _ = try validated { try Endpoint(parsing: vip) }
-            _ = try validated { try Endpoint(parsing: backend) }
-        }
+        @ParentCommand var root: PPCtl
+        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT"), transform: Parse.endpoint) var vip: Endpoint
+        @Argument(help: ArgumentHelp("The backend.", valueName: "IP:PORT"), transform: Parse.endpoint) var backend: Endpoint
 
         func run() throws {
-            let v = try validated { try Endpoint(parsing: vip) }, b = try validated { try Endpoint(parsing: backend) }
-            let inst = try instance.instance()
-            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).deleteBackend(v, b) } }
-            print("deleted backend \(b) from \(v)")
+            let inst = try root.instance()
+            try ppctl.run { try inst.withLock(needsPins: true) { try Controller(opening: inst).deleteBackend(vip, backend) } }
+            print("deleted backend \(backend) from \(vip)")
         }
     }
 
@@ -54,9 +42,9 @@ struct BackendCommand: ParsableCommand {
                 STATE is what ppctld's health checks and drains say (docs/health.md): up, down, draining, \
                 drained; `up` with CHECK `-` for a backend without checks or a service ppctld does not run.
                 """)
-        @OptionGroup var instance: InstanceOptions
-        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT")) var vip: String
-        @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
+        @ParentCommand var root: PPCtl
+        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT"), transform: Parse.endpoint) var vip: Endpoint
+        @OptionGroup var format: OutputOptions
 
         /// One backend in `-o json`.
         struct JSON: Encodable {
@@ -81,17 +69,14 @@ struct BackendCommand: ParsableCommand {
             }
         }
 
-        func validate() throws { _ = try validated { try Endpoint(parsing: vip) } }
-
         func run() throws {
-            let v = try validated { try Endpoint(parsing: vip) }
-            let inst = try instance.instance()
+            let inst = try root.instance()
             let (view, counts) = try ppctl.run { () throws -> (ServiceView, [Endpoint: Int]) in
                 let maps = try Maps(inst)
-                guard let view = Controller(ServiceTables(maps)).service(v) else { throw BalancerError.unknownService(v.description) }
+                guard let view = Controller(ServiceTables(maps)).service(vip) else { throw BalancerError.unknownService(vip.description) }
                 return (view, BackendConnections.count(maps.conntrack.entries())[view.id] ?? [:])
             }
-            let report = HealthReport.read(inst)?.backends.filter { $0.service == v.description } ?? []
+            let report = HealthReport.read(inst)?.backends.filter { $0.service == vip.description } ?? []
             let now = Date().timeIntervalSince1970
             var rows = view.spec.backends.map { b -> JSON in
                 let h = report.first { $0.backend == b.endpoint.description }
@@ -105,7 +90,7 @@ struct BackendCommand: ParsableCommand {
                                  latencyMs: h.latencyMs, sinceSeconds: (max(0, now - h.since) * 10).rounded() / 10,
                                  transitions: h.transitions))
             }
-            switch output {
+            switch format.output {
             case .json: try printJSON(rows)
             case .table:
                 print(table(["BACKEND", "WEIGHT", "STATE", "CONNS", "CHECK", "LATENCY", "SINCE"], rows.map {
@@ -125,9 +110,9 @@ struct BackendCommand: ParsableCommand {
                 timeout (its connections are then reset). ppctld does the work; this command asks it \
                 and waits until it has started. `--cancel` brings the backend back. docs/health.md.
                 """)
-        @OptionGroup var instance: InstanceOptions
-        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT")) var vip: String
-        @Argument(help: ArgumentHelp("The backend.", valueName: "IP:PORT")) var backend: String
+        @ParentCommand var root: PPCtl
+        @Argument(help: ArgumentHelp("The service.", valueName: "VIP:PORT"), transform: Parse.endpoint) var vip: Endpoint
+        @Argument(help: ArgumentHelp("The backend.", valueName: "IP:PORT"), transform: Parse.endpoint) var backend: Endpoint
         @Option(help: ArgumentHelp("Reset the connections still open after this long (such as 300s, 5m).", valueName: "DURATION"))
         var timeout = "300s"
         @Flag(help: "Cancel a drain asked for with this command.") var cancel = false
@@ -143,33 +128,30 @@ struct BackendCommand: ParsableCommand {
         }
 
         func validate() throws {
-            _ = try validated { try Endpoint(parsing: vip) }
-            _ = try validated { try Endpoint(parsing: backend) }
             guard Self.seconds(timeout) != nil else { throw ValidationError("--timeout '\(timeout)' is not a duration (such as 300s, 5m)") }
         }
 
         func run() throws {
-            let v = try validated { try Endpoint(parsing: vip) }, b = try validated { try Endpoint(parsing: backend) }
-            let inst = try instance.instance()
+            let inst = try root.instance()
             guard HealthReport.read(inst) != nil else {
                 printError("ppctld is not running for this balancer: drains are ppctld's (or set `drain: true` in its file)")
                 throw ExitCode(1)
             }
             try ppctl.run {
                 try inst.withLock(needsPins: true) {
-                    guard let view = Controller(ServiceTables(try Maps(inst))).service(v) else {
-                        throw BalancerError.unknownService(v.description)
+                    guard let view = try Controller(opening: inst).service(vip) else {
+                        throw BalancerError.unknownService(vip.description)
                     }
                     guard view.owner == .ppctld else {
                         throw BalancerError.contradiction(
-                            "service \(v) was added with `ppctl service add`: drains are ppctld's (declare the service in its file)")
+                            "service \(vip) was added with `ppctl service add`: drains are ppctld's (declare the service in its file)")
                     }
-                    var requests = DrainRequest.read(inst).filter { !($0.service == v.description && $0.backend == b.description) }
+                    var requests = DrainRequest.read(inst).filter { !($0.service == vip.description && $0.backend == backend.description) }
                     if !cancel {
-                        guard view.spec.backends.contains(where: { $0.endpoint == b }) else {
-                            throw BalancerError.unknownBackend(b.description, service: v.description)
+                        guard view.spec.backends.contains(where: { $0.endpoint == backend }) else {
+                            throw BalancerError.unknownBackend(backend.description, service: vip.description)
                         }
-                        requests.append(DrainRequest(service: v.description, backend: b.description, timeoutSeconds: Self.seconds(timeout)!))
+                        requests.append(DrainRequest(service: vip.description, backend: backend.description, timeoutSeconds: Self.seconds(timeout)!))
                     }
                     try DrainRequest.write(requests, inst)
                 }
@@ -177,9 +159,9 @@ struct BackendCommand: ParsableCommand {
             // ppctld reads the request within a tick; wait until it shows.
             let deadline = Date().addingTimeInterval(5)
             while Date() < deadline {
-                let state = HealthReport.read(inst)?.backends.first { $0.service == v.description && $0.backend == b.description }?.state
+                let state = HealthReport.read(inst)?.backends.first { $0.service == vip.description && $0.backend == backend.description }?.state
                 if cancel ? (state != "draining" && state != "drained") : (state == "draining" || state == "drained") {
-                    print(cancel ? "cancelled the drain of \(b) in \(v)" : "draining \(b) of \(v) (timeout \(timeout))")
+                    print(cancel ? "cancelled the drain of \(backend) in \(vip)" : "draining \(backend) of \(vip) (timeout \(timeout))")
                     return
                 }
                 usleep(50_000)

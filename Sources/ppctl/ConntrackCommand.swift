@@ -12,8 +12,8 @@ struct Conntrack: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List tracked connections: client, VIP, backend, SNAT address, state, header.")
-        @OptionGroup var instance: InstanceOptions
-        @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
+        @ParentCommand var root: PPCtl
+        @OptionGroup var format: OutputOptions
 
         /// One connection in `-o json` (docs/cli.md).
         struct JSON: Encodable {
@@ -39,12 +39,12 @@ struct Conntrack: ParsableCommand {
         }
 
         func run() throws {
-            let inst = try instance.instance()
+            let inst = try root.instance()
             var ts = timespec()
             clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
             let now = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
             let connections = try ppctl.run { Connection.all(in: try Maps(inst).conntrack, nowNanoseconds: now) }
-            switch output {
+            switch format.output {
             case .json:
                 try printJSON(connections.map {
                     JSON(client: $0.client.description, vip: $0.vip.description, backend: $0.backend.description,

@@ -14,9 +14,10 @@ struct Detach: ParsableCommand {
             are gone.
             """)
 
-    @OptionGroup var instance: InstanceOptions
+    @ParentCommand var root: PPCtl
 
-    @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to detach from (repeatable).", valueName: "IF"))
+    @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to detach from (repeatable).", valueName: "IF"),
+            transform: Parse.interface)
     var interfaces: [String] = []
 
     @Option(help: ArgumentHelp("A cgroup to detach the socket programs from (PATH may be left out: the unified root).",
@@ -30,7 +31,7 @@ struct Detach: ParsableCommand {
     }
 
     func run() throws {
-        let inst = try instance.instance()
+        let inst = try root.instance()
         let group = try cgroup.map { path in try validated { try Cgroup(path: path == Attach.rootCgroup ? nil : path) } }
         let everything = interfaces.isEmpty && group == nil
         let detached = try ppctl.run {

@@ -87,6 +87,8 @@ extension Header {
             abstract: "Decode a header given in hex, in a file, or on stdin.",
             discussion: "Example: ppctl header decode 0d0a0d0a000d0a515549540a2111000cc6120102c612000aabc80050")
 
+        @ParentCommand var root: PPCtl
+
         @Argument(help: ArgumentHelp("The header in hex (spaces and colons allowed).", valueName: "hex"))
         var hex: [String] = []
 
@@ -97,6 +99,7 @@ extension Header {
         var output: OutputFormat = .table
 
         func validate() throws {
+            try root.refuseNetns("header decode")
             if file != nil && !hex.isEmpty { throw ValidationError("give either hex or --file, not both") }
         }
 
@@ -163,13 +166,16 @@ extension Header {
 
         enum Raw: String, ExpressibleByArgument { case raw, hex }
 
+        @ParentCommand var root: PPCtl
         @Option(name: .customLong("proxy-version"), help: "1 or 2.") var proxyVersion: Int = 2
         @Flag(help: "A LOCAL header (v2) or UNKNOWN (v1): no addresses.") var local = false
-        @Option(help: ArgumentHelp("Client address.", valueName: "IP:PORT")) var source: String?
-        @Option(help: ArgumentHelp("Address the client connected to.", valueName: "IP:PORT")) var destination: String?
+        @Option(help: ArgumentHelp("Client address.", valueName: "IP:PORT"), transform: Parse.endpoint) var source: Endpoint?
+        @Option(help: ArgumentHelp("Address the client connected to.", valueName: "IP:PORT"), transform: Parse.endpoint)
+        var destination: Endpoint?
         @Flag(help: "UDP instead of TCP (v2).") var udp = false
-        @Option(name: .customLong("tlv"), help: ArgumentHelp("Custom TLV 0xE0...0xEF, TYPE=text or TYPE=hex:..; repeatable.", valueName: "TYPE=VALUE"))
-        var tlvs: [String] = []
+        @Option(name: .customLong("tlv"), help: ArgumentHelp("Custom TLV 0xE0...0xEF, TYPE=text or TYPE=hex:..; repeatable.", valueName: "TYPE=VALUE"),
+                transform: Parse.tlv)
+        var tlvs: [ProxyTLV] = []
         @Option(help: "AUTHORITY TLV (host name).") var authority: String?
         @Option(help: "ALPN TLV.") var alpn: String?
         @Option(help: "UNIQUE_ID TLV (text, at most 128 bytes).") var uniqueId: String?
@@ -183,8 +189,7 @@ extension Header {
             guard proxyVersion == 1 || proxyVersion == 2 else { throw ValidationError("--proxy-version must be 1 or 2") }
             var addresses = ProxyHeader.Addresses.unspecified
             if !local {
-                guard let source, let destination else { throw ValidationError("give --source and --destination, or --local") }
-                let s = try validated { try Endpoint(parsing: source) }, d = try validated { try Endpoint(parsing: destination) }
+                guard let s = source, let d = destination else { throw ValidationError("give --source and --destination, or --local") }
                 let t: ProxyHeader.Transport = udp ? .datagram : .stream
                 switch (s.address, d.address) {
                 case (.v4(let a), .v4(let b)):
@@ -195,7 +200,7 @@ extension Header {
                     throw ValidationError("--source and --destination must be of the same family")
                 }
             }
-            var list = try validated { try tlvs.map { try ServiceSpec.parseTLV($0) } }
+            var list = tlvs
             if let authority { list.append(.authority(authority)) }
             if let alpn { list.append(.alpn(alpn)) }
             if let uniqueId {
@@ -212,7 +217,10 @@ extension Header {
                                addresses: addresses, tlvs: list)
         }
 
-        func validate() throws { _ = try header() }
+        func validate() throws {
+            try root.refuseNetns("header encode")
+            _ = try header()
+        }
 
         func run() throws {
             let bytes = try ppctl.run { try header().encoded(crc32c: crc32c) }

@@ -67,19 +67,20 @@ extension Header {
                 "hello <client from the header>" and closes. The header must be there: it is never guessed.
                 """)
 
-        @Argument(help: ArgumentHelp("Address and port to listen on.", valueName: "IP:PORT")) var listen: String
+        @ParentCommand var root: PPCtl
+        @Argument(help: ArgumentHelp("Address and port to listen on.", valueName: "IP:PORT"), transform: Parse.endpoint)
+        var endpoint: Endpoint
         @Option(help: "Connections to serve before exiting.") var count: Int = 1
         @Option(help: "Seconds to wait for each connection and each header.") var timeout: Int = 10
         @Option(help: "Send this line first (a server-first protocol, like an SMTP banner).") var banner: String?
 
         func validate() throws {
-            _ = try validated { try Endpoint(parsing: listen) }
+            try root.refuseNetns("header listen")
             guard (1...100_000).contains(count) else { throw ValidationError("--count must be in 1...100000") }
             guard (1...3600).contains(timeout) else { throw ValidationError("--timeout must be in 1...3600") }
         }
 
         func run() throws {
-            let endpoint = try validated { try Endpoint(parsing: listen) }
             var (addr, len) = Socket.address(endpoint)
             let fd = try Socket.check(socket(Int32(addr.ss_family), Int32(SOCK_STREAM.rawValue), 0), "socket")
             defer { close(fd) }
@@ -140,14 +141,15 @@ extension Header {
         static let configuration = CommandConfiguration(
             abstract: "Connect to a service, print the local address, send a line and print the answer.")
 
-        @Argument(help: ArgumentHelp("Address and port to connect to.", valueName: "IP:PORT")) var target: String
+        @ParentCommand var root: PPCtl
+        @Argument(help: ArgumentHelp("Address and port to connect to.", valueName: "IP:PORT"), transform: Parse.endpoint)
+        var endpoint: Endpoint
         @Option(help: "The line to send.") var message: String = "hello"
         @Option(help: "Seconds to wait.") var timeout: Int = 10
 
-        func validate() throws { _ = try validated { try Endpoint(parsing: target) } }
+        func validate() throws { try root.refuseNetns("header probe") }
 
         func run() throws {
-            let endpoint = try validated { try Endpoint(parsing: target) }
             var (addr, len) = Socket.address(endpoint)
             let fd = try Socket.check(socket(Int32(addr.ss_family), Int32(SOCK_STREAM.rawValue), 0), "socket")
             defer { close(fd) }

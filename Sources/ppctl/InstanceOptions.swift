@@ -2,13 +2,10 @@ import ArgumentParser
 import Datapath
 import Foundation
 
-/// Options every balancer command takes.
-struct InstanceOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp(
-        "Act on the balancer in network namespace /run/netns/NAME (ppctl enters it itself; its pins are kept per namespace).",
-        valueName: "name"))
-    var netns: String?
-
+/// The balancer a command acts on: `ppctl [--netns NAME] COMMAND ...`. `--netns`
+/// is an option of the root command (`PPCtl`), read by the balancer commands
+/// through `@ParentCommand`; it may come anywhere on the line, as with `ip -n`.
+extension PPCtl {
     /// Checks root and its capabilities (exit 77), enters the namespace (exit 1 if
     /// there is none), and returns the instance. Call it first in `run()`, before
     /// any thread starts.
@@ -44,5 +41,10 @@ struct InstanceOptions: ParsableArguments {
         if !has(netAdmin) { missing.append("CAP_NET_ADMIN") }
         if netns != nil && !has(sysAdmin) { missing.append("CAP_SYS_ADMIN") }
         return missing
+    }
+
+    /// Refuses `--netns` for a command that works on no balancer (`header ...`).
+    func refuseNetns(_ command: String) throws {
+        if netns != nil { throw ValidationError("--netns does not apply to `ppctl \(command)`") }
     }
 }

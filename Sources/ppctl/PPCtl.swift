@@ -16,49 +16,25 @@ struct PPCtl: ParsableCommand {
                       Stats.self, Header.self]
     )
 
-    /// Parses and runs the command. `ppctl --netns NAME <command> ...` is read as
-    /// `ppctl <command> ... --netns NAME`, so that the namespace can come first, as
-    /// with `ip -n`. Errors are one line on stderr, `error: ...`.
+    @Option(name: .long, help: ArgumentHelp(
+        "Act on the balancer in network namespace /run/netns/NAME (ppctl enters it itself; its pins are kept per namespace). It may come anywhere on the line.",
+        valueName: "name"))
+    var netns: String?
+
+    /// Parses and runs the command. Errors are one line on stderr, `error: ...`.
     static func main() {
         let given = Array(CommandLine.arguments.dropFirst())
-        let arguments = fillingBareCgroup(movingNetnsLast(given))
         var command: ParsableCommand
         do {
-            command = try parseAsRoot(arguments)
+            command = try parseAsRoot(fillingBareCgroup(given))
         } catch {
-            // A parse error of the command as typed, without a leading --netns, names
-            // the real problem better than one about where --netns ended up.
-            var reported = error
-            if arguments != given, exitCode(for: error) != .success {
-                do {
-                    _ = try parseAsRoot(withoutNetns(given))
-                    let path = (["ppctl"] + commandPath(withoutNetns(given))).joined(separator: " ")
-                    reported = ValidationError("--netns does not apply to `\(path)`")
-                } catch let plain where exitCode(for: plain) != .success {
-                    reported = plain
-                } catch {}
-            }
-            exit(oneLine: reported, arguments: given)
+            exit(oneLine: error, arguments: given)
         }
         do {
             try command.run()
         } catch {
             exit(oneLine: error, arguments: given)
         }
-    }
-
-    static func movingNetnsLast(_ arguments: [String]) -> [String] {
-        var rest = arguments
-        if rest.count >= 2, rest[0] == "--netns" {
-            let name = rest[1]
-            rest.removeFirst(2)
-            return rest + ["--netns", name]
-        }
-        if let first = rest.first, first.hasPrefix("--netns=") {
-            rest.removeFirst()
-            return rest + [first]
-        }
-        return rest
     }
 
     /// `--cgroup` with no path (last, or followed by another option) means the
@@ -77,12 +53,6 @@ struct PPCtl: ParsableCommand {
         return result
     }
 
-    static func withoutNetns(_ arguments: [String]) -> [String] {
-        if arguments.count >= 2, arguments[0] == "--netns" { return Array(arguments.dropFirst(2)) }
-        if let first = arguments.first, first.hasPrefix("--netns=") { return Array(arguments.dropFirst()) }
-        return arguments
-    }
-
     /// Help and version go to stdout as usual; an error is one line on stderr with a
     /// pointer to the command's help; the exit code is ArgumentParser's (64 for
     /// usage errors, the code of an `ExitCode`, 1 otherwise).
@@ -90,19 +60,22 @@ struct PPCtl: ParsableCommand {
         let code = exitCode(for: error)
         if code == .success || error is ExitCode { exit(withError: error) }
         let message = message(for: error).split(whereSeparator: \.isNewline).joined(separator: "; ")
-        let path = (["ppctl"] + commandPath(withoutNetns(arguments))).joined(separator: " ")
+        let path = (["ppctl"] + commandPath(arguments)).joined(separator: " ")
         let hint = code == .validationFailure ? " (see `\(path) --help`)" : ""
         FileHandle.standardError.write(Data("error: \(message)\(hint)\n".utf8))
         Foundation.exit(code.rawValue)
     }
 
-    /// The subcommand names at the start of `arguments` ("service", "add").
+    /// The subcommand names of `arguments` ("service", "add"), skipping `--netns NAME`.
     static func commandPath(_ arguments: [String]) -> [String] {
         var path: [String] = []
         var command: ParsableCommand.Type = PPCtl.self
-        for argument in arguments {
-            guard let next = command.configuration.subcommands.first(where: { $0._commandName == argument }) else { break }
-            path.append(argument)
+        var words = arguments[...]
+        while let word = words.popFirst() {
+            if word == "--netns" { _ = words.popFirst(); continue }
+            if word.hasPrefix("--netns=") { continue }
+            guard let next = command.configuration.subcommands.first(where: { $0._commandName == word }) else { break }
+            path.append(word)
             command = next
         }
         return path

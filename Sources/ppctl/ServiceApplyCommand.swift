@@ -14,7 +14,7 @@ extension Service {
                 as one transaction: if a write fails, every write before it is undone.
                 """)
 
-        @OptionGroup var instance: InstanceOptions
+        @ParentCommand var root: PPCtl
 
         @Argument(help: ArgumentHelp("The file (- for stdin).", valueName: "FILE"))
         var file: String
@@ -57,8 +57,12 @@ extension Service {
             let words = line.split(whereSeparator: \.isWhitespace).prefix { !$0.hasPrefix("#") }.map(String.init)
             if words.isEmpty { return nil }
             if let quick = ServiceArguments.quickParse(words) { return try quick.spec() }
-            let add = try Add.parse(words)
-            if add.instance.netns != nil {
+            // Parsed as the whole command `service add WORDS`, so that the root's
+            // options are known, and refused.
+            guard let add = try PPCtl.parseAsRoot(["service", "add"] + words) as? Add else {
+                throw ValidationError("the line is not the arguments of `service add`")
+            }
+            if add.root.netns != nil {
                 throw ValidationError("--netns does not belong in a line; give it to `ppctl service apply` itself")
             }
             return try add.arguments.spec()
@@ -66,10 +70,10 @@ extension Service {
 
         func run() throws {
             let specs = try specs()
-            let inst = try instance.instance()
+            let inst = try root.instance()
             try ppctl.run {
                 try inst.withLock(needsPins: true) {
-                    let controller = try Controller(ServiceTables(Maps(inst)))
+                    let controller = try Controller(opening: inst)
                     if let (line, spec) = specs.first(where: { controller.exists($0.spec.vip) }) {
                         throw InputLineError(line: line, error: BalancerError.serviceExists(spec.vip.description))
                     }

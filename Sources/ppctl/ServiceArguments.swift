@@ -2,17 +2,19 @@ import ArgumentParser
 import Balancer
 import ProxyProtocol
 
-/// The arguments of `service add` as plain values, from its command line or from a
-/// line of `service apply`, and the one place they become a checked ServiceSpec.
+/// The arguments of `service add`, parsed: from its command line (ArgumentParser,
+/// with the transforms of Arguments.swift) or from a line of `service apply`
+/// (`quickParse`, with the same transforms), and the one place they become a
+/// checked ServiceSpec.
 struct ServiceArguments {
-    var vip: String
-    var backends: [String] = []
+    var vip: Endpoint
+    var backends: [Backend] = []
     /// Every `--proxy` value given (more than one is refused).
-    var proxy: [String] = []
+    var proxy: [ProxyMode] = []
     /// How many times `--proxyv2` is given (more than once is refused).
     var proxyv2 = 0
-    var snat: String?
-    var tlvs: [String] = []
+    var snat: [IPAddress]?
+    var tlvs: [ProxyTLV] = []
     var awsVpceId: String?
     var azureLinkId: UInt32?
     var gcpPscId: UInt64?
@@ -23,21 +25,14 @@ struct ServiceArguments {
     /// The service these arguments describe, validated (`ServiceSpec.validate()`).
     /// Throws ValidationError (exit 64) naming the bad value.
     func spec() throws -> ServiceSpec {
-        let modes = Array(repeating: "--proxyv2", count: proxyv2) + proxy.map { "--proxy \($0)" }
+        let modes = Array(repeating: "--proxyv2", count: proxyv2) + proxy.map { "--proxy \($0.rawValue)" }
         if modes.count > 1 { throw ValidationError("give the PROXY version once, not \(modes.joined(separator: " and "))") }
-        var mode: ProxyMode = proxyv2 > 0 ? .v2 : .none
-        if let proxy = proxy.first {
-            guard let m = ProxyMode(rawValue: proxy), m != .none else {
-                throw ValidationError("--proxy must be v1 or v2, not '\(proxy)'")
-            }
-            mode = m
-        }
+        let mode = proxy.first ?? (proxyv2 > 0 ? .v2 : .none)
         guard !backends.isEmpty else { throw ValidationError("give at least one --backend IP:PORT") }
         return try validated {
-            let custom = try ServiceSpec.tlvs(custom: tlvs, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
-            let spec = ServiceSpec(
-                vip: try Endpoint(parsing: vip), backends: try backends.map { try Backend(parsing: $0) },
-                proxy: mode, snat: try snat.map { s throws(BalancerError) in try SNATPool.parse(s) } ?? [], tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
+            let custom = try ServiceSpec.tlvs(parsed: tlvs, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
+            let spec = ServiceSpec(vip: vip, backends: backends, proxy: mode, snat: snat ?? [], tlvs: custom,
+                                   uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
             try spec.validate()
             return spec
         }
@@ -45,34 +40,36 @@ struct ServiceArguments {
 
     /// Reads the usual forms of a `service add` line quickly: the VIP and
     /// `--backend X`, `--proxyv2`, `--proxy X`, `--snat X`, `--tlv X`, `--aws-vpce-id X`,
-    /// `--unique-id`, `--crc32c`, `--server-first`, each value a separate word. nil for anything else
-    /// (other options, `--opt=value`, repeats, values that look like options), which
-    /// the caller hands to ArgumentParser, so both ways read a line the same.
-    /// (ArgumentParser costs about 0.4 ms a line: most of a 10,000-line apply.)
+    /// `--unique-id`, `--crc32c`, `--server-first`, each value a separate word and
+    /// read by the same transform as on the command line. nil for anything else
+    /// (other options, `--opt=value`, repeats, values that look like options or do
+    /// not parse), which the caller hands to ArgumentParser: both ways read a line
+    /// the same, and an error is always ArgumentParser's. (ArgumentParser costs about
+    /// 0.4 ms a line: most of a 10,000-line apply.)
     static func quickParse(_ words: [String]) -> ServiceArguments? {
-        var a = ServiceArguments(vip: "")
-        var vip: String?
+        var a = ServiceArguments(vip: Endpoint(address: .v4(.init(0, 0, 0, 0)), port: 0))
+        var vip: Endpoint?
         var seen = Set<String>()
         var i = 0
-        func value() -> String? {
+        func value<T>(_ transform: (String) throws -> T) -> T? {
             guard i + 1 < words.count, !words[i + 1].hasPrefix("-") else { return nil }
             i += 1
-            return words[i]
+            return try? transform(words[i])
         }
         while i < words.count {
             let word = words[i]
             if !word.hasPrefix("-") {
-                guard vip == nil else { return nil }
-                vip = word
+                guard vip == nil, let v = try? Parse.endpoint(word) else { return nil }
+                vip = v
             } else {
                 let repeatable = word == "--backend" || word == "--tlv"
                 guard repeatable || seen.insert(word).inserted else { return nil }
                 switch word {
-                case "--backend": guard let v = value() else { return nil }; a.backends.append(v)
-                case "--tlv": guard let v = value() else { return nil }; a.tlvs.append(v)
-                case "--proxy": guard let v = value() else { return nil }; a.proxy = [v]
-                case "--snat": guard let v = value() else { return nil }; a.snat = v
-                case "--aws-vpce-id": guard let v = value() else { return nil }; a.awsVpceId = v
+                case "--backend": guard let v = value(Parse.backend) else { return nil }; a.backends.append(v)
+                case "--tlv": guard let v = value(Parse.tlv) else { return nil }; a.tlvs.append(v)
+                case "--proxy": guard let v = value({ ProxyMode(argument: $0) }), let m = v else { return nil }; a.proxy = [m]
+                case "--snat": guard let v = value(Parse.snatPool) else { return nil }; a.snat = v
+                case "--aws-vpce-id": guard let v = value({ $0 }) else { return nil }; a.awsVpceId = v
                 case "--proxyv2": a.proxyv2 = 1
                 case "--unique-id": a.uniqueId = true
                 case "--crc32c": a.crc32c = true

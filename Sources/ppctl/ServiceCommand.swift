@@ -20,31 +20,32 @@ extension Service {
                 IPv6: ppctl service add [2001:2::10]:80 --proxy v2 --backend [2001:2:0:2::2]:8080
                 """)
 
-        @OptionGroup var instance: InstanceOptions
+        @ParentCommand var root: PPCtl
 
-        @Argument(help: ArgumentHelp("The virtual address and port clients connect to.", valueName: "VIP:PORT"))
-        var vip: String
+        @Argument(help: ArgumentHelp("The virtual address and port clients connect to.", valueName: "VIP:PORT"),
+                  transform: Parse.endpoint)
+        var vip: Endpoint
 
         @Option(name: .customLong("backend"), help: ArgumentHelp(
             "A backend, IP:PORT[,weight=N] (weight 1...10000, default 1); at least one, at most 256.",
-            valueName: "IP:PORT[,weight=N]"))
-        var backends: [String]
+            valueName: "IP:PORT[,weight=N]"), transform: Parse.backend)
+        var backends: [Backend]
 
         @Option(help: ArgumentHelp("Write a PROXY header of this version towards the backends (give it once).", valueName: "v1|v2"))
-        var proxy: [String] = []
+        var proxy: [ProxyMode] = []
 
         @Flag(help: "Short for --proxy v2 (give it once).")
         var proxyv2: Int
 
         @Option(help: ArgumentHelp(
             "SNAT pool: source addresses towards the backends, e.g. 198.18.2.10,198.18.2.20-198.18.2.23 (at most 16; default: attach's --snat, else the egress interface's address); backends must route them back to the balancer.",
-            valueName: "IP[-IP][,...]"))
-        var snat: String?
+            valueName: "IP[-IP][,...]"), transform: Parse.snatPool)
+        var snat: [IPAddress]?
 
         @Option(name: .customLong("tlv"), help: ArgumentHelp(
             "A custom TLV on every v2 header, TYPE=VALUE with TYPE in 0xE0...0xEF and VALUE text or hex:..; repeatable.",
-            valueName: "0xE5=tenant-42"))
-        var tlvs: [String] = []
+            valueName: "0xE5=tenant-42"), transform: Parse.tlv)
+        var tlvs: [ProxyTLV] = []
 
         @Option(help: "AWS TLV (0xEA): the VPC endpoint id.")
         var awsVpceId: String?
@@ -66,22 +67,20 @@ extension Service {
             discussion: "Kept so that scripts and ppctld files that give it still work. Local clients get the header at tc egress where `attach --iface` covers the way to the backends, else in front of their first send."))
         var serverFirst = false
 
-        /// The options as plain values.
+        /// The parsed options as one value.
         var arguments: ServiceArguments {
             ServiceArguments(vip: vip, backends: backends, proxy: proxy, proxyv2: proxyv2, snat: snat, tlvs: tlvs,
                              awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId,
                              uniqueId: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
         }
 
-        func spec() throws -> ServiceSpec { try arguments.spec() }
-
-        func validate() throws { _ = try spec() }
+        func validate() throws { _ = try arguments.spec() }
 
         func run() throws {
-            let spec = try spec()
-            let inst = try instance.instance()
+            let spec = try arguments.spec()
+            let inst = try root.instance()
             try ppctl.run {
-                try inst.withLock(needsPins: true) { try Controller(ServiceTables(Maps(inst))).addService(spec) }
+                try inst.withLock(needsPins: true) { try Controller(opening: inst).addService(spec) }
             }
             print("added \(spec.vip) (\(spec.backends.count) backend\(spec.backends.count == 1 ? "" : "s"))")
             if spec.maxHeaderLength > 107 {
@@ -94,19 +93,16 @@ extension Service {
         static let configuration = CommandConfiguration(
             abstract: "Delete a service (its established connections keep flowing until they end).")
 
-        @OptionGroup var instance: InstanceOptions
+        @ParentCommand var root: PPCtl
 
-        @Argument(help: ArgumentHelp("The service's VIP and port.", valueName: "VIP:PORT"))
-        var vip: String
-
-        func validate() throws { _ = try validated { try Endpoint(parsing: vip) } }
+        @Argument(help: ArgumentHelp("The service's VIP and port.", valueName: "VIP:PORT"), transform: Parse.endpoint)
+        var endpoint: Endpoint
 
         func run() throws {
-            let endpoint = try validated { try Endpoint(parsing: vip) }
-            let inst = try instance.instance()
+            let inst = try root.instance()
             let owner = try ppctl.run {
                 try inst.withLock(needsPins: true) { () throws -> ServiceOwner? in
-                    let controller = try Controller(ServiceTables(Maps(inst)))
+                    let controller = try Controller(opening: inst)
                     let owner = controller.service(endpoint)?.owner
                     try controller.deleteService(endpoint)
                     return owner
@@ -122,15 +118,13 @@ extension Service {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List services and their backends.")
 
-        @OptionGroup var instance: InstanceOptions
-
-        @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json"))
-        var output: OutputFormat = .table
+        @ParentCommand var root: PPCtl
+        @OptionGroup var format: OutputOptions
 
         func run() throws {
-            let inst = try instance.instance()
-            let views = try ppctl.run { Controller(ServiceTables(try Maps(inst))).services() }
-            switch output {
+            let inst = try root.instance()
+            let views = try ppctl.run { try Controller(opening: inst).services() }
+            switch format.output {
             case .json:
                 try printJSON(views.map(ServiceJSON.init))
             case .table:

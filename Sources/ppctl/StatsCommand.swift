@@ -13,11 +13,11 @@ struct Stats: ParsableCommand {
             dropped_rewrite_error, dropped_header_error, dropped_no_route and dropped_redirect_error. \
             The local_* counters are the socket path's (clients on this host, `attach --cgroup`).
             """)
-    @OptionGroup var instance: InstanceOptions
-    @Option(name: .shortAndLong, help: ArgumentHelp("Output for people (table) or for scripts (json).", valueName: "table|json")) var output: OutputFormat = .table
+    @ParentCommand var root: PPCtl
+    @OptionGroup var format: OutputOptions
 
     func run() throws {
-        let inst = try instance.instance()
+        let inst = try root.instance()
         let (s, sock, live) = try ppctl.run { () throws -> (ppctl_stats, ppctl_sock_stats?, Int) in
             let maps = try Maps(inst)
             return (try maps.totals(), try maps.socketTotals(), maps.liveConnections())
@@ -43,7 +43,7 @@ struct Stats: ParsableCommand {
             rows += [("local_connects", sock.connects), ("local_refused_no_backend", sock.refused_no_backend),
                      ("local_headers_pushed", sock.headers_pushed), ("local_header_errors", sock.header_errors)]
         }
-        switch output {
+        switch format.output {
         case .json: try printJSON(Dictionary(uniqueKeysWithValues: rows))
         case .table: print(table(["COUNTER", "VALUE"], rows.map { [$0.0, "\($0.1)"] }))
         }

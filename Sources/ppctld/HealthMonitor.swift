@@ -330,7 +330,7 @@ final class HealthMonitor {
         guard !changed.isEmpty else { return }
         do {
             try instance.withLock(needsPins: true) {
-                let controller = Controller(ServiceTables(try Maps(instance)))
+                let controller = try Controller(opening: instance)
                 for vip in changed where controller.exists(vip) {
                     try controller.setSelection(vip, excluding: now[vip] ?? [])
                 }
