@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ProxyProtocol", "Balancer", "Datapath", "DatapathABI", "CLibbpf", "FaultABI"],
-            exclude: ["Scripts"],     // run by the tests from their source path
+            exclude: ["Scripts", "Peers"],    // run and read by the tests from their source path
             swiftSettings: [.swiftLanguageMode(.v5)],
             plugins: ["BPFObjectsPlugin"]
         ),

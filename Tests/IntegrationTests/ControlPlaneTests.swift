@@ -214,7 +214,10 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual(aws["hex"] as? String, "01" + "vpce-08d2bf15fac5001c9".utf8.map { String(format: "%02x", $0) }.joined())
         XCTAssertEqual(azure["azureLinkID"] as? Int, 305_419_896)
         XCTAssertEqual(azure["hex"] as? String, "0178563412", "subtype 1, then the id little-endian")
-        XCTAssertTrue(json.contains("\"pscConnectionID\" : 72623859790382856"), "every bit of the u64: \(json)")
+        // Decoded as a UInt64 (JSONSerialization's numbers are Doubles past 2^53).
+        struct Typed: Decodable { struct TLV: Decodable { var type: Int; var pscConnectionID: UInt64? }; var tlvs: [TLV] }
+        let typed = try JSONDecoder().decode(Typed.self, from: Data(json.utf8))
+        XCTAssertEqual(typed.tlvs.first { $0.type == 0xE0 }?.pscConnectionID, 72_623_859_790_382_856, "every bit of the u64: \(json)")
         XCTAssertNotNil(gcp["pscConnectionID"])
         XCTAssertEqual(gcp["hex"] as? String, "0102030405060708")
         XCTAssertEqual(custom["text"] as? String, "tenant-42")

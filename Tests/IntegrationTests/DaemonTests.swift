@@ -330,20 +330,10 @@ final class DaemonTests: XCTestCase {
     // MARK: - Metrics
 
     /// Scrapes /metrics from the balancer's namespace and parses it with
-    /// prometheus_client's parser: sample name and labels → value.
+    /// prometheus_client's parser (Scripts/scrape_metrics.py): sample name and labels → value.
     func scrape(_ port: Int) throws -> [String: Double] {
-        let script = """
-            import json, sys, urllib.request
-            from prometheus_client.parser import text_string_to_metric_families
-            text = urllib.request.urlopen("http://127.0.0.1:\(port)/metrics", timeout=5).read().decode()
-            out = {}
-            for family in text_string_to_metric_families(text):
-                for s in family.samples:
-                    labels = ",".join("%s=%s" % kv for kv in sorted(s.labels.items()))
-                    out[s.name + ("{" + labels + "}" if labels else "")] = s.value
-            json.dump(out, sys.stdout)
-            """
-        let out = try lab.exec(lab.balancer, ["/usr/bin/python3", "-c", script]).stdout
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts/scrape_metrics.py").path
+        let out = try lab.exec(lab.balancer, ["/usr/bin/python3", script, "http://127.0.0.1:\(port)/metrics"]).stdout
         return try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Double]
     }
 

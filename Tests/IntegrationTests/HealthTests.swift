@@ -58,28 +58,10 @@ final class HealthTests: XCTestCase {
     /// An nginx of its own (one process: killing its PID stops it) on address:8080,
     /// HTTP with `proxy_protocol`: /healthz answers 200, / answers its name.
     func startNginx(_ name: String, on address: String) throws -> pid_t {
-        let conf = """
-            daemon off;
-            master_process off;
-            pid \(dir!)/\(name).pid;
-            error_log \(dir!)/\(name)-error.log;
-            events { worker_connections 512; }
-            http {
-                access_log \(dir!)/\(name)-access.log;
-                client_body_temp_path \(dir!)/\(name)-body;
-                proxy_temp_path \(dir!)/\(name)-proxy;
-                fastcgi_temp_path \(dir!)/\(name)-fastcgi;
-                uwsgi_temp_path \(dir!)/\(name)-uwsgi;
-                scgi_temp_path \(dir!)/\(name)-scgi;
-                server {
-                    listen \(address):8080 proxy_protocol;
-                    location = /healthz { return 200 "ok\\n"; }
-                    location / { return 200 "\(name) $proxy_protocol_addr\\n"; }
-                }
-            }
-            """
-        try conf.write(toFile: "\(dir!)/\(name).conf", atomically: true, encoding: .utf8)
-        let pid = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", "\(dir!)/\(name).conf", "-p", dir!])
+        try Peers.render("nginx-http-echo.conf", to: "\(dir!)/\(name).conf", [
+            "DIR": dir, "NAME": name, "LISTEN": "\(address):8080", "BODY": "\(name) $proxy_protocol_addr",
+        ])
+        let pid = try Peers.nginx(lab, in: lab.backend, config: "\(dir!)/\(name).conf", dir: dir)
         try waitFor("nginx \(name) listening") {
             try lab.exec(lab.backend, ["ss", "-Hltn", "src \(address):8080"]).stdout.contains("LISTEN")
         }
@@ -211,21 +193,10 @@ final class HealthTests: XCTestCase {
         _ = try startNginx("n1", on: Lab.backendAddress)
         // The control: n2 gets probes without a header, which it must call broken.
         _ = try startNginx("n2", on: Lab.backendAddress2)
-        let haproxy = """
-            global
-                maxconn 100
-            defaults
-                mode http
-                timeout connect 5s
-                timeout client 5s
-                timeout server 5s
-            frontend fe
-                bind 198.18.2.3:8081 accept-proxy
-                http-request return status 200 content-type text/plain string "ok\\n" if { path /healthz }
-                http-request return status 200 content-type text/plain lf-string "haproxy %[src]\\n"
-            """
-        try (haproxy + "\n").write(toFile: dir + "/haproxy.cfg", atomically: true, encoding: .utf8)
-        _ = try lab.spawn(lab.backend, ["/bin/sh", "-c", "exec /usr/sbin/haproxy -db -f \(dir!)/haproxy.cfg >\(dir!)/haproxy.log 2>&1"])
+        try Peers.render("haproxy-echo.cfg", to: dir + "/haproxy.cfg", [
+            "BIND": "bind 198.18.2.3:8081 accept-proxy", "FORMAT": "haproxy %[src]",
+        ])
+        try Peers.haproxy(lab, in: lab.backend, config: dir + "/haproxy.cfg", dir: dir)
         try lab.waitForListener(lab.backend, 8081)
         let check = "health: {type: http, path: /healthz, interval: 200ms, timeout: 500ms}"
         try startDaemon("""

@@ -208,6 +208,18 @@ final class Lab {
         try run([Lab.ppctlPath, "--netns", balancer] + args, check: check)
     }
 
+    /// `ppctl stats -o json`, decoded: every counter by name.
+    func counters() throws -> [String: UInt64] {
+        let json = try ppctl(["stats", "-o", "json"]).stdout
+        return try JSONDecoder().decode([String: UInt64].self, from: Data(json.utf8))
+    }
+
+    /// One counter of `ppctl stats`; throws if ppctl has no counter of that name.
+    func counter(_ name: String) throws -> UInt64 {
+        guard let value = try counters()[name] else { throw LabError.system("no counter named \(name) in ppctl stats", 0) }
+        return value
+    }
+
     /// Starts a long-running process in a namespace with PPCTL_PIN_ROOT set to the
     /// lab's (stdout discarded; stderr appended to the file `stderr` if given, else
     /// discarded); the lab stops it on close, or `kill(pid)` does earlier.

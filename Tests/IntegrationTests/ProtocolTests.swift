@@ -38,22 +38,12 @@ final class ProtocolTests: XCTestCase {
     // MARK: - nginx
 
     func startNginx() throws {
-        let conf = """
-            load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-            daemon off;
-            pid \(dir!)/nginx.pid;
-            error_log \(dir!)/nginx-error.log;
-            events { worker_connections 64; }
-            stream {
-                server {
-                    listen 198.18.2.2:8080 proxy_protocol;
-                    listen [2001:2:0:2::2]:8080 proxy_protocol;
-                    return "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port\\n";
-                }
-            }
-            """
-        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
+        try Peers.render("nginx-stream-echo.conf", to: dir + "/nginx.conf", [
+            "DIR": dir,
+            "LISTEN": "listen 198.18.2.2:8080 proxy_protocol; listen [2001:2:0:2::2]:8080 proxy_protocol;",
+            "FORMAT": "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port",
+        ])
+        try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)
         try lab.waitForListener(lab.backend, 8080)
     }
 
@@ -83,21 +73,11 @@ final class ProtocolTests: XCTestCase {
     // MARK: - HAProxy
 
     func startHAProxy() throws {
-        let conf = """
-            global
-                maxconn 100
-            defaults
-                mode http
-                timeout connect 5s
-                timeout client 5s
-                timeout server 5s
-            frontend fe
-                bind 198.18.2.2:8081 accept-proxy
-                bind [2001:2:0:2::2]:8081 accept-proxy
-                http-request return status 200 content-type text/plain lf-string "%[src] %[src_port] %[dst] %[dst_port] %[fc_pp_unique_id] %[fc_rcvd_proxy]\\n"
-            """
-        try (conf + "\n").write(toFile: dir + "/haproxy.cfg", atomically: true, encoding: .utf8)
-        _ = try lab.spawn(lab.backend, ["/bin/sh", "-c", "exec /usr/sbin/haproxy -db -f \(dir!)/haproxy.cfg >\(dir!)/haproxy.log 2>&1"])
+        try Peers.render("haproxy-echo.cfg", to: dir + "/haproxy.cfg", [
+            "BIND": "bind 198.18.2.2:8081 accept-proxy\n    bind [2001:2:0:2::2]:8081 accept-proxy",
+            "FORMAT": "%[src] %[src_port] %[dst] %[dst_port] %[fc_pp_unique_id] %[fc_rcvd_proxy]",
+        ])
+        try Peers.haproxy(lab, in: lab.backend, config: dir + "/haproxy.cfg", dir: dir)
         do { try lab.waitForListener(lab.backend, 8081) } catch {
             print((try? String(contentsOfFile: dir + "/haproxy.log", encoding: .utf8)) ?? "")
             throw error

@@ -49,10 +49,7 @@ final class SNATTests: XCTestCase {
         return -1
     }
 
-    func counter(_ name: String) throws -> UInt64 {
-        let stats = try JSONDecoder().decode([String: UInt64].self, from: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8))
-        return stats[name] ?? 0
-    }
+    func counter(_ name: String) throws -> UInt64 { try lab.counter(name) }
 
     /// SNAT addresses the balancer owns (so the backend's ARP for them is answered).
     func addSNATAddresses(_ addresses: [String]) throws {

@@ -86,12 +86,6 @@ def payload(t):
     }
 
     /// The connection of `client` as the balancer has it now (nil once it is gone).
-    /// One of `ppctl stats`' counters.
-    func counter(_ name: String) throws -> UInt64 {
-        let stats = try JSONDecoder().decode([String: UInt64].self, from: Data(try ppctl(["stats", "-o", "json"]).stdout.utf8))
-        return stats[name] ?? 0
-    }
-
     func connection(from client: String) throws -> TrackedConnection? {
         try conntrack().first { $0.client == client }
     }

@@ -4,7 +4,7 @@ import XCTest
 
 /// The socket path (`ppctl attach --cgroup`): client processes on the balancer host,
 /// in the balancer's namespace and in a test cgroup, connecting to services. The
-/// client is a separate process (`localclient.py`, below) that joined the cgroup;
+/// client is a separate process (Scripts/localclient.py) that joined the cgroup;
 /// backends are the test's own sockets, nginx and HAProxy in the backend namespace.
 final class SocketPathTests: XCTestCase {
     var lab: Lab!
@@ -16,7 +16,6 @@ final class SocketPathTests: XCTestCase {
         cgroup = try lab.makeCgroup()
         dir = NSTemporaryDirectory() + "ppctl-sock-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try Self.client.write(toFile: dir + "/localclient.py", atomically: true, encoding: .utf8)
     }
 
     override func tearDown() {
@@ -42,7 +41,7 @@ final class SocketPathTests: XCTestCase {
     /// Runs the local client in the balancer's namespace, inside `cgroup` unless
     /// `outside`.
     func local(_ args: [String], outside: Bool = false) throws -> Report {
-        let argv = ["/usr/bin/python3", dir + "/localclient.py"] + args
+        let argv = ["/usr/bin/python3", Self.client] + args
         let r = outside ? try lab.run(argv, in: lab.balancer) : try lab.run(argv, in: lab.balancer, cgroup: cgroup)
         guard let line = r.stdout.split(separator: "\n").last else {
             throw LabError.commandFailed("localclient.py \(args.joined(separator: " "))", r.status, r.stderr)
@@ -202,42 +201,15 @@ final class SocketPathTests: XCTestCase {
     // MARK: - Real receivers
 
     func testNginxAndHAProxyReadTheLocalClientsAddress() throws {
-        let conf = """
-            daemon off;
-            pid \(dir!)/nginx.pid;
-            error_log \(dir!)/nginx-error.log;
-            events { worker_connections 64; }
-            http {
-                access_log off;
-                client_body_temp_path \(dir!)/body;
-                proxy_temp_path \(dir!)/proxy;
-                fastcgi_temp_path \(dir!)/fastcgi;
-                uwsgi_temp_path \(dir!)/uwsgi;
-                scgi_temp_path \(dir!)/scgi;
-                server {
-                    listen 198.18.2.2:8080 proxy_protocol;
-                    location / {
-                        return 200 "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port\\n";
-                    }
-                }
-            }
-            """
-        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
-        let haproxy = """
-            global
-                maxconn 100
-            defaults
-                mode http
-                timeout connect 5s
-                timeout client 5s
-                timeout server 5s
-            frontend fe
-                bind 198.18.2.2:8081 accept-proxy
-                http-request return status 200 content-type text/plain lf-string "%[src]:%[src_port] %[dst]:%[dst_port]\\n"
-            """
-        try (haproxy + "\n").write(toFile: dir + "/haproxy.cfg", atomically: true, encoding: .utf8)
-        _ = try lab.spawn(lab.backend, ["/bin/sh", "-c", "exec /usr/sbin/haproxy -db -f \(dir!)/haproxy.cfg >\(dir!)/haproxy.log 2>&1"])
+        try Peers.render("nginx-http-echo.conf", to: dir + "/nginx.conf", [
+            "DIR": dir, "NAME": "nginx", "LISTEN": "198.18.2.2:8080",
+            "BODY": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port",
+        ])
+        try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)
+        try Peers.render("haproxy-echo.cfg", to: dir + "/haproxy.cfg", [
+            "BIND": "bind 198.18.2.2:8081 accept-proxy", "FORMAT": "%[src]:%[src_port] %[dst]:%[dst_port]",
+        ])
+        try Peers.haproxy(lab, in: lab.backend, config: dir + "/haproxy.cfg", dir: dir)
         try lab.waitForListener(lab.backend, 8080)
         try lab.waitForListener(lab.backend, 8081)
 
@@ -358,21 +330,11 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(stream.intact, true, "backend → client bytes intact (acks translated)")
 
         // nginx speaks first too once it has the header (stream `return`).
-        let conf = """
-            load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-            daemon off;
-            pid \(dir!)/nginx.pid;
-            error_log \(dir!)/nginx-error.log;
-            events { worker_connections 64; }
-            stream {
-                server {
-                    listen 198.18.2.2:8025 proxy_protocol;
-                    return "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port\\n";
-                }
-            }
-            """
-        try conf.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        _ = try lab.spawn(lab.backend, ["/usr/sbin/nginx", "-c", dir + "/nginx.conf", "-p", dir])
+        try Peers.render("nginx-stream-echo.conf", to: dir + "/nginx.conf", [
+            "DIR": dir, "LISTEN": "listen 198.18.2.2:8025 proxy_protocol;",
+            "FORMAT": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port",
+        ])
+        try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)
         try lab.waitForListener(lab.backend, 8025)
         // `--server-first` is still accepted and listed; it changes nothing.
         try lab.ppctl(["service", "add", "\(Lab.vip):26", "--proxy", "v1", "--server-first", "--backend", "\(Lab.backendAddress):8025"])
@@ -520,104 +482,14 @@ final class SocketPathTests: XCTestCase {
 
     // MARK: - The local client
 
-    /// `localclient.py MODE HOST PORT ...`, one JSON line on stdout:
+    /// Scripts/localclient.py, run by `local(_:)`: `localclient.py MODE HOST PORT ...`,
+    /// one JSON line on stdout:
     /// - send HOST PORT TEXT: connect, send TEXT, read to the end;
     /// - banner HOST PORT: connect, read a line first, then send "QUIT\r\n", read to the end;
     /// - stream HOST PORT N: send N bytes of pattern 1 while checking pattern 2 coming back.
     /// The patterns are `Pattern.block` (xorshift32), the same bytes the Swift side makes.
-    static let client = #"""
-        import json, socket, sys, threading
-
-        def block(seed, size=1 << 16):
-            x = (seed * 2654435761 + 1) & 0xFFFFFFFF
-            out = bytearray(size)
-            for i in range(size):
-                x ^= (x << 13) & 0xFFFFFFFF
-                x ^= x >> 17
-                x ^= (x << 5) & 0xFFFFFFFF
-                out[i] = x & 0xFF
-            return bytes(out)
-
-        def endpoint(name):
-            host, port = name[0], name[1]
-            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-        def read_all(s):
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return out
-                out += chunk
-
-        mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-        report = {}
-        try:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            s = socket.socket(family, socket.SOCK_STREAM)
-            s.settimeout(20)
-            if mode == "reconnect":
-                try:
-                    s.connect((host, port))
-                except OSError as e:
-                    report["first_errno"] = e.errno
-                host, port = sys.argv[4], int(sys.argv[5])
-                mode = "send"
-                sys.argv[4] = "again"
-                try:
-                    s.connect((host, port))
-                except ConnectionAbortedError:
-                    s.connect((host, port))   # Linux reports the earlier failure once more first
-            else:
-                s.connect((host, port))
-            report["sockname"] = endpoint(s.getsockname())
-            report["peername"] = endpoint(s.getpeername())
-            if mode == "send":
-                s.sendall(sys.argv[4].encode())
-                report["received"] = read_all(s).decode(errors="replace")
-            elif mode == "banner":
-                line = b""
-                while not line.endswith(b"\n"):
-                    chunk = s.recv(1)
-                    if not chunk:
-                        break
-                    line += chunk
-                report["banner"] = line.decode(errors="replace")
-                s.sendall(b"QUIT\r\n")
-                report["received"] = read_all(s).decode(errors="replace")
-            elif mode == "stream":
-                total = int(sys.argv[4])
-                def send():
-                    b = block(1)
-                    sent = 0
-                    while sent < total:
-                        n = min(len(b), total - sent)
-                        s.sendall(b[:n])
-                        sent += n
-                    s.shutdown(socket.SHUT_WR)
-                t = threading.Thread(target=send)
-                t.start()
-                b = block(2)
-                count, intact = 0, True
-                while True:
-                    chunk = s.recv(1 << 18)
-                    if not chunk:
-                        break
-                    if intact:
-                        view, at = memoryview(chunk), count % len(b)
-                        while len(view):
-                            n = min(len(b) - at, len(view))
-                            if view[:n] != b[at:at + n]:
-                                intact = False
-                                break
-                            view, at = view[n:], (at + n) % len(b)
-                    count += len(chunk)
-                t.join()
-                report["sent"], report["count"], report["intact"] = total, count, intact
-        except OSError as e:
-            report["error"], report["errno"] = str(e), e.errno
-        print(json.dumps(report))
-        """#
+    static let client = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("Scripts/localclient.py").path
 }
 
 extension ProxyHeader.Addresses {

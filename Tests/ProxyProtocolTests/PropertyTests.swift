@@ -81,14 +81,40 @@ final class PropertyTests: XCTestCase {
         }
     }
 
-    func testRandomBytesNeverCrashAndNeverOverconsume() {
+    /// Random bytes (half of them after the v2 signature): whatever the decoder
+    /// says must hold up. A header is exactly its first `consumed` bytes (the same
+    /// header from those alone, and none from one byte less, nor from the same bytes
+    /// followed by others); "need more" asks for at least one byte and is the answer
+    /// for every shorter prefix too; nothing crashes.
+    func testRandomBytesDecodeConsistently() {
         var g = SeededGenerator(seed: 99)
-        for _ in 0..<20_000 {
+        var outcomes = (header: 0, needMore: 0, invalid: 0)
+        for i in 0..<20_000 {
             var input = (0..<Int.random(in: 0...120, using: &g)).map { _ in UInt8.random(in: 0...255, using: &g) }
             if Bool.random(using: &g) { input = proxyV2Signature + input }
-            if case .header(_, let consumed) = ProxyDecoder().decode(input) {
-                XCTAssertLessThanOrEqual(consumed, input.count)
+            switch ProxyDecoder().decode(input) {
+            case .header(let header, let consumed):
+                outcomes.header += 1
+                XCTAssertTrue((1...input.count).contains(consumed), "case \(i)")
+                guard case .header(let alone, consumed) = ProxyDecoder().decode(Array(input[..<consumed])) else {
+                    return XCTFail("case \(i): the header's own bytes do not decode to it")
+                }
+                XCTAssertEqual(alone, header, "case \(i)")
+                if case .header = ProxyDecoder().decode(Array(input[..<(consumed - 1)])) {
+                    XCTFail("case \(i): a header one byte short decoded")
+                }
+            case .needMoreData(let n):
+                outcomes.needMore += 1
+                XCTAssertGreaterThanOrEqual(n, 1, "case \(i)")
+                for cut in [0, input.count / 2] where cut < input.count {
+                    if case .header = ProxyDecoder().decode(Array(input[..<cut])) { XCTFail("case \(i): a prefix decoded") }
+                }
+            case .invalid:
+                outcomes.invalid += 1
             }
         }
+        // The generator reaches every outcome, so each branch above was exercised.
+        XCTAssertGreaterThan(outcomes.needMore, 0)
+        XCTAssertGreaterThan(outcomes.invalid, 0)
     }
 }
