@@ -96,16 +96,14 @@ static __always_inline struct ppctl_backend *balance(struct bpf_sock_addr *ctx,
 	st->family = key->family;
 	st->service_id = svc->id;
 	st->backend_id = backend_id;
-	st->hdr_flags = svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 |
-				      PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C);
+	st->hdr_flags = header_flags(svc->flags);
 	/* Every header service: at tc egress if a ppctl_tc_egress sees the SYN, else
 	 * (sockops finds no conntrack entry) in front of the first send. Whether the
 	 * protocol is server-first does not matter (PPCTL_SVC_SERVER_FIRST is kept
 	 * for the control plane only). */
 	if (st->hdr_flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2))
 		st->flags = PPCTL_SOCK_HDR_AT_TC;
-	if (st->hdr_flags & PPCTL_SVC_UNIQUE_ID)
-		st->unique_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	st->unique_id = new_unique_id(st->hdr_flags);
 	if (stats)
 		stats->connects++;
 	return be;

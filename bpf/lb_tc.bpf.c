@@ -7,7 +7,8 @@
  * is rewritten and redirected, or it is a SYN to a service and creates one, or it
  * is none of ppctl's business and goes to the stack untouched. A second program,
  * at egress, writes the header of local clients of PROXY services (the socket
- * path hands them over; see lb_sock.bpf.c and the end of this file).
+ * path hands them over; see lb_sock.bpf.c, include/local_clients.h and the end
+ * of this file). Rewriting, segment rebuilding and SNAT are in include/nat.h.
  *
  *   client --SYN--> [ingress] new_connection: pick a backend, route;
  *                             open_connection: a TIME_WAIT-safe SNAT tuple, two
@@ -36,114 +37,7 @@
 #include "nat.h"
 #include "seq.h"
 #include "proxy_header.h"
-
-/* MARK: - Local clients */
-
-/* For a local client's packet (tc egress, skb->sk is its socket): the tuple its
- * header names, the packet's own with the VIP the socket asked for (the socket
- * path's connect4 sent it to the backend) in place of the backend. Returns -1 if
- * the socket is not one the socket path sent here with a header owed at tc. */
-static __always_inline int local_header_tuple(struct __sk_buff *skb, const struct packet *p,
-					      struct ppctl_ct_key *tuple,
-					      struct ppctl_sock_state **state)
-{
-	struct ppctl_sock_state *st;
-	struct bpf_sock *sk = skb->sk;
-
-	if (!sk)
-		return -1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return -1;
-	st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
-	if (!st || !(st->flags & PPCTL_SOCK_HDR_AT_TC) || st->family != p->key.family)
-		return -1;
-	*tuple = p->key;
-	tuple->daddr = st->vip;
-	tuple->dport = st->vport;
-	if (state)
-		*state = st;
-	return 0;
-}
-
-/* MARK: - Rebuilding a segment */
-
-/* Finishes a segment whose payload was just replaced by `payload` (len bytes,
- * zero-padded to a multiple of 4 in its buffer): addresses and ports from the
- * entry, seq, IP length, and the TCP checksum computed afresh. Works whether the
- * skb carries a full TCP checksum or only the pseudo-header sum
- * (CHECKSUM_PARTIAL): the field is set to the pseudo-header sum P, and the rest is
- * added with a non-pseudo diff, which the kernel applies only to full checksums.
- * The diff is P + sum(TCP header) + sum(payload) + P: applied to a field holding
- * P it yields the full checksum (docs/datapath.md, "Checksums"). */
-static __always_inline int finish_segment(struct __sk_buff *skb, const struct packet *p,
-					  const struct ppctl_ct_entry *e, __u32 seq,
-					  const __u8 *payload, __u32 len, __u8 clear_flags)
-{
-	__u32 zero = 0;
-	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
-	__u32 tcp_hlen = p->tcp_hlen, l3_hlen = p->l4_off - ETH_HLEN;
-	__u16 ports[2] = { e->nat_sport, e->nat_dport };
-	__u32 sum;
-	__u16 pseudo_sum;
-	void *data, *data_end;
-	struct ethhdr *eth;
-	struct tcphdr *tcp;
-	__s64 part;
-
-	if (!scratch || tcp_hlen < TCP_HLEN_MIN || tcp_hlen > TCP_HLEN_MAX ||
-	    len > PPCTL_MAX_HEADER_LEN || p->l4_off > ETH_HLEN + IPV6_HLEN_MAX)
-		return -1;
-	if (rewrite_ip(skb, p, e, l3_hlen + tcp_hlen + len) < 0)
-		return -1;
-
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	eth = data;
-	tcp = data + (p->l4_off & L4_OFF_MASK);
-	if ((void *)(eth + 1) > data_end || (void *)(tcp + 1) > data_end)
-		return -1;
-	rewrite_macs(eth, e);
-	__builtin_memcpy(&tcp->source, ports, 4);
-	tcp->seq = bpf_htonl(seq);
-	((__u8 *)tcp)[13] = (((__u8 *)tcp)[13] & ~clear_flags) | (len ? TCPF_PSH : 0);
-	tcp->check = 0;
-
-	/* Pseudo header: the addresses, then the TCP length and protocol. IPv4's
-	 * 12-byte layout (addr, addr, zero, proto, len16) sums the same as this
-	 * 40-byte one with 4-byte addresses and zeros in between. */
-	__builtin_memset(&scratch->pseudo, 0, sizeof(scratch->pseudo));
-	scratch->pseudo.saddr = e->nat_saddr;
-	scratch->pseudo.daddr = e->nat_daddr;
-	scratch->pseudo.len = bpf_htonl(tcp_hlen + len);
-	scratch->pseudo.proto = IPPROTO_TCP;
-	part = bpf_csum_diff(NULL, 0, (__be32 *)&scratch->pseudo, sizeof(scratch->pseudo), 0);
-	if (part < 0)
-		return -1;
-	sum = (__u32)part;
-	pseudo_sum = csum_fold_nocomp(sum);
-
-	if (bpf_skb_load_bytes(skb, p->l4_off, scratch->tcp, tcp_hlen))
-		return -1;
-	part = bpf_csum_diff(NULL, 0, (__be32 *)scratch->tcp, tcp_hlen, 0);
-	if (part < 0)
-		return -1;
-	sum = csum_add(sum, (__u32)part);
-	if (len) {
-		__u32 padded = (len + 3) & ~3u;
-		if (padded > PPCTL_MAX_HEADER_LEN)
-			return -1;
-		part = bpf_csum_diff(NULL, 0, (__be32 *)payload, padded, 0);
-		if (part < 0)
-			return -1;
-		sum = csum_add(sum, (__u32)part);
-	}
-
-	if (bpf_skb_store_bytes(skb, p->l4_off + TCP_CSUM_OFF, &pseudo_sum, 2, 0))
-		return -1;
-	return bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0,
-				   csum_add(sum, pseudo_sum), 0) ? -1 : 0;
-}
+#include "local_clients.h"
 
 /* MARK: - The PROXY header */
 
@@ -240,24 +134,6 @@ static __always_inline int send_header_before_data(struct __sk_buff *skb, struct
 	}
 	/* Without a clone the client's retransmission brings the data. */
 	return send_header(skb, p, e, stats);
-}
-
-/* MARK: - TCP Fast Open */
-
-/* Removes data carried on a SYN (TCP Fast Open). The backend's SYN-ACK then acks
- * only the SYN and the client sends the data again after the handshake, behind
- * the header. */
-static __noinline int trim_syn_payload(struct __sk_buff *skb, struct packet *p,
-					    const struct ppctl_ct_entry *e, struct ppctl_stats *stats)
-{
-	if (bpf_skb_change_tail(skb, p->l4_off + p->tcp_hlen, 0))
-		return -1;
-	if (finish_segment(skb, p, e, p->seq, NULL, 0, 0))
-		return -1;
-	p->payload_len = 0;
-	if (stats)
-		stats->tfo_trimmed++;
-	return 0;
 }
 
 /* MARK: - The sender's side of a segment */
@@ -477,7 +353,7 @@ static __noinline int refuse_syn(struct __sk_buff *skb, struct packet *p,
 		return TC_ACT_SHOT;
 	tcp->ack_seq = bpf_htonl(p->seq + 1 + p->payload_len);
 	((__u8 *)tcp)[12] = (TCP_HLEN_MIN / 4) << 4;
-	((__u8 *)tcp)[13] = TCPF_RST | TCPF_ACK;
+	((__u8 *)tcp)[TCP_FLAGS_OFF] = TCPF_RST | TCPF_ACK;
 	tcp->window = 0;
 	tcp->urg_ptr = 0;
 	p->tcp_hlen = TCP_HLEN_MIN;
@@ -487,141 +363,6 @@ static __noinline int refuse_syn(struct __sk_buff *skb, struct packet *p,
 	if (stats)
 		stats->resets_sent++;
 	return bpf_redirect(skb->ingress_ifindex, 0);
-}
-
-static __always_inline __u32 snat_port_seed(const struct packet *p)
-{
-	__u32 h = (p->key.saddr.w[0] ^ p->key.saddr.w[3]) * 0x9E3779B1u;
-
-	return (h ^ (h >> 16)) + bpf_ntohs(p->key.sport);
-}
-
-/* Is `addr` one the connection may leave from: the pool's, or the route's source
- * when there is no pool? */
-static __always_inline int snat_addr_ok(const struct ppctl_snat_pool *pool, __u32 count,
-					const struct ppctl_addr *addr,
-					const struct ppctl_addr *route_src)
-{
-	__u32 i;
-
-	if (!pool)
-		return addr_eq(addr, route_src);
-	for (i = 0; i < PPCTL_MAX_SNAT_ADDRS; i++) {
-		if (i >= count)
-			break;
-		if (addr_eq(addr, &pool->addr[i]))
-			return 1;
-	}
-	return 0;
-}
-
-/*
- * Finds a SNAT tuple (address, port) towards the backend for the connection being
- * built in the scratch space (fwd, rev), and inserts the REPLY entry under it
- * (its key left in scratch->tuple); fwd gets the address and port. The candidates, in order: the
- * client's previous tuple (hint); the client's own port on each pool address (as
- * netfilter's masquerade keeps it); then ports spread over the range by a hash of
- * the client's address and port. A tuple is taken only if no connection holds it,
- * or the one that does is over and left no TIME_WAIT at the backend
- * (ct_is_reclaimable): a backend never sees a stranger's SYN on a tuple it holds
- * in TIME_WAIT. On the route's own source address (no pool) the namespace's
- * ephemeral ports stay free for the host's sockets. Returns 0, SNAT_EXHAUSTED or
- * SNAT_TABLE_FULL. (docs/datapath.md, "SNAT and TIME_WAIT".)
- */
-#define SNAT_EXHAUSTED  1
-#define SNAT_TABLE_FULL 2
-
-/* Inserts the REPLY entry `rev` under the candidate tuple `rkey` if no connection
- * holds it, or the one that does can give it up. Returns 0, SNAT_EXHAUSTED (taken)
- * or SNAT_TABLE_FULL. */
-__noinline int snat_claim(struct ppctl_ct_key *rkey, struct ppctl_ct_entry *rev, __u64 now)
-{
-	struct ppctl_config *cfg = config_get();
-	struct ppctl_ct_entry *old;
-	long rc;
-
-	if (!rkey || !rev || !cfg)
-		return SNAT_TABLE_FULL;
-	rc = bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST);
-	if (rc == 0)
-		return 0;
-	if (rc == -ERRNO_E2BIG)
-		return SNAT_TABLE_FULL;
-	old = bpf_map_lookup_elem(&ppctl_conntrack, rkey);
-	if (!old || !ct_is_reclaimable(cfg, old, now))
-		return SNAT_EXHAUSTED;
-	ct_delete_connection(rkey, old);
-	return bpf_map_update_elem(&ppctl_conntrack, rkey, rev, BPF_NOEXIST) ? SNAT_EXHAUSTED : 0;
-}
-
-static __always_inline int snat_alloc(struct packet *p, struct ppctl_snat_pool *pool,
-				      struct snat_hint *hint, __u64 now)
-{
-	__u32 zero = 0;
-	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
-	struct ppctl_config *cfg = config_get();
-	struct ppctl_ct_entry *fwd, *rev;
-	struct ppctl_ct_key *rkey;
-	const struct ppctl_addr *route_src;
-	__u32 lo, hi, range, count = 1, seed, client_port, port, i;
-	int rc;
-
-	if (!p || !scratch || !cfg)
-		return SNAT_TABLE_FULL;
-	fwd = &scratch->fwd;
-	rev = &scratch->rev;
-	rkey = &scratch->tuple;
-	lo = cfg->snat_port_min;
-	hi = cfg->snat_port_max;
-	if (lo == 0 || hi < lo) {
-		lo = PPCTL_DEFAULT_SNAT_PORT_MIN;
-		hi = PPCTL_DEFAULT_SNAT_PORT_MAX;
-	}
-	range = hi - lo + 1;
-	if (pool && pool->count) {
-		count = pool->count < PPCTL_MAX_SNAT_ADDRS ? pool->count : PPCTL_MAX_SNAT_ADDRS;
-	} else {
-		pool = NULL;
-	}
-	route_src = &fwd->nat_saddr;   /* stays until a tuple is found */
-	seed = snat_port_seed(p);
-	client_port = bpf_ntohs(p->key.sport);
-
-	__builtin_memset(rkey, 0, sizeof(*rkey));
-	rkey->saddr = fwd->nat_daddr;
-	rkey->sport = fwd->nat_dport;
-	rkey->family = fwd->family;
-	rkey->proto = PPCTL_PROTO_TCP;
-
-	for (i = 0; i < SNAT_PORT_TRIES; i++) {
-		if (i == 0 && hint && hint->port && hint->backend_id == fwd->backend_id &&
-		    snat_addr_ok(pool, count, &hint->addr, route_src)) {
-			rkey->daddr = hint->addr;
-			rkey->dport = hint->port;
-		} else {
-			/* Round r = i / count tries one port on every address: the
-			 * client's own in round 0, a hashed one after. */
-			__u32 round = i / count;
-
-			rkey->daddr = pool ? pool->addr[((seed >> 16) + i) % count & (PPCTL_MAX_SNAT_ADDRS - 1)]
-					   : *route_src;
-			port = round == 0 ? client_port : lo + (seed + round * 0x9E3779B1u) % range;
-			if (port < lo || port > hi ||
-			    (!pool && port >= cfg->local_port_min && port <= cfg->local_port_max))
-				continue;
-			rkey->dport = bpf_htons(port);
-		}
-		rc = snat_claim(rkey, rev, now);
-		if (rc == 0)
-			goto found;
-		if (rc == SNAT_TABLE_FULL)
-			return rc;
-	}
-	return SNAT_EXHAUSTED;
-found:
-	fwd->nat_saddr = rkey->daddr;
-	fwd->nat_sport = rkey->dport;
-	return 0;
 }
 
 /* Counts a connection given to a backend; makes the backend's counters on its
@@ -641,34 +382,10 @@ static __always_inline void count_connection(__u32 backend_id)
 	b->connections++;
 }
 
-/* Keeps the SNAT tuple of a connection a SYN is about to replace (see struct
- * snat_hint), for open_connection; `reused` tells it the hint is this SYN's. */
-static __noinline void snat_remember(const struct ppctl_ct_entry *e)
-{
-	__u32 zero = 0;
-	struct snat_hint *hint = bpf_map_lookup_elem(&ppctl_hint, &zero);
-
-	if (!hint)
-		return;
-	hint->addr = e->nat_saddr;
-	hint->port = e->nat_sport;
-	hint->backend_id = e->backend_id;
-}
-
 /* What new_connection returns for a SYN to answer with a RST (refuse_syn), and for
  * one to go on with (open_connection). */
 #define VERDICT_REFUSE 0x100
 #define VERDICT_OPEN   0x101
-
-/* The SNAT pool a new connection of `svc` draws from: its own, else the
- * instance's default, else none (the route's source address). */
-static __always_inline struct ppctl_snat_pool *snat_pool(const struct ppctl_service *svc)
-{
-	__u32 key = (svc->flags & PPCTL_SVC_SNAT_POOL) ? svc->id : PPCTL_SNAT_POOL_DEFAULT;
-	struct ppctl_snat_pool *pool = bpf_map_lookup_elem(&ppctl_snat_pools, &key);
-
-	return pool && pool->count ? pool : NULL;
-}
 
 __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 			      const struct ppctl_service *svc, struct ppctl_stats *stats)
@@ -707,10 +424,8 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	fwd->family = p->key.family;
 	fwd->client_isn = p->seq;
 	fwd->snd_end = p->seq + 1;
-	fwd->hdr_flags = svc->flags & (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 |
-				       PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C);
-	if (fwd->hdr_flags & PPCTL_SVC_UNIQUE_ID)
-		fwd->unique_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	fwd->hdr_flags = header_flags(svc->flags);
+	fwd->unique_id = new_unique_id(fwd->hdr_flags);
 	/* The header's length is the connection's sequence delta: build it once. */
 	fwd->hdr_len = proxy_header_build(scratch, &p->key, fwd->hdr_flags, svc->id,
 					  fwd->unique_id);
@@ -828,89 +543,6 @@ table_full:
 	if (stats)
 		stats->refused_table_full++;
 	return VERDICT_REFUSE;
-}
-
-/*
- * A local client's SYN to a PROXY service's backend (the socket path sent it
- * there and owes the header at tc): two entries with no address rewrite, the
- * same sequence state as a remote client's. Its handshake ACK then grows into the
- * header segment in to_backend, exactly as a remote client's does.
- */
-__noinline int new_local_connection(struct __sk_buff *skb, struct packet *p,
-				    struct ppctl_stats *stats, __u64 now)
-{
-	__u32 zero = 0;
-	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
-	struct ppctl_sock_state *st = NULL;
-	struct ppctl_ct_entry *fwd, *rev;
-	struct ppctl_ct_key rkey;
-
-	if (!skb || !p || !scratch)
-		return TC_ACT_OK;
-	if (local_header_tuple(skb, p, &scratch->tuple, &st) || !st)
-		return TC_ACT_OK;       /* not a socket the socket path handed to tc */
-	fwd = &scratch->fwd;
-	rev = &scratch->rev;
-	__builtin_memset(fwd, 0, sizeof(*fwd));
-
-	fwd->nat_saddr = p->key.saddr;
-	fwd->nat_daddr = p->key.daddr;
-	fwd->nat_sport = p->key.sport;
-	fwd->nat_dport = p->key.dport;
-	fwd->dir = PPCTL_DIR_ORIGINAL;
-	fwd->dir_flags = PPCTL_CT_L_LOCAL;
-	fwd->family = p->key.family;
-	fwd->client_isn = p->seq;
-	fwd->snd_end = p->seq + 1;
-	fwd->hdr_flags = st->hdr_flags;
-	fwd->unique_id = st->unique_id;
-	fwd->service_id = st->service_id;
-	fwd->backend_id = st->backend_id;
-	fwd->created_ns = now;
-	fwd->last_seen_ns = now;
-	fwd->hdr_len = proxy_header_build(scratch, &scratch->tuple, fwd->hdr_flags,
-					  fwd->service_id, fwd->unique_id);
-	if (!fwd->hdr_len) {
-		count_fwd_drop(stats, dropped_header_error);
-		return TC_ACT_SHOT;     /* the client sends its SYN again */
-	}
-
-	fwd->packets = 1;           /* this SYN */
-	fwd->bytes = skb->len;
-	*rev = *fwd;
-	rev->snd_end = 0;           /* the backend's: from its SYN-ACK */
-	rev->packets = 0;
-	rev->bytes = 0;
-	rev->nat_saddr = p->key.daddr;
-	rev->nat_daddr = p->key.saddr;
-	rev->nat_sport = p->key.dport;
-	rev->nat_dport = p->key.sport;
-	rev->dir = PPCTL_DIR_REPLY;
-
-	ct_peer_key(fwd, &rkey);
-	if (bpf_map_update_elem(&ppctl_conntrack, &rkey, rev, BPF_ANY))
-		goto table_full;
-	if (bpf_map_update_elem(&ppctl_conntrack, &p->key, fwd, BPF_NOEXIST)) {
-		bpf_map_delete_elem(&ppctl_conntrack, &rkey);
-		goto table_full;
-	}
-	gc_arm();
-	if (stats) {
-		stats->connections++;
-		stats->packets_to_backend++;
-		stats->bytes_to_backend += skb->len;
-	}
-	if (p->payload_len && trim_syn_payload(skb, p, fwd, stats)) {
-		count_fwd_drop(stats, dropped_rewrite_error);
-		return TC_ACT_SHOT;     /* the client sends its SYN again */
-	}
-	return TC_ACT_OK;
-table_full:
-	/* The SYN goes on untracked: sockops then finds no entry and the socket path
-	 * writes the header in front of the first send instead. */
-	if (stats)
-		stats->passed_local_untracked++;
-	return TC_ACT_OK;
 }
 
 /* MARK: - Entry points */

@@ -3,6 +3,8 @@
 #ifndef PPCTL_CONSTS_H
 #define PPCTL_CONSTS_H
 
+#include <linux/ip.h>
+#include <linux/tcp.h>
 #include "ppctl_abi.h"
 
 #define ETH_HLEN            14
@@ -30,8 +32,11 @@
 
 #define TCP_HLEN_MIN        20
 #define TCP_HLEN_MAX        60
-#define TCP_CSUM_OFF        16      /* offset of the checksum in the TCP header */
-#define IP_CSUM_OFF         10      /* offset of the checksum in the IPv4 header */
+#define TCP_CSUM_OFF        __builtin_offsetof(struct tcphdr, check)
+#define IP_CSUM_OFF         __builtin_offsetof(struct iphdr, check)
+/* The byte of the TCP flags (FIN...CWR): a bitfield in struct tcphdr, just before
+ * the window. */
+#define TCP_FLAGS_OFF       (__builtin_offsetof(struct tcphdr, window) - 1)
 
 /* TCP flags as found in byte 13 of the header. */
 #define TCPF_FIN        0x01

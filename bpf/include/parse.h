@@ -68,7 +68,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct packet *p, __
 	p->payload_len = l3_len - l3_hlen - p->tcp_hlen;
 	p->seq = bpf_ntohl(tcp->seq);
 	p->ack = bpf_ntohl(tcp->ack_seq);
-	p->flags = ((__u8 *)tcp)[13];
+	p->flags = ((__u8 *)tcp)[TCP_FLAGS_OFF];
 	p->key.sport = tcp->source;
 	p->key.dport = tcp->dest;
 	p->key.proto = PPCTL_PROTO_TCP;

@@ -25,6 +25,49 @@
 
 #define HDR_MASK (PPCTL_MAX_HEADER_LEN - 1)
 
+/* The v2 header's fixed part and address blocks (proxy-protocol.txt, 2.2): the
+ * offsets build_v2 writes at, by name. */
+struct pp2_hdr {
+	__u8 sig[PP2_SIGNATURE_LEN];
+	__u8 ver_cmd;
+	__u8 fam;
+	__be16 len;                 /* of what follows the fixed part */
+};
+struct pp2_addr_ipv4 {
+	__be32 src_addr, dst_addr;
+	__be16 src_port, dst_port;
+};
+struct pp2_addr_ipv6 {
+	__u8 src_addr[16], dst_addr[16];
+	__be16 src_port, dst_port;
+};
+_Static_assert(sizeof(struct pp2_hdr) == PP2_HEADER_LEN, "v2 fixed part");
+_Static_assert(sizeof(struct pp2_addr_ipv4) == PP2_ADDR_LEN_IPV4, "v2 IPv4 addresses");
+_Static_assert(sizeof(struct pp2_addr_ipv6) == PP2_ADDR_LEN_IPV6, "v2 IPv6 addresses");
+
+#define PP2_AT(field)      __builtin_offsetof(struct pp2_hdr, field)
+#define PP2_V4_AT(field)   (PP2_HEADER_LEN + __builtin_offsetof(struct pp2_addr_ipv4, field))
+#define PP2_V6_AT(field)   (PP2_HEADER_LEN + __builtin_offsetof(struct pp2_addr_ipv6, field))
+/* Where the CRC32C value sits in its TLV (after type and length). */
+#define PP2_TLV_VALUE_AT   PP2_TLV_HLEN
+
+/* The service flags that shape a connection's header: what a connection copies
+ * from its service (hdr_flags) and proxy_header_build reads. */
+#define PPCTL_HDR_FLAGS (PPCTL_SVC_PROXY_V1 | PPCTL_SVC_PROXY_V2 | PPCTL_SVC_UNIQUE_ID | PPCTL_SVC_CRC32C)
+
+static __always_inline __u32 header_flags(__u32 service_flags)
+{
+	return service_flags & PPCTL_HDR_FLAGS;
+}
+
+/* A new connection's UNIQUE_ID (64 random bits), or 0 if its header carries none. */
+static __always_inline __u64 new_unique_id(__u32 hdr_flags)
+{
+	if (!(hdr_flags & PPCTL_SVC_UNIQUE_ID))
+		return 0;
+	return ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+}
+
 static __always_inline __u8 *at(__u8 *buf, __u32 off)
 {
 	return buf + (off & HDR_MASK);
@@ -206,22 +249,22 @@ __noinline __u32 build_v2(struct ppctl_scratch *scratch, const struct ppctl_ct_k
 	buf[0] = 0x0D; buf[1] = 0x0A; buf[2] = 0x0D; buf[3] = 0x0A;
 	buf[4] = 0x00; buf[5] = 0x0D; buf[6] = 0x0A; buf[7] = 0x51;
 	buf[8] = 0x55; buf[9] = 0x49; buf[10] = 0x54; buf[11] = 0x0A;
-	buf[12] = PP2_VERSION_PROXY;
+	buf[PP2_AT(ver_cmd)] = PP2_VERSION_PROXY;
 	if (client->family == PPCTL_FAMILY_IPV4) {
-		buf[13] = PP2_FAM_TCP4;
-		__builtin_memcpy(buf + 16, &client->saddr.w[0], 4);
-		__builtin_memcpy(buf + 20, &client->daddr.w[0], 4);
-		__builtin_memcpy(buf + 24, &client->sport, 2);
-		__builtin_memcpy(buf + 26, &client->dport, 2);
+		buf[PP2_AT(fam)] = PP2_FAM_TCP4;
+		__builtin_memcpy(buf + PP2_V4_AT(src_addr), &client->saddr.w[0], 4);
+		__builtin_memcpy(buf + PP2_V4_AT(dst_addr), &client->daddr.w[0], 4);
+		__builtin_memcpy(buf + PP2_V4_AT(src_port), &client->sport, 2);
+		__builtin_memcpy(buf + PP2_V4_AT(dst_port), &client->dport, 2);
 		off = PP2_HEADER_LEN + PP2_ADDR_LEN_IPV4;
 		if (tlvs && tlvs->len)
 			__builtin_memcpy(buf + off, tlvs->bytes, PPCTL_MAX_SERVICE_TLV_LEN);
 	} else {
-		buf[13] = PP2_FAM_TCP6;
-		__builtin_memcpy(buf + 16, &client->saddr, 16);
-		__builtin_memcpy(buf + 32, &client->daddr, 16);
-		__builtin_memcpy(buf + 48, &client->sport, 2);
-		__builtin_memcpy(buf + 50, &client->dport, 2);
+		buf[PP2_AT(fam)] = PP2_FAM_TCP6;
+		__builtin_memcpy(buf + PP2_V6_AT(src_addr), &client->saddr, 16);
+		__builtin_memcpy(buf + PP2_V6_AT(dst_addr), &client->daddr, 16);
+		__builtin_memcpy(buf + PP2_V6_AT(src_port), &client->sport, 2);
+		__builtin_memcpy(buf + PP2_V6_AT(dst_port), &client->dport, 2);
 		off = PP2_HEADER_LEN + PP2_ADDR_LEN_IPV6;
 		if (tlvs && tlvs->len)
 			__builtin_memcpy(buf + off, tlvs->bytes, PPCTL_MAX_SERVICE_TLV_LEN);
@@ -244,15 +287,16 @@ __noinline __u32 build_v2(struct ppctl_scratch *scratch, const struct ppctl_ct_k
 		for (i = 0; i < PP2_CRC32C_LEN; i++)
 			off = put_byte(buf, off, 0);
 	}
-	buf[14] = (off - PP2_HEADER_LEN) >> 8;
-	buf[15] = (off - PP2_HEADER_LEN) & 0xff;
+	buf[PP2_AT(len)] = (off - PP2_HEADER_LEN) >> 8;
+	buf[PP2_AT(len) + 1] = (off - PP2_HEADER_LEN) & 0xff;
 	if (hdr_flags & PPCTL_SVC_CRC32C) {
 		__u32 crc = crc32c(scratch, off);
 
-		put_byte(buf, crc_off + 3, crc >> 24);
-		put_byte(buf, crc_off + 4, crc >> 16);
-		put_byte(buf, crc_off + 5, crc >> 8);
-		put_byte(buf, crc_off + 6, crc);
+		crc_off += PP2_TLV_VALUE_AT;
+		put_byte(buf, crc_off, crc >> 24);
+		put_byte(buf, crc_off + 1, crc >> 16);
+		put_byte(buf, crc_off + 2, crc >> 8);
+		put_byte(buf, crc_off + 3, crc);
 	}
 	return off;
 }

@@ -12,8 +12,8 @@ struct lb_tc {
 	struct bpf_object_skeleton *skeleton;
 	struct bpf_object *obj;
 	struct {
-		struct bpf_map *ppctl_service_tlvs;
 		struct bpf_map *ppctl_conntrack;
+		struct bpf_map *ppctl_service_tlvs;
 		struct bpf_map *ppctl_scratch;
 		struct bpf_map *ppctl_hint;
 		struct bpf_map *ppctl_services;
@@ -160,11 +160,11 @@ lb_tc__create_skeleton(struct lb_tc *obj)
 		goto err;
 	}
 
-	s->maps[0].name = "ppctl_service_tlvs";
-	s->maps[0].map = &obj->maps.ppctl_service_tlvs;
+	s->maps[0].name = "ppctl_conntrack";
+	s->maps[0].map = &obj->maps.ppctl_conntrack;
 
-	s->maps[1].name = "ppctl_conntrack";
-	s->maps[1].map = &obj->maps.ppctl_conntrack;
+	s->maps[1].name = "ppctl_service_tlvs";
+	s->maps[1].map = &obj->maps.ppctl_service_tlvs;
 
 	s->maps[2].name = "ppctl_scratch";
 	s->maps[2].map = &obj->maps.ppctl_scratch;
