@@ -104,23 +104,7 @@ final class Lab {
 
     private func build() throws {
         try sh("rm -rf \(pinRoot)")      // a crashed run of a process with the same pid
-        for ns in [client, balancer, backend] {
-            try sh("ip netns del \(ns) 2>/dev/null; ip netns add \(ns) && ip -n \(ns) link set lo up")
-        }
-        try sh("""
-            ip link add c0 netns \(client) type veth peer name l0 netns \(balancer) &&
-            ip link add l1 netns \(balancer) type veth peer name b0 netns \(backend) &&
-            ip -n \(client) addr add 198.18.1.2/24 dev c0 && ip -n \(client) addr add 2001:2:0:1::2/64 dev c0 nodad &&
-            ip -n \(balancer) addr add 198.18.1.1/24 dev l0 && ip -n \(balancer) addr add 2001:2:0:1::1/64 dev l0 nodad &&
-            ip -n \(balancer) addr add 198.18.2.1/24 dev l1 && ip -n \(balancer) addr add 2001:2:0:2::1/64 dev l1 nodad &&
-            ip -n \(backend) addr add 198.18.2.2/24 dev b0 && ip -n \(backend) addr add 198.18.2.3/24 dev b0 &&
-            ip -n \(backend) addr add 2001:2:0:2::2/64 dev b0 nodad &&
-            ip -n \(client) link set c0 up && ip -n \(balancer) link set l0 up &&
-            ip -n \(balancer) link set l1 up && ip -n \(backend) link set b0 up &&
-            ip -n \(client) route add default via 198.18.1.1 && ip -n \(client) -6 route add default via 2001:2:0:1::1 &&
-            ip -n \(backend) route add default via 198.18.2.1 && ip -n \(backend) -6 route add default via 2001:2:0:2::1 &&
-            ip netns exec \(balancer) sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-            """)
+        try sh("\(Lab.labScript) up \(client) \(balancer) \(backend)")
     }
 
     /// Stops the processes `spawn` started, detaches ppctl, and removes the
@@ -263,6 +247,11 @@ final class Lab {
         }
         return status
     }
+
+    /// scripts/lab.sh, which builds the namespaces of every lab (the tests', the
+    /// demo's and the benchmark's).
+    static let labScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../scripts/lab.sh").standardized.path
 
     /// The ppctl binary next to the test bundle (override with PPCTL_BIN).
     static var ppctlPath: String {
