@@ -1,5 +1,6 @@
 import Datapath
 import DatapathABI
+import ProxyProtocol
 
 /// A tracked connection, from its ORIGINAL (client -> VIP) entry.
 public struct Connection: Hashable, Sendable {

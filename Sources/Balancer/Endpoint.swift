@@ -1,3 +1,5 @@
+import ProxyProtocol
+
 /// An address and a port: `198.18.0.10:80` or `[2001:2::10]:80`.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     /// The address.

@@ -1,6 +1,7 @@
 import Datapath
 import DatapathABI
 import Foundation
+import ProxyProtocol
 
 /// What ppctld publishes about the backends it checks, for `ppctl backend list`:
 /// a JSON file it rewrites atomically (a new file renamed over the old) at

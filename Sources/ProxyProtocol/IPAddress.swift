@@ -149,6 +149,32 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+/// An IPv4 or IPv6 address: the one address type of ppctl's modules (the codec's
+/// headers, the balancer's endpoints and SNAT pools, the CLI and ppctld).
+public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
+    case v4(IPv4Address)
+    case v6(IPv6Address)
+
+    /// Parses an address: dotted quad, or IPv6 text (without brackets).
+    public init?(_ text: String) {
+        if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
+    }
+
+    public var description: String {
+        switch self {
+        case .v4(let a): return a.description
+        case .v6(let a): return a.description
+        }
+    }
+
+    /// The IPv4 address of an IPv4-mapped IPv6 address (::ffff:a.b.c.d), else nil.
+    public var ipv4Mapped: IPv4Address? {
+        guard case .v6(let a) = self, a.bytes[0..<10].allSatisfy({ $0 == 0 }), a.bytes[10] == 0xff, a.bytes[11] == 0xff
+        else { return nil }
+        return IPv4Address(a.bytes[12], a.bytes[13], a.bytes[14], a.bytes[15])
+    }
+}
+
 private extension Substring {
     func components(separatedBy separator: String) -> [Substring] {
         var result: [Substring] = []

@@ -2,6 +2,7 @@ import ArgumentParser
 import Balancer
 import Datapath
 import DatapathABI
+import ProxyProtocol
 
 /// `ppctl attach`: load or upgrade the datapath, attach it to interfaces and cgroups.
 struct Attach: ParsableCommand {

@@ -1,4 +1,5 @@
 import Balancer
+import ProxyProtocol
 
 /// ppctld's configuration file, read and checked (docs/config.md): how to attach,
 /// the default SNAT pool, and the services ppctld owns.

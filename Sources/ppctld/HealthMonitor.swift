@@ -5,6 +5,7 @@ import Dispatch
 import Foundation
 import Logging
 import Prometheus
+import ProxyProtocol
 
 /// The health of the backends of ppctld's services (docs/health.md): active
 /// checks (`HealthCheck`, run by `Probe`), passive detection (the conntrack

@@ -3,6 +3,7 @@ import Datapath
 import DatapathABI
 import DatapathTesting
 import XCTest
+import ProxyProtocol
 
 /// The controller against in-memory maps: what it writes, and that a failed change
 /// leaves every map byte for byte as it was.

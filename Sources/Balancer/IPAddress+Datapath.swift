@@ -1,23 +1,9 @@
 import DatapathABI
 import ProxyProtocol
 
-/// An IPv4 or IPv6 address.
-public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
-    case v4(IPv4Address)
-    case v6(IPv6Address)
-
-    /// Parses an address: dotted quad, or IPv6 text (without brackets).
-    public init?(_ text: String) {
-        if let a = IPv4Address(text) { self = .v4(a) } else if let a = IPv6Address(text) { self = .v6(a) } else { return nil }
-    }
-
-    public var description: String {
-        switch self {
-        case .v4(let a): return a.description
-        case .v6(let a): return a.description
-        }
-    }
-
+/// The address type is ProxyProtocol's; what the balancer adds: the datapath's
+/// form of an address, and which addresses it refuses.
+extension IPAddress {
     /// PPCTL_FAMILY_IPV4 or PPCTL_FAMILY_IPV6.
     public var family: UInt8 {
         switch self {
@@ -48,13 +34,6 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         } else {
             self = .v4(IPv4Address(bytes[0], bytes[1], bytes[2], bytes[3]))
         }
-    }
-
-    /// The IPv4 address of an IPv4-mapped IPv6 address (::ffff:a.b.c.d), else nil.
-    public var ipv4Mapped: IPv4Address? {
-        guard case .v6(let a) = self, a.bytes[0..<10].allSatisfy({ $0 == 0 }), a.bytes[10] == 0xff, a.bytes[11] == 0xff
-        else { return nil }
-        return IPv4Address(a.bytes[12], a.bytes[13], a.bytes[14], a.bytes[15])
     }
 
     /// Why this address cannot be a VIP, backend or SNAT address, or nil if it can:
