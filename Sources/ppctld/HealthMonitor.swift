@@ -50,6 +50,8 @@ final class HealthMonitor {
     /// Called when a backend is drained (or a drain cancelled): the services must be
     /// reconciled again with `drained` left out.
     var reapply: () -> Void = {}
+    /// Called after a backend changes state (the VIPs `serving` may have changed).
+    var changed: () -> Void = {}
 
     private(set) var tracked: [Key: Tracked] = [:]
     private var services: [DaemonConfig.Service] = []
@@ -121,6 +123,14 @@ final class HealthMonitor {
             spec.backends.removeAll { tracked[Key(vip: spec.vip, backend: $0.endpoint)]?.state == .drained }
             return spec
         }
+    }
+
+    /// The VIP addresses of the services that have at least one backend `up`
+    /// (unchecked backends are always up): those worth announcing.
+    var serving: Set<IPAddress> {
+        Set(services.filter { s in
+            s.spec.backends.contains { tracked[Key(vip: s.spec.vip, backend: $0.endpoint)]?.state == .up }
+        }.map(\.spec.vip.address))
     }
 
     /// Notes what the rings hold after a reconcile.
@@ -217,6 +227,7 @@ final class HealthMonitor {
         t.since = Date()
         t.transitions += 1
         reportChanged = true
+        changed()
     }
 
     // MARK: - The conntrack table: connections, passive detection, drains
