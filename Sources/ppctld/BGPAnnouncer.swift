@@ -103,6 +103,7 @@ final class BGPAnnouncer {
             let item = DispatchWorkItem { [weak self] in self?.sync() }
             retry = item
             queue.asyncAfter(deadline: .now() + 1, execute: item)
+            publish()
             return
         }
         if lastError != nil {
@@ -132,10 +133,11 @@ final class BGPAnnouncer {
         metrics.set(state)
     }
 
-    /// Writes `text` to a temporary file beside `path` and renames it over `path`.
+    /// Writes `text` to a temporary file beside `path` (mode 0644) and renames it over `path`.
     private func write(_ text: String, to path: String) throws {
         let temporary = path + ".ppctld-tmp"
         try text.write(toFile: temporary, atomically: false, encoding: .utf8)
+        chmod(temporary, 0o644)     // bird may run as another user (Debian's: `bird`)
         guard rename(temporary, path) == 0 else {
             let e = errno
             unlink(temporary)
