@@ -121,7 +121,7 @@ final class BGPTests: XCTestCase {
         return f.date(from: String(ts.dropFirst(3)))?.timeIntervalSince1970
     }
 
-    func testBalancerWithoutHealthyBackendsWithdrawsTheVIPAndAStoppedOneWithdrawsAll() throws {
+    func testVIPIsWithdrawnWithoutHealthyBackendsAtStopAndAtAReloadWithoutIt() throws {
         XCTAssertEqual(try lab.announcedMetric(0), 1)
         // lb1 can no longer reach the backends: its checks fail, the VIP is withdrawn.
         let lb1 = lab.balancers[0]
@@ -159,10 +159,22 @@ final class BGPTests: XCTestCase {
         }
         let stopWithdrawn = BGPLab.monotonic() - stopped
         XCTAssertTrue(lab.text(lab.ppctldLog(1)).contains("why=SIGTERM"), lab.text(lab.ppctldLog(1)))
-        lab.kill(daemons[0])
+
+        // A reload (SIGHUP) of a file without the service: lb1 withdraws it too.
+        let file = "\(lab.dir)/lb1-ppctld.yaml"
+        let without = lab.ppctldConfig(0).components(separatedBy: "\nbgp:")
+        try (without[0].components(separatedBy: "services:")[0] + "services: []\nbgp:" + without[1])
+            .write(toFile: file + ".new", atomically: true, encoding: .utf8)
+        rename(file + ".new", file)
+        let reloaded = BGPLab.monotonic()
+        Glibc.kill(daemons[0], SIGHUP)
         try lab.waitFor("no route left at the router", timeout: 3, interval: 0.01) { try lab.nextHops().isEmpty }
+        let reloadWithdrawn = BGPLab.monotonic() - reloaded
+        XCTAssertTrue(lab.text(log).contains("no longer in the file"), lab.text(log))
+        XCTAssertEqual(try lab.announcedMetric(0), nil, "a VIP the file no longer declares has no metric")
         print(String(format: "BGP-MEASURE health: route to lb1 removed %.3f s after its backends were cut off "
                      + "(withdraw logged %.3f s after the last backend went down); announced again %.3f s after they "
-                     + "came back; SIGTERM of ppctld: route removed in %.3f s", routeChanged, delay, back, stopWithdrawn))
+                     + "came back; SIGTERM of ppctld: route removed in %.3f s; SIGHUP without the service: %.3f s",
+                     routeChanged, delay, back, stopWithdrawn, reloadWithdrawn))
     }
 }
