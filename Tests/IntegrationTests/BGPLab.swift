@@ -23,6 +23,9 @@ import XCTest
 /// (whose tc program would take them: it does not check the frame's destination MAC,
 /// docs/scale-out.md), so the lab measures what BFD and BGP do.
 ///
+/// Every address has an IPv6 twin (2001:2:0:10::/64 client side, 2001:2:0:3::/64
+/// front, 2001:2:0:4::/64 back, VIP 2001:2::10 announced as a /128 over IPv6 sessions).
+///
 /// Namespaces are `ppg-<pid>-<n>-{c,r,sw,lb1,lb2,be}`; each balancer's pins live
 /// under a root of the lab's own. `close()` (also deinit) stops every process the
 /// lab started (ppctld, bird, nginx, the load), detaches and removes the
@@ -46,6 +49,13 @@ final class BGPLab {
     static let back = ["198.18.4.11", "198.18.4.12"]
     static let backendAddresses = ["198.18.4.21", "198.18.4.22"]
     static let metricsPort = 9464
+    /// The same in IPv6: the VIP is announced as a /128 to the router's IPv6 address.
+    static let vip6 = "2001:2::10"
+    static let clientAddress6 = "2001:2:0:10::2"
+    static let routerAddress6 = "2001:2:0:3::1"
+    static let front6 = ["2001:2:0:3::11", "2001:2:0:3::12"]
+    static let back6 = ["2001:2:0:4::11", "2001:2:0:4::12"]
+    static let backendAddresses6 = ["2001:2:0:4::21", "2001:2:0:4::22"]
 
     init() throws {
         guard geteuid() == 0 else { throw LabError.system("integration tests need root (run scripts/test as root)", EPERM) }
@@ -95,10 +105,15 @@ final class BGPLab {
             for p in l1b l2b e0p; do ip -n \(switchNS) link set $p master back up || exit 1; done &&
             ip -n \(client) addr add \(Self.clientAddress)/24 dev c0 && ip -n \(client) link set c0 up &&
             ip -n \(client) route add default via 198.18.10.1 &&
+            ip -n \(client) addr add \(Self.clientAddress6)/64 dev c0 nodad && ip -n \(client) -6 route add default via 2001:2:0:10::1 &&
+            ip -n \(router) addr add 2001:2:0:10::1/64 dev rc nodad && ip -n \(router) addr add \(Self.routerAddress6)/64 dev r0 nodad &&
             ip -n \(router) addr add 198.18.10.1/24 dev rc && ip -n \(router) addr add \(Self.routerAddress)/24 dev r0 &&
             ip -n \(router) link set rc up && ip -n \(router) link set r0 up &&
-            ip netns exec \(router) sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 &&
+            ip netns exec \(router) sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
+                net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1 &&
             ip -n \(backends) addr add \(Self.backendAddresses[0])/24 dev e0 && ip -n \(backends) addr add \(Self.backendAddresses[1])/24 dev e0 &&
+            ip -n \(backends) addr add \(Self.backendAddresses6[0])/64 dev e0 nodad &&
+            ip -n \(backends) addr add \(Self.backendAddresses6[1])/64 dev e0 nodad &&
             ip -n \(backends) link set e0 up
             """)
         for (i, lb) in balancers.enumerated() {
@@ -106,7 +121,9 @@ final class BGPLab {
                 ip -n \(lb) addr add \(Self.front[i])/24 dev f0 && ip -n \(lb) addr add \(Self.back[i])/24 dev b0 &&
                 ip -n \(lb) link set f0 up && ip -n \(lb) link set b0 up &&
                 ip -n \(lb) route add default via \(Self.routerAddress) &&
-                ip netns exec \(lb) sysctl -qw net.ipv4.ip_forward=1
+                ip -n \(lb) addr add \(Self.front6[i])/64 dev f0 nodad && ip -n \(lb) addr add \(Self.back6[i])/64 dev b0 nodad &&
+                ip -n \(lb) -6 route add default via \(Self.routerAddress6) &&
+                ip netns exec \(lb) sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
                 """)
         }
     }
@@ -263,6 +280,7 @@ final class BGPLab {
                     scgi_temp_path \(dir)/\(name)-scgi;
                     server {
                         listen \(address):8080 proxy_protocol;
+                        listen [\(Self.backendAddresses6[i])]:8080 proxy_protocol;
                         location = /healthz { return 200 "ok\\n"; }
                         location / { return 200 "\(name) $proxy_protocol_addr $remote_addr\\n"; }
                     }
@@ -287,6 +305,10 @@ final class BGPLab {
                 ipv4 { import none; export all; };
                 merge paths on;
             }
+            protocol kernel {
+                ipv6 { import none; export all; };
+                merge paths on;
+            }
             protocol bfd { }
             template bgp balancer {
                 local as 65000;
@@ -297,6 +319,8 @@ final class BGPLab {
             }
             protocol bgp lb1 from balancer { neighbor \(Self.front[0]) as 65001; }
             protocol bgp lb2 from balancer { neighbor \(Self.front[1]) as 65001; }
+            protocol bgp lb1v6 from balancer { neighbor \(Self.front6[0]) as 65001; ipv4 { import none; export none; }; ipv6 { import all; export none; }; }
+            protocol bgp lb2v6 from balancer { neighbor \(Self.front6[1]) as 65001; ipv4 { import none; export none; }; ipv6 { import all; export none; }; }
             """
         try conf.write(toFile: "\(dir)/r-bird.conf", atomically: true, encoding: .utf8)
         _ = try spawn(router, ["/usr/sbin/bird", "-f", "-c", "\(dir)/r-bird.conf", "-s", "\(dir)/r.ctl", "-P", "\(dir)/r.pid"],
@@ -316,6 +340,13 @@ final class BGPLab {
             backends:
               - {address: \(Self.backendAddresses[0]):8080}
               - {address: \(Self.backendAddresses[1]):8080}
+          - name: web6
+            vip: "[\(Self.vip6)]:80"
+            proxy: v2
+            health: {type: http, path: /healthz, interval: 200ms, timeout: 500ms, rise: 2, fall: 2}
+            backends:
+              - {address: "[\(Self.backendAddresses6[0])]:8080"}
+              - {address: "[\(Self.backendAddresses6[1])]:8080"}
         bgp:
           localAS: 65001
           routerId: \(Self.front[i])
@@ -325,6 +356,7 @@ final class BGPLab {
           bfd: {interval: 100ms, multiplier: 3}
           peers:
             - {address: \(Self.routerAddress), as: 65000}
+            - {address: "\(Self.routerAddress6)", as: 65000}
         """
     }
 
@@ -359,6 +391,14 @@ final class BGPLab {
         return Set(words.indices.filter { words[$0] == "via" && $0 + 1 < words.count }.map { words[$0 + 1] })
     }
 
+    /// The number of next hops of the router's route to the IPv6 VIP (bird gives
+    /// link-local next hops for directly connected IPv6 peers: counted, not named).
+    func nextHops6() throws -> Int {
+        let out = try exec(router, ["ip", "-6", "route", "show", "\(Self.vip6)/128"]).stdout
+        let words = out.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
+        return words.filter { $0 == "via" }.count
+    }
+
     /// `ppctl_vip_announced` of the VIP on balancer `i`, from its /metrics.
     func announcedMetric(_ i: Int) throws -> Double? {
         let out = try exec(balancers[i], ["curl", "-s", "http://127.0.0.1:\(Self.metricsPort)/metrics"], check: false).stdout
@@ -382,9 +422,9 @@ final class BGPLab {
         .appendingPathComponent("Scripts/ecmp_load.py").path
 
     /// Starts Scripts/ecmp_load.py in the client namespace; `finish` waits for it.
-    func startLoad(count: Int, rate: Double, timeout: Double) throws -> (pid: pid_t, out: String) {
+    func startLoad(count: Int, rate: Double, timeout: Double, vip: String = BGPLab.vip) throws -> (pid: pid_t, out: String) {
         let out = "\(dir)/load-\(UUID().uuidString).json"
-        let pid = try spawn(client, ["/usr/bin/python3", Self.loadScript, Self.vip, "80", out, "--count", "\(count)",
+        let pid = try spawn(client, ["/usr/bin/python3", Self.loadScript, vip, "80", out, "--count", "\(count)",
                                      "--rate", "\(rate)", "--timeout", "\(timeout)"], log: "\(dir)/load.out")
         return (pid, out)
     }
@@ -398,8 +438,8 @@ final class BGPLab {
         return try JSONDecoder().decode([Connection].self, from: Data(contentsOf: URL(fileURLWithPath: load.out)))
     }
 
-    func load(count: Int, rate: Double, timeout: Double = 2) throws -> [Connection] {
-        try finish(try startLoad(count: count, rate: rate, timeout: timeout), within: Double(count) / rate + timeout + 10)
+    func load(count: Int, rate: Double, timeout: Double = 2, vip: String = BGPLab.vip) throws -> [Connection] {
+        try finish(try startLoad(count: count, rate: rate, timeout: timeout, vip: vip), within: Double(count) / rate + timeout + 10)
     }
 
     /// A TCP connection from the client to the VIP, HTTP/1.1 keep-alive.

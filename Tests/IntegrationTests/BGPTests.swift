@@ -65,6 +65,21 @@ final class BGPTests: XCTestCase {
               + "be1 \(conns.filter { $0.backend == "be1" }.count), be2 \(conns.filter { $0.backend == "be2" }.count)")
     }
 
+    func testIPv6VIPIsAnnouncedAsA128AndSpreadsToo() throws {
+        try lab.waitFor("the router's IPv6 route to the VIP over both balancers", timeout: 20, interval: 0.1) {
+            try lab.nextHops6() == 2
+        }
+        let conns = try lab.load(count: 400, rate: 400, vip: BGPLab.vip6)
+        XCTAssertEqual(conns.filter { !$0.ok }.count, 0, "first failures: \(conns.filter { !$0.ok }.prefix(3).map { $0.error ?? "" })")
+        let spread = byBalancer(conns)
+        for address in BGPLab.back6 {
+            XCTAssertGreaterThanOrEqual(spread[address] ?? 0, 100, "each balancer carries at least 25%: \(spread)")
+        }
+        XCTAssertEqual(conns.filter { $0.ok && $0.proxy != BGPLab.clientAddress6 }.count, 0,
+                       "every backend read the client's IPv6 address in the PROXY header")
+        print("BGP-MEASURE spread6: 400 connections to [\(BGPLab.vip6)]:80, lb1 \(spread[BGPLab.back6[0]] ?? 0), lb2 \(spread[BGPLab.back6[1]] ?? 0)")
+    }
+
     // MARK: - A balancer dies
 
     func testDeadBalancerIsRoutedAroundWithinASecondAndTheSurvivorKeepsItsConnections() throws {
