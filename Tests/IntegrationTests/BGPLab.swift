@@ -369,10 +369,7 @@ final class BGPLab {
     func startBalancer(_ i: Int) throws -> (ppctld: pid_t, bird: pid_t) {
         let lb = balancers[i], n = "lb\(i + 1)"
         try ppctldConfig(i).write(toFile: "\(dir)/\(n)-ppctld.yaml", atomically: true, encoding: .utf8)
-        let log = ppctldLog(i)
-        let ppctld = try spawn(lb, [Lab.ppctldPath, "--config", "\(dir)/\(n)-ppctld.yaml",
-                                    "--metrics", "127.0.0.1:\(Self.metricsPort)"], log: log)
-        try waitFor("ppctld of \(n) ready:\n\(text(log))") { text(log).contains("event=ready") }
+        let ppctld = try startPPCtlD(i)
         let conf = """
             log "\(dir)/\(n)-bird.log" all;
             protocol device { scan time 1; }
@@ -382,6 +379,17 @@ final class BGPLab {
         let bird = try spawn(lb, ["/usr/sbin/bird", "-f", "-c", "\(dir)/\(n)-bird.conf", "-s", "\(dir)/\(n).ctl",
                                   "-P", "\(dir)/\(n)-bird.pid"], log: "\(dir)/\(n)-bird.out")
         return (ppctld, bird)
+    }
+
+    /// Starts ppctld on balancer `i` with its file as it is; returns once it is ready.
+    func startPPCtlD(_ i: Int) throws -> pid_t {
+        let n = "lb\(i + 1)", log = ppctldLog(i)
+        func ready() -> Int { text(log).components(separatedBy: "event=ready").count - 1 }
+        let before = ready()
+        let pid = try spawn(balancers[i], [Lab.ppctldPath, "--config", "\(dir)/\(n)-ppctld.yaml",
+                                           "--metrics", "127.0.0.1:\(Self.metricsPort)"], log: log)
+        try waitFor("ppctld of \(n) ready:\n\(text(log))") { ready() > before }
+        return pid
     }
 
     /// The next hops of the router's route to the VIP (`ip route`): what ECMP spreads over.

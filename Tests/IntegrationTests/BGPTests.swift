@@ -136,7 +136,7 @@ final class BGPTests: XCTestCase {
         return f.date(from: String(ts.dropFirst(3)))?.timeIntervalSince1970
     }
 
-    func testVIPIsWithdrawnWithoutHealthyBackendsAtStopAndAtAReloadWithoutIt() throws {
+    func testVIPIsWithdrawnWithoutHealthyBackendsNotAnnouncedBeforeACheckPassedAndWithdrawnAtStopAndReload() throws {
         XCTAssertEqual(try lab.announcedMetric(0), 1)
         // lb1 can no longer reach the backends: its checks fail, the VIP is withdrawn.
         let lb1 = lab.balancers[0]
@@ -159,6 +159,19 @@ final class BGPTests: XCTestCase {
         let conns = try lab.load(count: 200, rate: 200)
         XCTAssertEqual(conns.filter { !$0.ok }.count, 0)
         XCTAssertEqual(Set(conns.compactMap(\.snat)), [BGPLab.back[1]], "all through lb2")
+
+        // A ppctld that starts while its backends are unreachable (they start `up`)
+        // announces nothing: a checked backend counts once it passed a check.
+        lab.kill(daemons[0])
+        daemons[0] = try lab.startPPCtlD(0)
+        var announcedAtStart = false
+        let watchUntil = BGPLab.monotonic() + 1.5
+        while BGPLab.monotonic() < watchUntil {
+            if try lab.nextHops().contains(BGPLab.front[0]) { announcedAtStart = true }
+            usleep(20_000)
+        }
+        XCTAssertFalse(announcedAtStart, "lb1 announced the VIP while its backends were unreachable")
+        XCTAssertEqual(try lab.announcedMetric(0), 0)
 
         // Its backends come back: announced again.
         let healed = BGPLab.monotonic()
