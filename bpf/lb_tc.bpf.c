@@ -575,9 +575,15 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	struct ppctl_service *svc;
 	int reused = 0, rc;
 	struct ppctl_ct_entry *e;
-	struct ppctl_stats *stats = stats_get();
+	struct ppctl_stats *stats;
 	__u64 now;
 
+	/* A frame addressed to another host (flooded by a switch, or seen by a
+	 * promiscuous interface) is not this balancer's to take: with several
+	 * balancers on one segment, another may be its destination. */
+	if (skb->pkt_type != PACKET_HOST)
+		return TC_ACT_OK;
+	stats = stats_get();
 	if (parse_or_count(skb, &p, stats) != PARSE_OK)
 		return TC_ACT_OK;
 

@@ -40,4 +40,4 @@ ensure_bpffs() {
 
 # What building and testing ppctl needs.
 BUILD_PACKAGES=(libbpf-dev libelf-dev zlib1g-dev pkg-config clang llvm bpftool iproute2)
-TEST_PACKAGES=(ethtool procps util-linux nginx-light libnginx-mod-stream haproxy tshark python3 python3-scapy python3-prometheus-client)
+TEST_PACKAGES=(ethtool procps util-linux nginx-light libnginx-mod-stream haproxy tshark python3 python3-scapy python3-prometheus-client bird2)

@@ -41,14 +41,86 @@ struct ConfigParser {
     private mutating func config(_ root: Node?) -> DaemonConfig {
         var config = DaemonConfig()
         guard let root else { add(nil, "", "the file is empty: give at least `attach`"); return config }
-        guard let keys = mapping(root, "", allowed: ["attach", "snat", "services"]) else { return config }
+        guard let keys = mapping(root, "", allowed: ["attach", "snat", "services", "bgp"]) else { return config }
         if let a = keys["attach"] { config.attach = attach(a) } else { add(root, "attach", "is missing: give `attach: {interfaces: [...]}`") }
         if let s = keys["snat"] { config.snat = pool(s, "snat") }
         if let s = keys["services"], let list = sequence(s, "services") {
             config.services = list.enumerated().compactMap { service($1, "services[\($0)]") }
         }
         checkDistinct(config.services)
+        if let b = keys["bgp"] { config.bgp = bgp(b) }
         return config
+    }
+
+    /// `bgp: {localAS, routerId, peers: [{address, as}], bfd: {enabled, interval,
+    /// multiplier}, holdTime, birdSocket, include, birdc}` (docs/config.md, "BGP").
+    private mutating func bgp(_ node: Node) -> BGPConfig? {
+        let allowed = ["localAS", "routerId", "peers", "bfd", "holdTime", "birdSocket", "include", "birdc"]
+        guard let keys = mapping(node, "bgp", allowed: allowed) else { return nil }
+        let before = issues.count
+        let localAS = required(keys, node, "bgp", "localAS").flatMap { asNumber($0, "bgp.localAS") }
+        let routerID = required(keys, node, "bgp", "routerId").flatMap { n in string(n, "bgp.routerId").flatMap { text in
+            IPv4Address(text) ?? { add(n, "bgp.routerId", "'\(text)' is not an IPv4 address (bird's router id is one)"); return nil }() } }
+        var peers: [BGPConfig.Peer] = []
+        if let n = required(keys, node, "bgp", "peers"), let list = sequence(n, "bgp.peers") {
+            if list.isEmpty { add(n, "bgp.peers", "give at least one peer: {address: IP, as: N}") }
+            for (i, item) in list.enumerated() {
+                let path = "bgp.peers[\(i)]"
+                guard let p = mapping(item, path, allowed: ["address", "as"]) else { continue }
+                let address = required(p, item, path, "address").flatMap { a in string(a, path + ".address").flatMap { text in
+                    IPAddress(text) ?? { add(a, path + ".address", "'\(text)' is not an IP address"); return nil }() } }
+                let asn = required(p, item, path, "as").flatMap { asNumber($0, path + ".as") }
+                guard let address, let asn else { continue }
+                if let first = peers.firstIndex(where: { $0.address == address }) {
+                    add(item, path + ".address", "\(address) is given twice (first as bgp.peers[\(first)], line \(peers[first].line))")
+                    continue
+                }
+                peers.append(BGPConfig.Peer(address: address, asn: asn, line: item.mark?.line ?? 0))
+            }
+        }
+        var bfd = BGPConfig.BFD()
+        if let n = keys["bfd"], let b = mapping(n, "bgp.bfd", allowed: ["enabled", "interval", "multiplier"]) {
+            bfd.enabled = b["enabled"].flatMap { bool($0, "bgp.bfd.enabled") } ?? true
+            if let i = b["interval"], let text = string(i, "bgp.bfd.interval") {
+                let range = BGPConfig.bfdIntervalRange
+                if let v = Self.seconds(text), range.contains(v) { bfd.interval = v } else {
+                    add(i, "bgp.bfd.interval", "'\(text)' is not a duration from 10ms to 10s (such as 100ms)")
+                }
+            }
+            if let m = b["multiplier"], let v = int(m, "bgp.bfd.multiplier") {
+                let range = BGPConfig.multiplierRange
+                if range.contains(v) { bfd.multiplier = v } else {
+                    add(m, "bgp.bfd.multiplier", "\(v) is not in \(range.lowerBound)...\(range.upperBound)")
+                }
+            }
+        }
+        var holdTime: Int?
+        if let n = keys["holdTime"], let v = int(n, "bgp.holdTime") {
+            let range = BGPConfig.holdTimeRange
+            if range.contains(v) { holdTime = v } else { add(n, "bgp.holdTime", "\(v) is not in \(range.lowerBound)...\(range.upperBound)") }
+        }
+        func path(_ key: String, _ fallback: String) -> String {
+            guard let n = keys[key], let text = string(n, "bgp." + key) else { return fallback }
+            guard text.hasPrefix("/"), !text.contains("\""), !text.contains(where: \.isNewline) else {
+                add(n, "bgp." + key, "'\(text)' is not an absolute path (starting with '/', without quotes)")
+                return fallback
+            }
+            return text
+        }
+        let socket = path("birdSocket", BGPConfig.defaultSocket)
+        let include = path("include", BGPConfig.defaultInclude)
+        let birdc = path("birdc", BGPConfig.defaultBirdc)
+        guard issues.count == before, let localAS, let routerID else { return nil }
+        return BGPConfig(localAS: localAS, routerID: routerID, peers: peers, bfd: bfd, holdTime: holdTime,
+                         birdSocket: socket, include: include, birdc: birdc)
+    }
+
+    /// An AS number, 1...4294967295.
+    private mutating func asNumber(_ node: Node, _ path: String) -> UInt32? {
+        guard let v = int(node, path) else { return nil }
+        let range = BGPConfig.asRange
+        guard range.contains(v) else { add(node, path, "\(v) is not an AS number (\(range.lowerBound)...\(range.upperBound))"); return nil }
+        return UInt32(v)
     }
 
     private mutating func attach(_ node: Node) -> DaemonConfig.Attach {

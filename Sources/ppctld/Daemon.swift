@@ -19,6 +19,9 @@ final class Daemon {
     /// Health checks and drains of the backends; its metrics, for /metrics.
     let healthMetrics = HealthMetrics()
     let health: HealthMonitor
+    /// VIP announcements through bird2 (the file's `bgp` section), fed by `health`.
+    let bgpMetrics = BGPMetrics()
+    let announcer: BGPAnnouncer
     /// The configuration in force: the last one applied.
     private(set) var running: DaemonConfig?
     private var fileStamp: FileStamp?
@@ -30,9 +33,11 @@ final class Daemon {
         self.detachOnExit = detachOnExit
         self.logger = logger
         health = HealthMonitor(instance: instance, logger: logger, metrics: healthMetrics)
+        announcer = BGPAnnouncer(source: configPath, logger: logger, metrics: bgpMetrics)
         health.reapply = { [unowned self] in
             if let running { try? apply(running, reason: "drained") }
         }
+        health.changed = { [unowned self] in announcer.update(serving: health.serving) }
     }
 
     // MARK: - Start, reload, stop
@@ -124,6 +129,7 @@ final class Daemon {
         }
         health.applied()
         running = config
+        announcer.configure(config.bgp, declared: Set(config.services.map(\.spec.vip.address)), serving: health.serving)
         names.set(Dictionary(config.services.map { ($0.spec.vip, $0.name) }, uniquingKeysWith: { a, _ in a }))
         logger.info("services reconciled", metadata: [
             "event": "reconciled", "reason": "\(reason)", "file": "\(configPath)", "services": "\(config.services.count)",
@@ -156,10 +162,12 @@ final class Daemon {
         return at(1, "services")
     }
 
-    /// Stops: with `detachOnExit`, removes the datapath, its pins and services;
-    /// otherwise leaves everything running for the next start to adopt.
+    /// Stops: withdraws the VIPs from BGP; with `detachOnExit`, removes the datapath,
+    /// its pins and services; otherwise leaves everything running for the next start
+    /// to adopt.
     func stop(signal: String) {
         health.removeReport()
+        announcer.withdrawAll(signal: signal)
         if detachOnExit {
             do {
                 // As `ppctl detach`: every interface and cgroup, then the pins.

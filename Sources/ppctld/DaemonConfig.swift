@@ -2,7 +2,8 @@ import Balancer
 import ProxyProtocol
 
 /// ppctld's configuration file, read and checked (docs/config.md): how to attach,
-/// the default SNAT pool, and the services ppctld owns.
+/// the default SNAT pool, the services ppctld owns, and how their VIPs are
+/// announced (`bgp`).
 struct DaemonConfig: Equatable {
     /// The `attach` section: the options of `ppctl attach`.
     struct Attach: Equatable {
@@ -35,6 +36,8 @@ struct DaemonConfig: Equatable {
     /// The instance's default SNAT pool (`attach --snat`); empty: none.
     var snat: [IPAddress] = []
     var services: [Service] = []
+    /// The `bgp` section: announce the VIPs through bird2; nil: no announcements.
+    var bgp: BGPConfig?
 
     /// The specs to reconcile the maps with.
     var specs: [ServiceSpec] { services.map(\.spec) }

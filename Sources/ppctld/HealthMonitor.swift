@@ -43,6 +43,8 @@ final class HealthMonitor {
         var connections = 0
         /// created_ns of the newest refused or unanswered SYN seen.
         var lastRefusal: UInt64 = 0
+        /// A check passed since ppctld started tracking the backend.
+        var passedOnce = false
     }
 
     let instance: Instance
@@ -51,6 +53,8 @@ final class HealthMonitor {
     /// Called when a backend is drained (or a drain cancelled): the services must be
     /// reconciled again with `drained` left out.
     var reapply: () -> Void = {}
+    /// Called after a backend changes state (the VIPs `serving` may have changed).
+    var changed: () -> Void = {}
 
     private(set) var tracked: [Key: Tracked] = [:]
     private var services: [DaemonConfig.Service] = []
@@ -124,6 +128,19 @@ final class HealthMonitor {
         }
     }
 
+    /// The VIP addresses of the services that have at least one backend `up` that
+    /// is unchecked or has passed a check since ppctld started (a backend starts `up`,
+    /// but a balancer that starts with dead backends must not attract traffic while
+    /// its first checks fail): those worth announcing.
+    var serving: Set<IPAddress> {
+        Set(services.filter { s in
+            s.spec.backends.contains { b in
+                guard let t = tracked[Key(vip: s.spec.vip, backend: b.endpoint)] else { return false }
+                return t.state == .up && (t.check == nil || t.passedOnce)
+            }
+        }.map(\.spec.vip.address))
+    }
+
     /// Notes what the rings hold after a reconcile.
     func applied() { written = excluded }
 
@@ -183,6 +200,10 @@ final class HealthMonitor {
         reportChanged = true
         metrics.observe(service: name(key.vip), backend: key.backend.description, seconds: result.seconds)
         if result.ok {
+            if !t.passedOnce {
+                t.passedOnce = true
+                changed()
+            }
             t.failures = 0
             t.successes += 1
             if !t.healthy && t.successes >= check.rise { setHealthy(key, t, true, why: "\(t.successes) checks passed") }
@@ -218,6 +239,7 @@ final class HealthMonitor {
         t.since = Date()
         t.transitions += 1
         reportChanged = true
+        changed()
     }
 
     // MARK: - The conntrack table: connections, passive detection, drains

@@ -11,6 +11,7 @@ struct MetricsExporter: Sendable {
     let instance: Instance
     let names: ServiceNames
     let health: HealthMetrics
+    let bgp: BGPMetrics
 
     /// The metrics, in the Prometheus text format. Throws if the maps cannot be opened.
     func render() throws -> String {
@@ -80,6 +81,10 @@ struct MetricsExporter: Sendable {
                 counter("backend_transitions", "Health state changes of a backend since ppctld started.",
                         UInt64(h?.transitions ?? 0), labels)
             }
+        }
+        for (vip, announced) in bgp.snapshot().sorted(by: { $0.key < $1.key }) {
+            gauge("vip_announced", "1 if bird took ppctld's announcement of the VIP (a service there has a backend up), 0 if withdrawn.",
+                  announced ? 1 : 0, [("vip", vip)])
         }
         return r.emitToString() + health.registry.emitToString()
     }

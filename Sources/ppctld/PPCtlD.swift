@@ -79,7 +79,7 @@ struct PPCtlD: ParsableCommand {
         var server: MetricsServer?
         if let (host, port) = try metricsAddress() {
             do {
-                server = try MetricsServer(host: host, port: port, exporter: MetricsExporter(instance: daemon.instance, names: daemon.names, health: daemon.healthMetrics))
+                server = try MetricsServer(host: host, port: port, exporter: MetricsExporter(instance: daemon.instance, names: daemon.names, health: daemon.healthMetrics, bgp: daemon.bgpMetrics))
                 logger.info("serving metrics", metadata: ["event": "metrics", "address": "\(metrics ?? "")", "path": "/metrics"])
             } catch {
                 logger.error("cannot serve metrics on \(metrics ?? ""): \(error)", metadata: ["event": "refused"])

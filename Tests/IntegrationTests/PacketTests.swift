@@ -367,6 +367,19 @@ final class PacketTests: XCTestCase {
         XCTAssertNil(lab.entry(c.client, c.cport, c.vip, c.vport))
     }
 
+    /// A frame a switch flooded (addressed to another host's MAC) is another
+    /// balancer's to take, not this one's: passed on, nothing tracked.
+    func testAFrameForAnotherHostIsNotTaken() throws {
+        let c = Conn(cport: 12018, vport: 81)
+        var syn = c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss)
+        syn.dstMAC = [0x02, 0, 0, 0, 0x77, 0x01]
+        try lab.check(syn, from: .client, action: .ok, expected: nil, "SYN to the VIP in a frame for another MAC")
+        XCTAssertNil(lab.entry(c.client, c.cport, c.vip, c.vport))
+        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
+                      expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "the same SYN addressed to the balancer is taken")
+        XCTAssertNotNil(lab.entry(c.client, c.cport, c.vip, c.vport))
+    }
+
     func testMalformedPacketsPassUntouched() throws {
         let c = Conn(cport: 12016, vport: 81)
         let syn = c.fromClient(TCPFlag.syn, seq: 1).frame

@@ -11,6 +11,9 @@
 #define ETH_ALEN            6
 #define ETH_P_IP            0x0800
 #define ETH_P_IPV6          0x86DD
+#ifndef PACKET_HOST
+#define PACKET_HOST         0       /* skb->pkt_type: addressed to this host (linux/if_packet.h) */
+#endif
 
 #define IPV6_HLEN           40
 /* Extension headers skipped before TCP: at most this many, within this length. */
