@@ -28,6 +28,14 @@ final class Transaction {
         undo.append { try map.update(key, previous, mode: .any) }
     }
 
+    /// Switches service `id` to a new table of `slots` (nil: no table). Undo: the
+    /// table it had (kept alive by its handle), or none.
+    func setTable(_ tables: any TableMap, _ id: UInt32, _ slots: [UInt16]?) throws {
+        let previous = tables.current(id)
+        if let slots { try tables.install(id, slots: slots) } else { try tables.restore(id, nil) }
+        undo.append { try tables.restore(id, previous) }
+    }
+
     /// Undoes every step, newest first. An undo step that fails (the kernel refusing
     /// to restore what it held a moment ago) does not stop the others.
     func rollBack() {

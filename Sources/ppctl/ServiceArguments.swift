@@ -19,6 +19,7 @@ struct ServiceArguments {
     var uniqueId = false
     var crc32c = false
     var serverFirst = false
+    var tableSize: Int?
 
     /// The service these arguments describe, validated (`ServiceSpec.validate()`).
     /// Throws ValidationError (exit 64) naming the bad value.
@@ -37,7 +38,8 @@ struct ServiceArguments {
             let custom = try ServiceSpec.tlvs(custom: tlvs, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
             let spec = ServiceSpec(
                 vip: try Endpoint(parsing: vip), backends: try backends.map { try Backend(parsing: $0) },
-                proxy: mode, snat: try snat.map { s throws(BalancerError) in try SNATPool.parse(s) } ?? [], tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
+                proxy: mode, snat: try snat.map { s throws(BalancerError) in try SNATPool.parse(s) } ?? [], tlvs: custom, uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst,
+                tableSize: tableSize)
             try spec.validate()
             return spec
         }
@@ -45,7 +47,7 @@ struct ServiceArguments {
 
     /// Reads the usual forms of a `service add` line quickly: the VIP and
     /// `--backend X`, `--proxyv2`, `--proxy X`, `--snat X`, `--tlv X`, `--aws-vpce-id X`,
-    /// `--unique-id`, `--crc32c`, `--server-first`, each value a separate word. nil for anything else
+    /// `--unique-id`, `--crc32c`, `--server-first`, `--table-size N`, each value a separate word. nil for anything else
     /// (other options, `--opt=value`, repeats, values that look like options), which
     /// the caller hands to ArgumentParser, so both ways read a line the same.
     /// (ArgumentParser costs about 0.4 ms a line: most of a 10,000-line apply.)
@@ -77,6 +79,7 @@ struct ServiceArguments {
                 case "--unique-id": a.uniqueId = true
                 case "--crc32c": a.crc32c = true
                 case "--server-first": a.serverFirst = true
+                case "--table-size": guard let v = value(), let n = Int(v) else { return nil }; a.tableSize = n
                 default: return nil
                 }
             }

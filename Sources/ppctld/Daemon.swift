@@ -51,10 +51,22 @@ final class Daemon {
             do {
                 if !config.attach.interfaces.isEmpty {
                     attached = try Loader.attach(instance: instance, interfaces: config.attach.interfaces,
-                                                 maxConnections: config.attach.maxConnections)
+                                                 maxConnections: config.attach.maxConnections,
+                                                 hashSeed: config.attach.hashSeed) { maps in
+                        try Controller(ServiceTables(maps)).rebuildTables()
+                    }
                 }
                 if let path = config.attach.cgroup {
                     try SocketPath.attach(instance: instance, cgroup: try Cgroup(path: path), maxConnections: config.attach.maxConnections)
+                }
+                if let seed = config.attach.hashSeed {
+                    // Without interfaces (cgroup only), the seed and tables are set here.
+                    let maps = try Maps(instance)
+                    if var c = maps.config.lookup(0), c.hash_seed != seed {
+                        c.hash_seed = seed
+                        try maps.config.update(0, c, mode: .any)
+                        try Controller(ServiceTables(maps)).rebuildTables()
+                    }
                 }
             } catch {
                 // A first attach that fails leaves nothing behind, as with `ppctl attach`.
