@@ -99,27 +99,33 @@ public final class Controller {
             return id
         }
         try Transaction.run { tx in
-            for (spec, id) in zip(specs, assigned) { try write(spec, id: id, owner: owner, tx) }
+            for (spec, id) in zip(specs, assigned) { try writeData(spec, id: id, tx) }
+            try tx.flushTables(t.maglev)
+            for (spec, id) in zip(specs, assigned) { try writeEntry(spec, id: id, owner: owner, tx) }
         }
         freeIDs = ids
     }
 
-    /// The writes of one new service: TLVs and backends, then its Maglev table, then
-    /// the service entry that makes the datapath use them.
-    private func write(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, excluded: Set<Endpoint> = [],
-                       _ tx: Transaction) throws {
+    /// The writes of one new service, in three steps so that many services switch
+    /// their tables at once: its TLVs and backends, and its Maglev table staged
+    /// (`writeData`); the tables (`Transaction.flushTables`); then the service entry
+    /// that makes the datapath use them (`writeEntry`).
+    private func writeData(_ spec: ServiceSpec, id: UInt32, excluded: Set<Endpoint> = [], _ tx: Transaction) throws {
+        try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
+        try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
+        for (index, b) in spec.backends.enumerated() {
+            try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
+        }
+        tx.stageTable(id, table(spec, excluding: excluded))
+    }
+
+    private func writeEntry(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, _ tx: Transaction) throws {
         var value = ppctl_service()
         value.id = id
         value.flags = spec.flags
         value.backend_count = UInt16(spec.backends.count)
         value.owner = owner.rawValue
         value.table_size = UInt32(spec.tableSize ?? 0)
-        try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
-        try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
-        for (index, b) in spec.backends.enumerated() {
-            try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
-        }
-        try tx.setTable(t.maglev, id, table(spec, excluding: excluded))
         try tx.insert(t.services, Self.key(spec.vip), value)
     }
 
@@ -129,14 +135,18 @@ public final class Controller {
     public func deleteService(_ vip: Endpoint) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key) else { throw BalancerError.unknownService(vip.description) }
-        try Transaction.run { tx in try remove(key, value, tx) }
+        try Transaction.run { tx in
+            try remove(key, value, tx)
+            try tx.flushTables(t.maglev)
+        }
         freeIDs?.release(value.id)
     }
 
-    /// The writes that remove one service: its entry, then its table, TLVs, pool and backends.
+    /// The writes that remove one service: its entry, then its TLVs, pool and
+    /// backends; its table is staged to go (the caller flushes).
     private func remove(_ key: ppctl_service_key, _ value: ppctl_service, _ tx: Transaction) throws {
         try tx.remove(t.services, key)
-        try tx.setTable(t.maglev, value.id, nil)
+        tx.stageTable(value.id, nil)
         try tx.write(t.tlvs, value.id, ppctl_service_tlvs())
         try tx.write(t.snatPools, value.id, ppctl_snat_pool())
         for index in 0..<UInt32(value.backend_count) {
@@ -198,29 +208,35 @@ public final class Controller {
                 let key = Self.key(view.spec.vip)
                 if let value = t.services.lookup(key) { try remove(key, value, tx) }
             }
-            for (old, new) in changed { try rewrite(old, to: new, excluded: excluded[new.vip] ?? [], tx) }
-            for (spec, id) in zip(added, assigned) {
-                try write(spec, id: id, owner: owner, excluded: excluded[spec.vip] ?? [], tx)
-            }
+            for (old, new) in changed { try rewriteData(old, to: new, excluded: excluded[new.vip] ?? [], tx) }
+            for (spec, id) in zip(added, assigned) { try writeData(spec, id: id, excluded: excluded[spec.vip] ?? [], tx) }
+            try tx.flushTables(t.maglev)
+            for (old, new) in changed { try rewriteEntry(old, to: new, tx) }
+            for (spec, id) in zip(added, assigned) { try writeEntry(spec, id: id, owner: owner, tx) }
         }
         freeIDs = nil
         return Reconciliation(added: added.map(\.vip), changed: changed.map(\.1.vip), removed: removed.map(\.spec.vip))
     }
 
     /// The writes that change a service in place, keeping its id: TLVs, pool and
-    /// backends (index by index), then the table, then the entry with the new flags
-    /// and count, then the backends beyond the new count. At every step the table
-    /// points at backends that exist.
-    private func rewrite(_ old: ServiceView, to spec: ServiceSpec, excluded: Set<Endpoint>, _ tx: Transaction) throws {
-        let key = Self.key(spec.vip)
-        guard var value = t.services.lookup(key) else { throw BalancerError.unknownService(spec.vip.description) }
-        let id = old.id, oldCount = Int(value.backend_count)
+    /// backends (index by index) and the table staged (`rewriteData`); the tables
+    /// switch; then the entry with the new flags and count, then the backends beyond
+    /// the new count (`rewriteEntry`). At every step the table points at backends
+    /// that exist.
+    private func rewriteData(_ old: ServiceView, to spec: ServiceSpec, excluded: Set<Endpoint>, _ tx: Transaction) throws {
+        let id = old.id
         try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
         try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
         for (index, b) in spec.backends.enumerated() {
             try tx.write(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
         }
-        try tx.setTable(t.maglev, id, table(spec, excluding: excluded))
+        tx.stageTable(id, table(spec, excluding: excluded))
+    }
+
+    private func rewriteEntry(_ old: ServiceView, to spec: ServiceSpec, _ tx: Transaction) throws {
+        let key = Self.key(spec.vip)
+        guard var value = t.services.lookup(key) else { throw BalancerError.unknownService(spec.vip.description) }
+        let id = old.id, oldCount = Int(value.backend_count)
         value.flags = spec.flags
         value.backend_count = UInt16(spec.backends.count)
         value.table_size = UInt32(spec.tableSize ?? 0)
@@ -296,25 +312,23 @@ public final class Controller {
     /// it was given. Throws `.unknownService`.
     public func setSelection(_ vip: Endpoint, excluding excluded: Set<Endpoint>) throws {
         guard let current = service(vip) else { throw BalancerError.unknownService(vip.description) }
-        if let slots = table(current.spec, excluding: excluded) {
-            try t.maglev.install(current.id, slots: slots)
-        } else {
-            try t.maglev.restore(current.id, nil)
-        }
+        try t.maglev.switchTables([(current.id, table(current.spec, excluding: excluded))])
     }
 
-    /// Builds every service's table again for the instance's seed, leaving out the
-    /// backends its current table leaves out (down or draining), and switches to
-    /// those that differ; a service without a table (after a migration from the
-    /// rings of ABI 2) gets one with every backend. All or none, like the other
-    /// changes. Returns how many tables were switched.
+    /// Builds the services' tables again for the instance's seed and switches to
+    /// those that differ: with `all`, every service's (after the seed changed),
+    /// leaving out the backends its current table leaves out (down or draining);
+    /// otherwise only services without a table (after a migration from the rings
+    /// of ABI 2) get one, with every backend. All or none, like the other changes.
+    /// Returns how many tables were switched.
     @discardableResult
-    public func rebuildTables() throws -> Int {
+    public func rebuildTables(all: Bool = true) throws -> Int {
         var switched = 0
         let views = services()
         try Transaction.run { tx in
             for view in views {
-                let current = t.maglev.slots(view.id)
+                if !all && t.maglev.size(view.id) != nil { continue }
+                let current = all ? t.maglev.slots(view.id) : nil
                 var excluded = Set<Endpoint>()
                 if let current {
                     let present = Set(current)
@@ -322,10 +336,11 @@ public final class Controller {
                 }
                 let wanted = table(view.spec, excluding: excluded)
                 if wanted != current {
-                    try tx.setTable(t.maglev, view.id, wanted)
+                    tx.stageTable(view.id, wanted)
                     switched += 1
                 }
             }
+            try tx.flushTables(t.maglev)
         }
         return switched
     }

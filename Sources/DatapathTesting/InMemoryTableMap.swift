@@ -13,7 +13,7 @@ public final class InMemoryTableMap: TableMap {
     }
 
     private var tables: [UInt32: Table] = [:]
-    /// Makes the install after this many successful ones fail with ENOMEM
+    /// Makes the switch after this many successful ones fail with ENOMEM
     /// (0: the next one). nil: never.
     public var failInstall: Int?
     /// Tables installed so far (successfully).
@@ -24,22 +24,23 @@ public final class InMemoryTableMap: TableMap {
     public func slots(_ service: UInt32) -> [UInt16]? { tables[service]?.slots }
     public func size(_ service: UInt32) -> Int? { tables[service]?.slots.count }
     public func current(_ service: UInt32) -> AnyObject? { tables[service] }
-    public func services() -> [UInt32] { tables.keys.sorted() }
 
-    public func install(_ service: UInt32, slots: [UInt16]) throws {
+    public func switchTables(_ changes: [(service: UInt32, slots: [UInt16]?)]) throws {
         if let n = failInstall {
             if n == 0 {
                 failInstall = nil
-                throw DatapathError.system("installing a table (injected)", errno: ENOMEM)
+                throw DatapathError.system("switching tables (injected)", errno: ENOMEM)
             }
             failInstall = n - 1
         }
-        tables[service] = Table(slots)
-        installs += 1
+        for change in changes {
+            tables[change.service] = change.slots.map(Table.init)
+            if change.slots != nil { installs += 1 }
+        }
     }
 
-    public func restore(_ service: UInt32, _ table: AnyObject?) throws {
-        tables[service] = table as? Table
+    public func restore(_ items: [(service: UInt32, table: AnyObject?)]) throws {
+        for item in items { tables[item.service] = item.table as? Table }
     }
 
     /// Every table as service id bytes to slot bytes (the form of

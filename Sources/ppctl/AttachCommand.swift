@@ -76,10 +76,11 @@ struct Attach: ParsableCommand {
         }
     }
 
-    /// Every service's Maglev table for the configuration's seed (`Loader.attach`'s
-    /// `prepare`: before the programs of this build run).
-    static func rebuildTables(_ maps: Maps) throws {
-        try Controller(ServiceTables(maps)).rebuildTables()
+    /// The services' Maglev tables for the configuration's seed (`Loader.attach`'s
+    /// `prepare`: before the programs of this build run): all of them if the seed
+    /// changed, else those missing.
+    static func rebuildTables(_ maps: Maps, seedChanged: Bool) throws {
+        try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
     }
 
     func run() throws {
@@ -106,7 +107,7 @@ struct Attach: ParsableCommand {
                         if var config = maps.config.lookup(0), config.hash_seed != hashSeed {
                             config.hash_seed = hashSeed
                             try maps.config.update(0, config, mode: .any)
-                            try Self.rebuildTables(maps)
+                            try Self.rebuildTables(maps, seedChanged: true)
                         }
                     }
                 } catch {

@@ -52,8 +52,8 @@ final class Daemon {
                 if !config.attach.interfaces.isEmpty {
                     attached = try Loader.attach(instance: instance, interfaces: config.attach.interfaces,
                                                  maxConnections: config.attach.maxConnections,
-                                                 hashSeed: config.attach.hashSeed) { maps in
-                        try Controller(ServiceTables(maps)).rebuildTables()
+                                                 hashSeed: config.attach.hashSeed) { maps, seedChanged in
+                        try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
                     }
                 }
                 if let path = config.attach.cgroup {
@@ -105,7 +105,7 @@ final class Daemon {
 
     /// Writes the default SNAT pool and reconciles the services, under the
     /// instance lock: drained backends left out, those down or draining out of the
-    /// rings (at start, every ring is written: what a previous ppctld left out may
+    /// Maglev tables (at start, every table is written: what a previous ppctld left out may
     /// be up now). A refusal of the Controller (a VIP the CLI owns, a backend that
     /// is a VIP) is thrown as a `ConfigError` at the key it is about.
     private func apply(_ config: DaemonConfig, reason: String = "start") throws {

@@ -86,8 +86,8 @@ final class ControllerTests: XCTestCase {
         XCTAssertEqual(Set(try slots(0)), [0, 2], "still without the excluded backend")
         let members = s.backends.enumerated().map { Maglev.Member(endpoint: $1.endpoint, weight: 1, selectable: $0 != 1) }
         XCTAssertEqual(try slots(0), Maglev.build(members, size: 4001, seed: 7))
-        try maglev.restore(0, nil)
-        XCTAssertEqual(try Controller(seeded).rebuildTables(), 1, "a service without a table gets one")
+        try maglev.restore([(0, nil)])
+        XCTAssertEqual(try Controller(seeded).rebuildTables(all: false), 1, "a service without a table gets one")
         XCTAssertEqual(Set(try slots(0)), [0, 1, 2])
     }
 

@@ -132,10 +132,12 @@ struct ppctl_snat_pool {
 /* MARK: - Maglev tables (map "ppctl_maglev", array of maps indexed by service id) */
 
 /*
- * Each service with backends has its own table, an inner BPF array the control
- * plane creates at the size it chose (a prime, Maglev.tableSize) and then swaps into
- * ppctl_maglev[service id] with one update: the datapath sees the old table or the
- * new one, never a mix. Element 0 is the header (struct ppctl_maglev_head: the
+ * Each service with backends has its own table, an inner BPF array
+ * (BPF_F_INNER_MAP | BPF_F_MMAPABLE) the control plane creates at the size it chose
+ * (a prime, Maglev.tableSize), fills, and then swaps into ppctl_maglev[service id]
+ * with one update: the datapath sees the old table or the new one, never a mix. A
+ * table of size 0 (header only) is no table: a removed service's slot may point at
+ * one. Element 0 is the header (struct ppctl_maglev_head: the
  * table's size M, so that size and slots change together); slot i (0 <= i < M) is
  * backend[i % 4] of element 1 + i / 4. A slot holds the index (0..255) of one of the
  * service's backends, or PPCTL_MAGLEV_NONE: every backend is down or draining (a

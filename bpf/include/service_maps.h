@@ -19,11 +19,13 @@ struct {
 } ppctl_services SEC(".maps");
 
 /* A service's Maglev table (ppctl_abi.h): created by the control plane at the size
- * it chose (BPF_F_INNER_MAP: tables of any size fit the outer map). This definition
- * is the template the outer map checks them against; max_entries is not used. */
+ * it chose (BPF_F_INNER_MAP: tables of any size fit the outer map) and filled
+ * through mmap (BPF_F_MMAPABLE: one copy, not a system call per element). This
+ * definition is the template the outer map checks them against; max_entries is not
+ * used. */
 struct ppctl_maglev_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__uint(key_size, sizeof(__u32));
 	/* By size: the struct's BTF is only a forward declaration in the object. */
