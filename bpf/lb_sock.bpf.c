@@ -61,6 +61,39 @@ static __always_inline int in_our_netns(struct bpf_sock_addr *ctx)
 
 /* MARK: - connect() */
 
+/* The flow hash of a local client's connection: the tc path's (flow_hash), over the
+ * tuple as far as it exists at connect(): the socket's source address and port if
+ * it was bound (else 0 and a random port: the kernel picks them after this program).
+ * A bound socket gets the choice a remote client with its tuple would get. */
+static __always_inline __u32 socket_flow_hash(struct bpf_sock_addr *ctx,
+					      const struct ppctl_service_key *key)
+{
+	struct ppctl_config *cfg = config_get();
+	struct ppctl_ct_key tuple = {};
+	struct bpf_sock *sk = ctx->sk;
+	__u32 sport = 0;
+
+	if (sk) {
+		if (key->family == PPCTL_FAMILY_IPV4) {
+			tuple.saddr.w[0] = sk->src_ip4;
+		} else {
+			tuple.saddr.w[0] = sk->src_ip6[0];
+			tuple.saddr.w[1] = sk->src_ip6[1];
+			tuple.saddr.w[2] = sk->src_ip6[2];
+			tuple.saddr.w[3] = sk->src_ip6[3];
+		}
+		sport = sk->src_port;           /* host order; 0 until bound */
+	}
+	if (!sport)
+		sport = bpf_get_prandom_u32() & 0xffff;
+	tuple.daddr = key->vip;
+	tuple.sport = bpf_htons((__u16)sport);
+	tuple.dport = key->port;
+	tuple.family = key->family;
+	tuple.proto = key->proto;
+	return flow_hash(&tuple, cfg ? cfg->hash_seed : 0);
+}
+
 /* Shared by connect4 and connect6: `key` is what the client asked for. Returns the
  * backend to connect to, or NULL to leave the socket alone; *refuse is set when
  * the connect must fail (a service without a usable backend). */
@@ -84,7 +117,7 @@ static __always_inline struct ppctl_backend *balance(struct bpf_sock_addr *ctx,
 		bpf_sk_storage_delete(&ppctl_sock_state, ctx->sk);
 		return NULL;
 	}
-	be = pick_backend(svc, bpf_get_prandom_u32(), key->family, &backend_id);
+	be = pick_backend(svc, socket_flow_hash(ctx, key), key->family, &backend_id);
 	if (!be)
 		goto refuse;
 	st = bpf_sk_storage_get(&ppctl_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);

@@ -396,6 +396,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	struct ppctl_ct_entry *fwd, *rev;
 	struct ppctl_service_stats *svc_stats;
 	struct ppctl_snat_pool *pool;
+	struct ppctl_config *cfg;
 	struct ppctl_backend *be;
 	struct ethhdr *eth;
 	void *data, *data_end;
@@ -407,7 +408,8 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 	rev = &scratch->rev;
 	__builtin_memset(fwd, 0, sizeof(*fwd));
 	__builtin_memset(rev, 0, sizeof(*rev));
-	be = pick_backend(svc, bpf_get_hash_recalc(skb), p->key.family, &backend_id);
+	cfg = config_get();
+	be = pick_backend(svc, flow_hash(&p->key, cfg ? cfg->hash_seed : 0), p->key.family, &backend_id);
 	if (!be) {
 		svc_stats = service_stats(svc->id);
 		if (svc_stats)

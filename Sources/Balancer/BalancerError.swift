@@ -30,7 +30,7 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
     case unknownService(String)
     /// A backend the service does not have.
     case unknownBackend(String, service: String)
-    /// More backends than a service can have (its ring indexes them in 8 bits).
+    /// More backends than a service can have (backend ids index them in 8 bits).
     case tooManyBackends(Int, limit: Int)
     /// Every service id is taken.
     case tooManyServices(limit: Int)

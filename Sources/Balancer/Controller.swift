@@ -4,7 +4,7 @@ import ProxyProtocol
 
 /// Applies changes to services and backends. Every change is validated first and
 /// then written in an order that keeps the datapath consistent at each step
-/// (backends, then ring, then the service entry; the reverse on removal). If a
+/// (backends, then Maglev table, then the service entry; the reverse on removal). If a
 /// write fails, what was written is undone, so a failed change leaves the maps
 /// exactly as they were.
 ///
@@ -59,7 +59,9 @@ public final class Controller {
         let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
                                uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C),
                                serverFirst: has(PPCTL_SVC_SERVER_FIRST))
-        return ServiceView(id: value.id, owner: ServiceOwner(rawValue: value.owner) ?? .cli, spec: spec)
+        var withSize = spec
+        withSize.tableSize = value.table_size == 0 ? nil : Int(value.table_size)
+        return ServiceView(id: value.id, owner: ServiceOwner(rawValue: value.owner) ?? .cli, spec: withSize)
     }
 
     /// True if `vip` is a service.
@@ -104,43 +106,54 @@ public final class Controller {
             return id
         }
         try Transaction.run { tx in
-            for (spec, id) in zip(specs, assigned) { try write(spec, id: id, owner: owner, tx) }
+            for (spec, id) in zip(specs, assigned) { try writeData(spec, id: id, tx) }
+            try tx.flushTables(t.maglev)
+            for (spec, id) in zip(specs, assigned) { try writeEntry(spec, id: id, owner: owner, tx) }
         }
         freeIDs = ids
     }
 
-    /// The writes of one new service: TLVs and backends, then its ring, then the
-    /// service entry that makes the datapath use them.
-    private func write(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, excluded: Set<Endpoint> = [],
-                       _ tx: Transaction) throws {
-        var value = ppctl_service()
-        value.id = id
-        value.flags = spec.flags
-        value.backend_count = UInt16(spec.backends.count)
-        value.owner = owner.rawValue
+    /// The writes of one new service, in three steps so that many services switch
+    /// their tables at once: its TLVs and backends, and its Maglev table staged
+    /// (`writeData`); the tables (`Transaction.flushTables`); then the service entry
+    /// that makes the datapath use them (`writeEntry`).
+    private func writeData(_ spec: ServiceSpec, id: UInt32, excluded: Set<Endpoint> = [], _ tx: Transaction) throws {
         try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
         try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
         for (index, b) in spec.backends.enumerated() {
             try tx.insert(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
         }
-        try tx.write(t.rings, id, Self.ring(spec.backends, excluding: excluded))
+        tx.stageTable(id, table(spec, excluding: excluded))
+    }
+
+    private func writeEntry(_ spec: ServiceSpec, id: UInt32, owner: ServiceOwner, _ tx: Transaction) throws {
+        var value = ppctl_service()
+        value.id = id
+        value.flags = spec.flags
+        value.backend_count = UInt16(spec.backends.count)
+        value.owner = owner.rawValue
+        value.table_size = UInt32(spec.tableSize ?? 0)
         try tx.insert(t.services, Self.key(spec.vip), value)
     }
 
     /// Removes a service: the entry first (new SYNs to the VIP stop being taken),
-    /// then its ring, TLVs and backends. Its established connections keep flowing.
+    /// then its table, TLVs and backends. Its established connections keep flowing.
     /// Throws `.unknownService`.
     public func deleteService(_ vip: Endpoint) throws {
         let key = Self.key(vip)
         guard let value = t.services.lookup(key) else { throw BalancerError.unknownService(vip.description) }
-        try Transaction.run { tx in try remove(key, value, tx) }
+        try Transaction.run { tx in
+            try remove(key, value, tx)
+            try tx.flushTables(t.maglev)
+        }
         freeIDs?.release(value.id)
     }
 
-    /// The writes that remove one service: its entry, then its ring, TLVs, pool and backends.
+    /// The writes that remove one service: its entry, then its TLVs, pool and
+    /// backends; its table is staged to go (the caller flushes).
     private func remove(_ key: ppctl_service_key, _ value: ppctl_service, _ tx: Transaction) throws {
         try tx.remove(t.services, key)
-        try tx.write(t.rings, value.id, ppctl_ring())
+        tx.stageTable(value.id, nil)
         try tx.write(t.tlvs, value.id, ppctl_service_tlvs())
         try tx.write(t.snatPools, value.id, ppctl_snat_pool())
         for index in 0..<UInt32(value.backend_count) {
@@ -158,7 +171,7 @@ public final class Controller {
     /// fails, every write before it is undone.
     ///
     /// `excluded` names, per VIP:PORT, backends that stay in the service but out
-    /// of its ring (down or draining, as `setSelection` writes it): a rewrite
+    /// of its table (down or draining, as `setSelection` writes it): a rewrite
     /// keeps them out.
     @discardableResult
     public func reconcile(_ specs: [ServiceSpec], owner: ServiceOwner,
@@ -202,31 +215,38 @@ public final class Controller {
                 let key = Self.key(view.spec.vip)
                 if let value = t.services.lookup(key) { try remove(key, value, tx) }
             }
-            for (old, new) in changed { try rewrite(old, to: new, excluded: excluded[new.vip] ?? [], tx) }
-            for (spec, id) in zip(added, assigned) {
-                try write(spec, id: id, owner: owner, excluded: excluded[spec.vip] ?? [], tx)
-            }
+            for (old, new) in changed { try rewriteData(old, to: new, excluded: excluded[new.vip] ?? [], tx) }
+            for (spec, id) in zip(added, assigned) { try writeData(spec, id: id, excluded: excluded[spec.vip] ?? [], tx) }
+            try tx.flushTables(t.maglev)
+            for (old, new) in changed { try rewriteEntry(old, to: new, tx) }
+            for (spec, id) in zip(added, assigned) { try writeEntry(spec, id: id, owner: owner, tx) }
         }
         freeIDs = nil
         return Reconciliation(added: added.map(\.vip), changed: changed.map(\.1.vip), removed: removed.map(\.spec.vip))
     }
 
     /// The writes that change a service in place, keeping its id: TLVs, pool and
-    /// backends (index by index), then the ring, then the entry with the new flags
-    /// and count, then the backends beyond the new count. At every step the ring
-    /// points at backends that exist.
-    private func rewrite(_ old: ServiceView, to spec: ServiceSpec, excluded: Set<Endpoint>, _ tx: Transaction) throws {
-        let key = Self.key(spec.vip)
-        guard var value = t.services.lookup(key) else { throw BalancerError.unknownService(spec.vip.description) }
-        let id = old.id, oldCount = Int(value.backend_count)
+    /// backends (index by index) and the table staged (`rewriteData`); the tables
+    /// switch; then the entry with the new flags and count, then the backends beyond
+    /// the new count (`rewriteEntry`). At every step the table points at backends
+    /// that exist.
+    private func rewriteData(_ old: ServiceView, to spec: ServiceSpec, excluded: Set<Endpoint>, _ tx: Transaction) throws {
+        let id = old.id
         try tx.write(t.tlvs, id, Self.tlvBlob(try spec.encodedTLVs()))
         try tx.write(t.snatPools, id, SNATPool.abi(spec.snat))
         for (index, b) in spec.backends.enumerated() {
             try tx.write(t.backends, Self.backendID(id, UInt32(index)), Self.abi(b, service: id))
         }
-        try tx.write(t.rings, id, Self.ring(spec.backends, excluding: excluded))
+        tx.stageTable(id, table(spec, excluding: excluded))
+    }
+
+    private func rewriteEntry(_ old: ServiceView, to spec: ServiceSpec, _ tx: Transaction) throws {
+        let key = Self.key(spec.vip)
+        guard var value = t.services.lookup(key) else { throw BalancerError.unknownService(spec.vip.description) }
+        let id = old.id, oldCount = Int(value.backend_count)
         value.flags = spec.flags
         value.backend_count = UInt16(spec.backends.count)
+        value.table_size = UInt32(spec.tableSize ?? 0)
         try tx.write(t.services, key, value)
         for index in spec.backends.count..<max(spec.backends.count, oldCount) {
             try tx.remove(t.backends, Self.backendID(id, UInt32(index)))
@@ -234,7 +254,7 @@ public final class Controller {
     }
 
     /// Adds a backend to a service, at the next index: the backend, then the new
-    /// ring, then the service's count. Throws `.unknownService`, what
+    /// table, then the service's count. Throws `.unknownService`, what
     /// `ServiceSpec.validate()` throws for the service with the backend added
     /// (duplicate, VIP, family, too many), or `.backendIsAVIP` if the backend is
     /// another service's VIP:PORT.
@@ -253,7 +273,7 @@ public final class Controller {
         updated.backend_count += 1
         try Transaction.run { tx in
             try tx.insert(t.backends, Self.backendID(value.id, UInt32(value.backend_count)), Self.abi(backend, service: value.id))
-            try tx.write(t.rings, value.id, Self.ring(spec.backends))
+            try tx.setTable(t.maglev, value.id, table(spec))
             try tx.write(t.services, key, updated)
         }
     }
@@ -277,25 +297,59 @@ public final class Controller {
         var updated = value
         updated.backend_count -= 1
         try Transaction.run { tx in
-            // The ring still points at `index`: it now holds the moved backend, never
-            // the deleted one. Then the ring without `last`, the count, and `last`.
+            // The table still points at `index`: it now holds the moved backend, never
+            // the deleted one. Then the table without `last`, the count, and `last`.
             if index != last {
                 try tx.write(t.backends, Self.backendID(value.id, UInt32(index)), Self.abi(remaining[index], service: value.id))
             }
-            try tx.write(t.rings, value.id, Self.ring(remaining))
+            var spec = current.spec
+            spec.backends = remaining
+            try tx.setTable(t.maglev, value.id, table(spec))
             try tx.write(t.services, key, updated)
             try tx.remove(t.backends, Self.backendID(value.id, UInt32(last)))
         }
     }
 
-    /// Rewrites the ring of the service at `vip` so that new connections go only
+    /// Rebuilds the table of the service at `vip` so that new connections go only
     /// to its backends not in `excluded` (down or draining); with none left, new
-    /// connections are refused with a RST (every slot PPCTL_RING_NONE). One map
-    /// write: backends and established connections are not touched, and a
-    /// connection keeps the backend it was given. Throws `.unknownService`.
+    /// connections are refused with a RST (every slot PPCTL_MAGLEV_NONE). The size
+    /// stays (it follows the backends configured, not their health), so a backend
+    /// that leaves moves only its own flows. One switch of tables: backends and
+    /// established connections are not touched, and a connection keeps the backend
+    /// it was given. Throws `.unknownService`.
     public func setSelection(_ vip: Endpoint, excluding excluded: Set<Endpoint>) throws {
         guard let current = service(vip) else { throw BalancerError.unknownService(vip.description) }
-        try t.rings.update(current.id, Self.ring(current.spec.backends, excluding: excluded), mode: .any)
+        try t.maglev.switchTables([(current.id, table(current.spec, excluding: excluded))])
+    }
+
+    /// Builds the services' tables again for the instance's seed and switches to
+    /// those that differ: with `all`, every service's (after the seed changed),
+    /// leaving out the backends its current table leaves out (down or draining);
+    /// otherwise only services without a table (after a migration from the rings
+    /// of ABI 2) get one, with every backend. All or none, like the other changes.
+    /// Returns how many tables were switched.
+    @discardableResult
+    public func rebuildTables(all: Bool = true) throws -> Int {
+        var switched = 0
+        let views = services()
+        try Transaction.run { tx in
+            for view in views {
+                if !all && t.maglev.size(view.id) != nil { continue }
+                let current = all ? t.maglev.slots(view.id) : nil
+                var excluded = Set<Endpoint>()
+                if let current {
+                    let present = Set(current)
+                    for (i, b) in view.spec.backends.enumerated() where !present.contains(UInt16(i)) { excluded.insert(b.endpoint) }
+                }
+                let wanted = table(view.spec, excluding: excluded)
+                if wanted != current {
+                    tx.stageTable(view.id, wanted)
+                    switched += 1
+                }
+            }
+            try tx.flushTables(t.maglev)
+        }
+        return switched
     }
 
     // MARK: - Encoding
@@ -333,17 +387,16 @@ public final class Controller {
         return v
     }
 
-    /// The ring of `backends` (indexes into the list) without those in `excluded`;
-    /// if that leaves none (and there are backends), every slot is PPCTL_RING_NONE.
-    static func ring(_ backends: [Backend], excluding excluded: Set<Endpoint> = []) -> ppctl_ring {
-        var r = ppctl_ring()
-        let selectable = backends.indices.filter { !excluded.contains(backends[$0].endpoint) }
-        var slots = Ring.build(weights: selectable.map { backends[$0].weight }).map { UInt32(selectable[$0]) }
-        if slots.isEmpty && !backends.isEmpty { slots = Array(repeating: PPCTL_RING_NONE, count: Ring.size) }
-        withUnsafeMutableBytes(of: &r.backend) { raw in
-            for (i, index) in slots.enumerated() { raw.storeBytes(of: index, toByteOffset: 4 * i, as: UInt32.self) }
+    /// The Maglev table of a service (slots hold indexes into its backends) at its
+    /// size (`ServiceSpec.maglevSize`) and the instance's seed, without the backends
+    /// in `excluded`: if that leaves none, every slot is PPCTL_MAGLEV_NONE. nil for a
+    /// service without backends (it has no table).
+    func table(_ spec: ServiceSpec, excluding excluded: Set<Endpoint> = []) -> [UInt16]? {
+        guard !spec.backends.isEmpty else { return nil }
+        let members = spec.backends.map {
+            Maglev.Member(endpoint: $0.endpoint, weight: $0.weight, selectable: !excluded.contains($0.endpoint))
         }
-        return r
+        return Maglev.build(members, size: spec.maglevSize, seed: t.hashSeed)
     }
 
     static func tlvBlob(_ bytes: [UInt8]) -> ppctl_service_tlvs {

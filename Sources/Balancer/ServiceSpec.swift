@@ -33,14 +33,23 @@ public struct ServiceSpec: Hashable, Sendable {
     /// local clients' headers on the handshake ACK at tc egress where tc is attached
     /// towards the backend (docs/datapath.md, "Local clients").
     public var serverFirst: Bool
+    /// The size of the service's Maglev table when chosen by hand (a prime up to
+    /// `Maglev.maxSize`); nil: the size rule, `Maglev.tableSize(backends:)`.
+    public var tableSize: Int?
 
-    /// Backends a service can have: ring slots hold 8-bit backend indexes
-    /// (PPCTL_BACKEND_ID), and every backend gets at least one slot.
-    public static let maxBackends = Ring.size
+    /// Backends a service can have: backend ids hold 8-bit indexes
+    /// (PPCTL_BACKEND_ID, PPCTL_MAX_SERVICE_BACKENDS).
+    public static let maxBackends = Int(PPCTL_MAX_SERVICE_BACKENDS)
+
+    /// The size of the service's Maglev table: `tableSize`, else the size rule for
+    /// its configured backends (down or draining ones count: health never changes
+    /// the size).
+    public var maglevSize: Int { tableSize ?? Maglev.tableSize(backends: backends.count) }
 
     /// A service; nothing is checked until `validate()`.
     public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: [IPAddress] = [],
-                tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false, serverFirst: Bool = false) {
+                tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false, serverFirst: Bool = false,
+                tableSize: Int? = nil) {
         self.vip = vip
         self.backends = backends
         self.proxy = proxy
@@ -49,6 +58,7 @@ public struct ServiceSpec: Hashable, Sendable {
         self.uniqueID = uniqueID
         self.crc32c = crc32c
         self.serverFirst = serverFirst
+        self.tableSize = tableSize
     }
 
     /// Checks everything that can be checked without the maps: usable addresses
@@ -62,6 +72,9 @@ public struct ServiceSpec: Hashable, Sendable {
         if let a = snat.first, a.family != vip.address.family { throw .mixedFamilies(vip.description, "--snat \(a)") }
         if snat.contains(vip.address) { throw .snatIsVIP(vip.address.description) }
         guard backends.count <= Self.maxBackends else { throw .tooManyBackends(backends.count, limit: Self.maxBackends) }
+        if let tableSize, !Maglev.isValidSize(tableSize) {
+            throw .contradiction("table size \(tableSize) is not a prime in 2...\(Maglev.maxSize)")
+        }
         var seen = Set<Endpoint>()
         for b in backends {
             try Self.checkUsable(b.endpoint.address)

@@ -1,7 +1,7 @@
 /// A service as read back from the maps: its id in the datapath, who manages it,
 /// and its spec.
 public struct ServiceView: Hashable, Sendable {
-    /// Index of the service's ring and TLVs; its backends' ids are `id << 8 | index`.
+    /// Index of the service's Maglev table and TLVs; its backends' ids are `id << 8 | index`.
     public var id: UInt32
     /// Who manages it: the CLI or ppctld. An owner this version does not know
     /// reads as `.cli`, which ppctld leaves alone.

@@ -28,6 +28,33 @@ final class Transaction {
         undo.append { try map.update(key, previous, mode: .any) }
     }
 
+    /// Tables staged by `stageTable`, switched by `flushTables`.
+    private var staged: [(service: UInt32, slots: [UInt16]?)] = []
+
+    /// Notes that service `id` gets a new table of `slots` (nil: none) at the next
+    /// `flushTables`, which switches every staged table in one step.
+    func stageTable(_ id: UInt32, _ slots: [UInt16]?) {
+        staged.append((id, slots))
+    }
+
+    /// Switches the staged tables. Undo: each service's previous table (kept alive
+    /// by its handle), or none.
+    func flushTables(_ tables: any TableMap) throws {
+        guard !staged.isEmpty else { return }
+        let changes = staged
+        staged = []
+        let previous = changes.map { (service: $0.service, table: tables.current($0.service)) }
+        // Recorded first: a switch that fails half way is put back whole.
+        undo.append { try tables.restore(previous) }
+        try tables.switchTables(changes)
+    }
+
+    /// Switches service `id` to a new table of `slots` (nil: no table) now.
+    func setTable(_ tables: any TableMap, _ id: UInt32, _ slots: [UInt16]?) throws {
+        stageTable(id, slots)
+        try flushTables(tables)
+    }
+
     /// Undoes every step, newest first. An undo step that fails (the kernel refusing
     /// to restore what it held a moment ago) does not stop the others.
     func rollBack() {

@@ -40,8 +40,13 @@ public enum Loader {
     /// `migrations` (default: the build's) move maps whose layout changed: every
     /// interface recorded in ppctl_ifaces and every cgroup link moves to the new
     /// programs with them, and the old pins are removed.
+    /// `hashSeed` (nil: keep the pinned one, 0 on a new instance) is written to the
+    /// configuration, and then `prepare` runs on the maps, before any program of this
+    /// build is attached, told whether the seed changed: the control plane builds the
+    /// Maglev tables there (every one for a new seed, else those missing).
     public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?,
-                              migrations: [Migration] = Migration.all) throws -> [Attached] {
+                              migrations: [Migration] = Migration.all, hashSeed: UInt32? = nil,
+                              prepare: (Maps, _ seedChanged: Bool) throws -> Void = { _, _ in }) throws -> [Attached] {
         try Kernel.check()
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
@@ -56,7 +61,8 @@ public enum Loader {
         configureLogging()
         var attached: [Attached] = []
         do {
-            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending) {
+            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending,
+                     hashSeed: hashSeed, prepare: prepare) {
                 attached.append($0)
             }
         } catch {
@@ -73,7 +79,8 @@ public enum Loader {
 
     /// The steps of `attach` after the checks; reports each interface attached.
     private static func load(instance: Instance, interfaces: [(String, UInt32)], maxConnections: Int?,
-                             migrations: [Migration], attachedTo: (Attached) -> Void) throws {
+                             migrations: [Migration], hashSeed: UInt32?, prepare: (Maps, Bool) throws -> Void,
+                             attachedTo: (Attached) -> Void) throws {
         let skeleton = try openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
         defer { lb_tc__destroy(skeleton) }
 
@@ -104,7 +111,11 @@ public enum Loader {
         }
         var config = pinned ?? defaultConfig()
         config.abi_version = UInt32(PPCTL_ABI_VERSION)
+        let previousSeed = config.hash_seed
+        if let hashSeed { config.hash_seed = hashSeed }
         try maps.config.update(0, config, mode: .any)
+        // The Maglev tables, for this seed (and after a migration: at all).
+        try prepare(maps, config.hash_seed != previousSeed)
         // Stop the sweeper armed by a previous program (writing the element cancels
         // its timer); the new program arms its own on the next connection.
         try maps.gc.update(0, Maps.SweeperState(), mode: .any)

@@ -12,11 +12,14 @@ public final class Maps {
     /// (and under which they are pinned in the instance directory).
     public enum Name: String, CaseIterable, Sendable {
         case services = "ppctl_services"
-        case rings = "ppctl_rings"
+        /// ABI 3: Maglev tables, one per service (a map of maps), replacing the
+        /// 256-slot `ppctl_rings`, which is dropped (`Migration.maglevV3`).
+        case maglev = "ppctl_maglev"
         case serviceTLVs = "ppctl_service_tlvs"
         case backends = "ppctl_backends"
         case conntrack = "ppctl_conntrack"
-        case config = "ppctl_config"
+        /// ABI 3: struct ppctl_config gained hash_seed (`Migration.configV3`).
+        case config = "ppctl_config_v3"
         case ifaces = "ppctl_ifaces"
         /// ABI 2: struct ppctl_stats grew (named drop and pass reasons); the ABI 1
         /// map, `ppctl_stats`, is migrated (`Migration.statsV2`).
@@ -33,15 +36,15 @@ public final class Maps {
 
     /// VIP and port → service (hash).
     public let services: BPFMap<ppctl_service_key, ppctl_service>
-    /// Service id → endpoint ring (array).
-    public let rings: BPFMap<UInt32, ppctl_ring>
+    /// Service id → its Maglev table (array of maps).
+    public let maglev: BPFTableMap
     /// Backend id (service id << 8 | index) → backend (hash).
     public let backends: BPFMap<UInt32, ppctl_backend>
     /// Service id → pre-encoded TLVs of its v2 headers (array).
     public let serviceTLVs: BPFMap<UInt32, ppctl_service_tlvs>
     /// Connection tuple → rewrite and state, two entries per connection (hash).
     public let conntrack: BPFMap<ppctl_ct_key, ppctl_ct_entry>
-    /// Key 0 → timeouts and SNAT port range.
+    /// Key 0 → timeouts, SNAT port range, the flow hash's seed.
     public let config: BPFMap<UInt32, ppctl_config>
     /// Ifindex → attached interface (hash).
     public let ifaces: BPFMap<UInt32, ppctl_iface>
@@ -67,7 +70,7 @@ public final class Maps {
         guard instance.isAttached else { throw DatapathError.notAttached(directory: instance.directory) }
         try instance.checkDirectory()
         services = try BPFMap(pinnedAt: instance.pin(.services))
-        rings = try BPFMap(pinnedAt: instance.pin(.rings))
+        maglev = try BPFTableMap(pinnedAt: instance.pin(.maglev))
         backends = try BPFMap(pinnedAt: instance.pin(.backends))
         serviceTLVs = try BPFMap(pinnedAt: instance.pin(.serviceTLVs))
         conntrack = try BPFMap(pinnedAt: instance.pin(.conntrack))

@@ -26,7 +26,7 @@ public struct Migration: Sendable {
     }
 
     /// Every migration this build knows, oldest first.
-    public static let all: [Migration] = [statsV2]
+    public static let all: [Migration] = [statsV2, configV3, maglevV3]
 
     /// ABI 2: `struct ppctl_stats` grew from 20 counters to 25 (fwd_errors split into
     /// named drop and pass reasons, appended). Each CPU's old value keeps its
@@ -42,6 +42,21 @@ public struct Migration: Sendable {
         }
         return (key, out)
     }
+
+    /// ABI 3: `struct ppctl_config` grew from 40 bytes to 48 (hash_seed and a reserved
+    /// word, appended) and is pinned as `ppctl_config_v3`. Every setting is kept; the
+    /// seed starts at 0 (`attach --hash-seed` sets it).
+    public static let configV3 = Migration(from: "ppctl_config", to: .config) { key, value in
+        let oldSize = 40, newSize = MemoryLayout<ppctl_config>.size
+        guard value.count == oldSize, oldSize < newSize else { return nil }
+        return (key, value + [UInt8](repeating: 0, count: newSize - oldSize))
+    }
+
+    /// ABI 3: the 256-slot rings (`ppctl_rings`) gave way to Maglev tables
+    /// (`ppctl_maglev`). No entry is converted: the attach rebuilds every service's
+    /// table from its services and backends (`Loader.attach`'s `prepare`) before the
+    /// new programs run, and the old pin goes.
+    public static let maglevV3 = Migration(from: "ppctl_rings", to: .maglev) { _, _ in nil }
 
     /// The path of the old pin in `instance`.
     func oldPin(_ instance: Instance) -> String { instance.directory + "/" + from }

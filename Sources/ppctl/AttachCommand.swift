@@ -50,6 +50,11 @@ struct Attach: ParsableCommand {
         valueName: "MIN-MAX"), transform: Parse.portRange)
     var snatPorts: ClosedRange<UInt16>?
 
+    @Option(help: ArgumentHelp(
+        "The seed of the flow hash and of the Maglev tables, 0...4294967295 (default: keep the instance's; 0 on a new one). Balancers with the same seed and services choose the same backend for a connection.",
+        valueName: "N"))
+    var hashSeed: UInt32?
+
     func validate() throws {
         guard !interfaces.isEmpty || cgroup != nil else { throw ValidationError("give at least one --iface, or --cgroup") }
         if let twice = interfaces.first(where: { name in interfaces.filter { $0 == name }.count > 1 }) {
@@ -60,14 +65,23 @@ struct Attach: ParsableCommand {
         }
     }
 
+    /// The services' Maglev tables for the configuration's seed (`Loader.attach`'s
+    /// `prepare`: before the programs of this build run): all of them if the seed
+    /// changed, else those missing.
+    static func rebuildTables(_ maps: Maps, seedChanged: Bool) throws {
+        try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
+    }
+
     func run() throws {
         let inst = try root.instance()
         let group = try cgroup.map { path in try validated { try Cgroup(path: path == Self.rootCgroup ? nil : path) } }
         let attached = try ppctl.run {
             try inst.withLock { () throws -> [Loader.Attached] in
                 let first = !inst.isAttached
+                // The Maglev tables are (re)built for the seed before the new programs run.
                 let attached = interfaces.isEmpty ? []
-                    : try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns)
+                    : try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns,
+                                        hashSeed: hashSeed, prepare: Self.rebuildTables)
                 if inst.isAttached, snat != nil || snatPorts != nil {
                     let maps = try Maps(inst)
                     if let snat {
@@ -77,6 +91,14 @@ struct Attach: ParsableCommand {
                 }
                 do {
                     if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }
+                    if interfaces.isEmpty, let hashSeed, inst.isAttached {
+                        let maps = try Maps(inst)
+                        if var config = maps.config.lookup(0), config.hash_seed != hashSeed {
+                            config.hash_seed = hashSeed
+                            try maps.config.update(0, config, mode: .any)
+                            try Self.rebuildTables(maps, seedChanged: true)
+                        }
+                    }
                 } catch {
                     // A first attach that fails leaves nothing behind.
                     if first && inst.isAttached { _ = try? Loader.detach(instance: inst, interfaces: nil) }

@@ -21,6 +21,7 @@ struct ServiceArguments {
     var uniqueId = false
     var crc32c = false
     var serverFirst = false
+    var tableSize: Int?
 
     /// The service these arguments describe, validated (`ServiceSpec.validate()`).
     /// Throws ValidationError (exit 64) naming the bad value.
@@ -32,7 +33,7 @@ struct ServiceArguments {
         return try validated {
             let custom = try ServiceSpec.tlvs(parsed: tlvs, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
             let spec = ServiceSpec(vip: vip, backends: backends, proxy: mode, snat: snat ?? [], tlvs: custom,
-                                   uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
+                                   uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst, tableSize: tableSize)
             try spec.validate()
             return spec
         }
@@ -40,12 +41,12 @@ struct ServiceArguments {
 
     /// Reads the usual forms of a `service add` line quickly: the VIP and
     /// `--backend X`, `--proxyv2`, `--proxy X`, `--snat X`, `--tlv X`, `--aws-vpce-id X`,
-    /// `--unique-id`, `--crc32c`, `--server-first`, each value a separate word and
-    /// read by the same transform as on the command line. nil for anything else
-    /// (other options, `--opt=value`, repeats, values that look like options or do
-    /// not parse), which the caller hands to ArgumentParser: both ways read a line
-    /// the same, and an error is always ArgumentParser's. (ArgumentParser costs about
-    /// 0.4 ms a line: most of a 10,000-line apply.)
+    /// `--unique-id`, `--crc32c`, `--server-first`, `--table-size N`, each value a
+    /// separate word and read by the same transform as on the command line. nil for
+    /// anything else (other options, `--opt=value`, repeats, values that look like
+    /// options or do not parse), which the caller hands to ArgumentParser: both ways
+    /// read a line the same, and an error is always ArgumentParser's. (ArgumentParser
+    /// costs about 0.4 ms a line: most of a 10,000-line apply.)
     static func quickParse(_ words: [String]) -> ServiceArguments? {
         var a = ServiceArguments(vip: Endpoint(address: .v4(.init(0, 0, 0, 0)), port: 0))
         var vip: Endpoint?
@@ -74,6 +75,7 @@ struct ServiceArguments {
                 case "--unique-id": a.uniqueId = true
                 case "--crc32c": a.crc32c = true
                 case "--server-first": a.serverFirst = true
+                case "--table-size": guard let v = value({ Int($0) }), let n = v else { return nil }; a.tableSize = n
                 default: return nil
                 }
             }

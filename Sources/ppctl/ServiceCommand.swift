@@ -67,11 +67,17 @@ extension Service {
             discussion: "Kept so that scripts and ppctld files that give it still work. Local clients get the header at tc egress where `attach --iface` covers the way to the backends, else in front of their first send."))
         var serverFirst = false
 
+        @Option(help: ArgumentHelp(
+            "The size of the service's Maglev table, a prime up to 131071 (default: from the number of backends, 1009 for 1, 16001 for 9-16: docs/datapath.md).",
+            discussion: "A fixed size does not change when backends are added or removed, so the one-off remap of crossing a size step never happens.",
+            valueName: "PRIME"))
+        var tableSize: Int?
+
         /// The parsed options as one value.
         var arguments: ServiceArguments {
             ServiceArguments(vip: vip, backends: backends, proxy: proxy, proxyv2: proxyv2, snat: snat, tlvs: tlvs,
                              awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId,
-                             uniqueId: uniqueId, crc32c: crc32c, serverFirst: serverFirst)
+                             uniqueId: uniqueId, crc32c: crc32c, serverFirst: serverFirst, tableSize: tableSize)
         }
 
         func validate() throws { _ = try arguments.spec() }
@@ -128,8 +134,9 @@ extension Service {
             case .json:
                 try printJSON(views.map(ServiceJSON.init))
             case .table:
-                print(table(["VIP", "OWNER", "PROXY", "SNAT", "BACKENDS"], views.map { v in
+                print(table(["VIP", "OWNER", "PROXY", "SNAT", "TABLE", "BACKENDS"], views.map { v in
                     [v.spec.vip.description, v.owner.description, v.spec.proxy.rawValue + flagsText(v.spec), v.spec.snat.isEmpty ? "-" : v.spec.snat.map(\.description).joined(separator: ","),
+                     "\(v.spec.maglevSize)" + (v.spec.tableSize == nil ? "" : " (fixed)"),
                      v.spec.backends.map { "\($0.endpoint)" + ($0.weight == 1 ? "" : ",weight=\($0.weight)") }
                         .joined(separator: " ")]
                 }))

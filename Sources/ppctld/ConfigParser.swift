@@ -125,7 +125,7 @@ struct ConfigParser {
 
     private mutating func attach(_ node: Node) -> DaemonConfig.Attach {
         var a = DaemonConfig.Attach()
-        guard let keys = mapping(node, "attach", allowed: ["interfaces", "cgroup", "maxConnections", "snatPorts"]) else { return a }
+        guard let keys = mapping(node, "attach", allowed: ["interfaces", "cgroup", "maxConnections", "snatPorts", "hashSeed"]) else { return a }
         if let n = keys["interfaces"], let list = sequence(n, "attach.interfaces") {
             for (i, item) in list.enumerated() {
                 guard let name = string(item, "attach.interfaces[\(i)]") else { continue }
@@ -142,6 +142,9 @@ struct ConfigParser {
         }
         if let n = keys["snatPorts"], let text = string(n, "attach.snatPorts") {
             do { a.snatPorts = try SNATPool.parsePorts(text) } catch { add(n, "attach.snatPorts", "\(error)") }
+        }
+        if let n = keys["hashSeed"], let v = int(n, "attach.hashSeed") {
+            if let seed = UInt32(exactly: v) { a.hashSeed = seed } else { add(n, "attach.hashSeed", "\(v) is not in 0...4294967295") }
         }
         if a.interfaces.isEmpty && a.cgroup == nil {
             add(node, "attach", "give `interfaces`, `cgroup`, or both")

@@ -56,10 +56,22 @@ final class Daemon {
             do {
                 if !config.attach.interfaces.isEmpty {
                     attached = try Loader.attach(instance: instance, interfaces: config.attach.interfaces,
-                                                 maxConnections: config.attach.maxConnections)
+                                                 maxConnections: config.attach.maxConnections,
+                                                 hashSeed: config.attach.hashSeed) { maps, seedChanged in
+                        try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
+                    }
                 }
                 if let path = config.attach.cgroup {
                     try SocketPath.attach(instance: instance, cgroup: try Cgroup(path: path), maxConnections: config.attach.maxConnections)
+                }
+                if let seed = config.attach.hashSeed {
+                    // Without interfaces (cgroup only), the seed and tables are set here.
+                    let maps = try Maps(instance)
+                    if var c = maps.config.lookup(0), c.hash_seed != seed {
+                        c.hash_seed = seed
+                        try maps.config.update(0, c, mode: .any)
+                        try Controller(ServiceTables(maps)).rebuildTables()
+                    }
                 }
             } catch {
                 // A first attach that fails leaves nothing behind, as with `ppctl attach`.
@@ -98,7 +110,7 @@ final class Daemon {
 
     /// Writes the default SNAT pool and reconciles the services, under the
     /// instance lock: drained backends left out, those down or draining out of the
-    /// rings (at start, every ring is written: what a previous ppctld left out may
+    /// Maglev tables (at start, every table is written: what a previous ppctld left out may
     /// be up now). A refusal of the Controller (a VIP the CLI owns, a backend that
     /// is a VIP) is thrown as a `ConfigError` at the key it is about.
     private func apply(_ config: DaemonConfig, reason: String = "start") throws {

@@ -15,6 +15,9 @@ struct DaemonConfig: Equatable {
         var maxConnections: Int?
         /// SNAT source ports (`attach --snat-ports`); nil: as they are.
         var snatPorts: ClosedRange<UInt16>?
+        /// The seed of the flow hash and the Maglev tables (`attach --hash-seed`);
+        /// nil: as it is.
+        var hashSeed: UInt32?
     }
 
     /// A service of the file: its name (the `service` label of the metrics), the

@@ -10,7 +10,7 @@ import ProxyProtocol
 /// The health of the backends of ppctld's services (docs/health.md): active
 /// checks (`HealthCheck`, run by `Probe`), passive detection (the conntrack
 /// table shows a backend refusing or ignoring SYNs), and draining. A backend
-/// leaves the selection by its service's ring being rewritten without it
+/// leaves the selection by its service's Maglev table being rebuilt without it
 /// (`Controller.setSelection`); its established connections keep their
 /// entries. All of its work runs on the main queue; probes run on a global
 /// queue and report back to it.
@@ -112,7 +112,7 @@ final class HealthMonitor {
         reportChanged = true
     }
 
-    /// Backends to keep out of the rings: down, draining, drained.
+    /// Backends to keep out of the Maglev tables: down, draining, drained.
     var excluded: [Endpoint: Set<Endpoint>] {
         var out: [Endpoint: Set<Endpoint>] = [:]
         for (key, t) in tracked where t.state != .up { out[key.vip, default: []].insert(key.backend) }
@@ -141,7 +141,7 @@ final class HealthMonitor {
         }.map(\.spec.vip.address))
     }
 
-    /// Notes what the rings hold after a reconcile.
+    /// Notes what the tables hold after a reconcile.
     func applied() { written = excluded }
 
     // MARK: - The loop
@@ -346,7 +346,7 @@ final class HealthMonitor {
 
     // MARK: - Publishing
 
-    /// Rewrites the rings of the services whose excluded backends changed.
+    /// Rewrites the tables of the services whose excluded backends changed.
     private func writeSelection() {
         let now = excluded
         let changed = Set(now.keys).union(written.keys).filter { now[$0] != written[$0] }
@@ -360,7 +360,7 @@ final class HealthMonitor {
             }
             written = now
         } catch {
-            logger.error("cannot rewrite the rings: \(error)", metadata: ["event": "health"])
+            logger.error("cannot rewrite the Maglev tables: \(error)", metadata: ["event": "health"])
         }
     }
 

@@ -10,11 +10,11 @@ import ProxyProtocol
 final class ControllerTests: XCTestCase {
     // Arrays as in the kernel, but only as long as the tests need.
     let services = InMemoryMap<ppctl_service_key, ppctl_service>(capacity: 64)
-    let rings = InMemoryMap<UInt32, ppctl_ring>(arrayOf: 64, zero: ppctl_ring())
+    let maglev = InMemoryTableMap()
     let backends = InMemoryMap<UInt32, ppctl_backend>()
     let tlvs = InMemoryMap<UInt32, ppctl_service_tlvs>(arrayOf: 64, zero: ppctl_service_tlvs())
     let snatPools = InMemoryMap<UInt32, ppctl_snat_pool>(arrayOf: 65, zero: ppctl_snat_pool())
-    lazy var tables = ServiceTables(services: services, rings: rings, backends: backends, tlvs: tlvs, snatPools: snatPools)
+    lazy var tables = ServiceTables(services: services, maglev: maglev, backends: backends, tlvs: tlvs, snatPools: snatPools)
     lazy var controller = Controller(tables)
 
     func spec(_ vip: String, _ backends: [String]) throws -> ServiceSpec {
@@ -25,7 +25,7 @@ final class ControllerTests: XCTestCase {
 
     /// Every byte of every map.
     func snapshot() -> [[[UInt8]: [UInt8]]] {
-        [services.snapshot(), rings.snapshot(), backends.snapshot(), tlvs.snapshot(), snatPools.snapshot()]
+        [services.snapshot(), maglev.snapshot(), backends.snapshot(), tlvs.snapshot(), snatPools.snapshot()]
     }
 
     // MARK: - Writing
@@ -52,15 +52,44 @@ final class ControllerTests: XCTestCase {
         try controller.addService(s)
         XCTAssertEqual(controller.service(s.vip)?.spec, s)
         XCTAssertEqual(controller.services().first?.spec, s)
-        let ring = try XCTUnwrap(rings.lookup(0))
-        let slots = withUnsafeBytes(of: ring.backend) { Array($0.bindMemory(to: UInt32.self)) }
-        XCTAssertEqual(slots.map(Int.init), Ring.build(weights: [3, 1]))
+        let members = s.backends.map { Maglev.Member(endpoint: $0.endpoint, weight: $0.weight) }
+        XCTAssertEqual(try slots(0), Maglev.build(members, size: Maglev.tableSize(backends: 2), seed: 0))
     }
 
-    /// The ring's slots, as backend indexes.
-    func slots(_ id: UInt32) throws -> [UInt32] {
-        let ring = try XCTUnwrap(rings.lookup(id))
-        return withUnsafeBytes(of: ring.backend) { Array($0.bindMemory(to: UInt32.self)) }
+    /// The Maglev table's slots, as backend indexes.
+    func slots(_ id: UInt32) throws -> [UInt16] {
+        try XCTUnwrap(maglev.slots(id))
+    }
+
+    func testTableSizeFollowsTheConfiguredBackendsAndTheOverride() throws {
+        var s = try spec("198.18.0.10:80", ["198.18.2.2:8080", "198.18.2.3:8080"])
+        try controller.addService(s)
+        XCTAssertEqual(maglev.size(0), 2003)
+        try controller.setSelection(s.vip, excluding: [try endpoint("198.18.2.2:8080")])
+        XCTAssertEqual(maglev.size(0), 2003, "health does not change the size")
+        s.tableSize = 65_537
+        try controller.reconcile([s], owner: .cli, excluded: [s.vip: [try endpoint("198.18.2.2:8080")]])
+        XCTAssertEqual(maglev.size(0), 65_537)
+        XCTAssertEqual(controller.service(s.vip)?.spec.tableSize, 65_537, "the override reads back")
+        XCTAssertEqual(Set(try slots(0)), [1], "the excluded backend stays out")
+        s.tableSize = 65_536
+        XCTAssertThrowsError(try controller.reconcile([s], owner: .cli), "not a prime")
+    }
+
+    func testRebuildTablesFollowsTheSeedAndKeepsExclusions() throws {
+        let s = try spec("198.18.0.10:80", ["198.18.2.2:8080", "198.18.2.3:8080", "198.18.2.4:8080"])
+        try controller.addService(s)
+        try controller.setSelection(s.vip, excluding: [try endpoint("198.18.2.3:8080")])
+        XCTAssertEqual(try controller.rebuildTables(), 0, "nothing to do for the same seed")
+        var seeded = tables
+        seeded.hashSeed = 7
+        XCTAssertEqual(try Controller(seeded).rebuildTables(), 1)
+        XCTAssertEqual(Set(try slots(0)), [0, 2], "still without the excluded backend")
+        let members = s.backends.enumerated().map { Maglev.Member(endpoint: $1.endpoint, weight: 1, selectable: $0 != 1) }
+        XCTAssertEqual(try slots(0), Maglev.build(members, size: 4001, seed: 7))
+        try maglev.restore([(0, nil)])
+        XCTAssertEqual(try Controller(seeded).rebuildTables(all: false), 1, "a service without a table gets one")
+        XCTAssertEqual(Set(try slots(0)), [0, 1, 2])
     }
 
     func testSelectionLeavesExcludedBackendsOutOfTheRingOnly() throws {
@@ -68,14 +97,14 @@ final class ControllerTests: XCTestCase {
         try controller.addService(spec("198.18.0.10:80", ["198.18.2.2:8080", "198.18.2.3:8080,weight=2", "198.18.2.4:8080"]))
         let before = backends.snapshot()
         try controller.setSelection(vip, excluding: [try endpoint("198.18.2.3:8080")])
-        XCTAssertEqual(Set(try slots(0)), [0, 2], "index 1 is out of the ring")
-        XCTAssertEqual(try slots(0).filter { $0 == 0 }.count, 128, "the others share it by weight")
+        XCTAssertEqual(Set(try slots(0)), [0, 2], "index 1 is out of the table")
+        XCTAssertEqual(try slots(0).filter { $0 == 0 }.count, 4001 / 2 + 1, "the others share it by weight")
         XCTAssertEqual(backends.snapshot(), before, "backends are not touched")
         XCTAssertEqual(controller.service(vip)?.spec.backends.count, 3, "the service still has all three")
 
         // Every backend out: every slot says so, and the datapath refuses.
         try controller.setSelection(vip, excluding: Set(controller.service(vip)!.spec.backends.map(\.endpoint)))
-        XCTAssertEqual(Set(try slots(0)), [PPCTL_RING_NONE])
+        XCTAssertEqual(Set(try slots(0)), [Maglev.none])
         try controller.setSelection(vip, excluding: [])
         XCTAssertEqual(Set(try slots(0)), [0, 1, 2])
 
@@ -195,7 +224,7 @@ final class ControllerTests: XCTestCase {
         let before = snapshot()
         let failers: [(String, (Int?) -> Void)] = [
             ("services update", { self.services.failUpdate = $0 }), ("services delete", { self.services.failDelete = $0 }),
-            ("rings update", { self.rings.failUpdate = $0 }),
+            ("maglev install", { self.maglev.failInstall = $0 }),
             ("backends update", { self.backends.failUpdate = $0 }), ("backends delete", { self.backends.failDelete = $0 }),
             ("tlvs update", { self.tlvs.failUpdate = $0 }),
         ]

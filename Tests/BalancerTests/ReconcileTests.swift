@@ -10,7 +10,7 @@ final class ReconcileTests: XCTestCase {
     let services = InMemoryMap<ppctl_service_key, ppctl_service>(capacity: 64)
     let backends = InMemoryMap<UInt32, ppctl_backend>()
     lazy var tables = ServiceTables(
-        services: services, rings: InMemoryMap(arrayOf: 64, zero: ppctl_ring()), backends: backends,
+        services: services, maglev: InMemoryTableMap(), backends: backends,
         tlvs: InMemoryMap(arrayOf: 64, zero: ppctl_service_tlvs()), snatPools: InMemoryMap(arrayOf: 65, zero: ppctl_snat_pool()))
 
     func spec(_ vip: String, _ backends: [String]) throws -> ServiceSpec {

@@ -88,7 +88,7 @@ final class ServiceSpecTests: XCTestCase {
 
     func testBackendLimitIsTheRingSize() throws {
         let many = (0..<ServiceSpec.maxBackends).map { "198.18.2.2:\(1000 + $0)" }
-        XCTAssertEqual(ServiceSpec.maxBackends, Int(PPCTL_RING_SIZE))
+        XCTAssertEqual(ServiceSpec.maxBackends, Int(PPCTL_MAX_SERVICE_BACKENDS))
         XCTAssertNoThrow(try spec(many).validate())
         XCTAssertEqual(error { try spec(many + ["198.18.2.3:80"]).validate() },
                        .tooManyBackends(ServiceSpec.maxBackends + 1, limit: ServiceSpec.maxBackends))

@@ -265,28 +265,10 @@ final class BGPLab {
     func startBackends() throws {
         for (i, address) in Self.backendAddresses.enumerated() {
             let name = "be\(i + 1)"
-            let conf = """
-                daemon off;
-                master_process off;
-                pid \(dir)/\(name).pid;
-                error_log \(dir)/\(name)-error.log;
-                events { worker_connections 1024; }
-                http {
-                    access_log \(dir)/\(name)-access.log;
-                    client_body_temp_path \(dir)/\(name)-body;
-                    proxy_temp_path \(dir)/\(name)-proxy;
-                    fastcgi_temp_path \(dir)/\(name)-fastcgi;
-                    uwsgi_temp_path \(dir)/\(name)-uwsgi;
-                    scgi_temp_path \(dir)/\(name)-scgi;
-                    server {
-                        listen \(address):8080 proxy_protocol;
-                        listen [\(Self.backendAddresses6[i])]:8080 proxy_protocol;
-                        location = /healthz { return 200 "ok\\n"; }
-                        location / { return 200 "\(name) $proxy_protocol_addr $remote_addr\\n"; }
-                    }
-                }
-                """
-            try conf.write(toFile: "\(dir)/\(name).conf", atomically: true, encoding: .utf8)
+            try Peers.render("nginx-http-echo.conf", to: "\(dir)/\(name).conf", [
+                "DIR": dir, "NAME": name, "BODY": "\(name) $proxy_protocol_addr $remote_addr",
+                "LISTEN": "listen \(address):8080 proxy_protocol; listen [\(Self.backendAddresses6[i])]:8080 proxy_protocol;",
+            ])
             _ = try spawn(backends, ["/usr/sbin/nginx", "-c", "\(dir)/\(name).conf", "-p", dir], log: "\(dir)/\(name).out")
             try waitFor("nginx \(name) listening") {
                 try exec(backends, ["ss", "-Hltn", "src \(address):8080"]).stdout.contains("LISTEN")
@@ -297,32 +279,10 @@ final class BGPLab {
     /// bird on the router: BGP with both balancers (AS 65001) and BFD 100 ms x 3,
     /// routes merged into ECMP multipath routes in the kernel.
     func startRouter() throws {
-        let conf = """
-            log "\(dir)/r-bird.log" all;
-            router id \(Self.routerAddress);
-            protocol device { scan time 1; }
-            protocol kernel {
-                ipv4 { import none; export all; };
-                merge paths on;
-            }
-            protocol kernel {
-                ipv6 { import none; export all; };
-                merge paths on;
-            }
-            protocol bfd { }
-            template bgp balancer {
-                local as 65000;
-                hold time 9;
-                connect retry time 1;
-                bfd { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };
-                ipv4 { import all; export none; };
-            }
-            protocol bgp lb1 from balancer { neighbor \(Self.front[0]) as 65001; }
-            protocol bgp lb2 from balancer { neighbor \(Self.front[1]) as 65001; }
-            protocol bgp lb1v6 from balancer { neighbor \(Self.front6[0]) as 65001; ipv4 { import none; export none; }; ipv6 { import all; export none; }; }
-            protocol bgp lb2v6 from balancer { neighbor \(Self.front6[1]) as 65001; ipv4 { import none; export none; }; ipv6 { import all; export none; }; }
-            """
-        try conf.write(toFile: "\(dir)/r-bird.conf", atomically: true, encoding: .utf8)
+        try Peers.render("bird-router.conf", to: "\(dir)/r-bird.conf", [
+            "DIR": dir, "ROUTER_ID": Self.routerAddress, "LB1": Self.front[0], "LB2": Self.front[1],
+            "LB1V6": Self.front6[0], "LB2V6": Self.front6[1],
+        ])
         _ = try spawn(router, ["/usr/sbin/bird", "-f", "-c", "\(dir)/r-bird.conf", "-s", "\(dir)/r.ctl", "-P", "\(dir)/r.pid"],
                       log: "\(dir)/r-bird.out")
     }
@@ -370,12 +330,9 @@ final class BGPLab {
         let lb = balancers[i], n = "lb\(i + 1)"
         try ppctldConfig(i).write(toFile: "\(dir)/\(n)-ppctld.yaml", atomically: true, encoding: .utf8)
         let ppctld = try startPPCtlD(i)
-        let conf = """
-            log "\(dir)/\(n)-bird.log" all;
-            protocol device { scan time 1; }
-            include "\(dir)/\(n)-ppctld-bird.conf";
-            """
-        try conf.write(toFile: "\(dir)/\(n)-bird.conf", atomically: true, encoding: .utf8)
+        try Peers.render("bird-balancer.conf", to: "\(dir)/\(n)-bird.conf", [
+            "DIR": dir, "NAME": n, "INCLUDE": "\(dir)/\(n)-ppctld-bird.conf",
+        ])
         let bird = try spawn(lb, ["/usr/sbin/bird", "-f", "-c", "\(dir)/\(n)-bird.conf", "-s", "\(dir)/\(n).ctl",
                                   "-P", "\(dir)/\(n)-bird.pid"], log: "\(dir)/\(n)-bird.out")
         return (ppctld, bird)

@@ -22,8 +22,10 @@ final class ControlPlaneTests: XCTestCase {
         let list = try lab.ppctl(["service", "list", "-o", "json"]).stdout
         let dir = lab.instanceDirectory
         let pin = { (map: Maps.Name) in dir + "/" + map.rawValue }
-        let dumps = [Maps.Name.services, .backends, .config, .ifaces].map { "map dump pinned \(pin($0))" }
-        let lookups = [Maps.Name.rings, .serviceTLVs].flatMap { map in (0..<4).map { "map lookup pinned \(pin(map)) key \($0) 0 0 0" } }
+        // ppctl_maglev: which table (inner map id) each service has; a failed
+        // command must leave the very same tables in place.
+        let dumps = [Maps.Name.services, .backends, .config, .ifaces, .maglev].map { "map dump pinned \(pin($0))" }
+        let lookups = [Maps.Name.serviceTLVs].flatMap { map in (0..<4).map { "map lookup pinned \(pin(map)) key \($0) 0 0 0" } }
         return list + (try lab.bpftool(batch: dumps + lookups))
     }
 

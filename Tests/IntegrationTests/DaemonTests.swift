@@ -1,4 +1,5 @@
 import Foundation
+import Datapath
 import XCTest
 
 /// ppctld in the lab's balancer namespace: the file becomes the maps, bad files are
@@ -68,7 +69,7 @@ final class DaemonTests: XCTestCase {
     // MARK: - Start and stop
 
     func testStartAppliesTheFileAndMarksItsServicesAndStopLeavesThemRunning() throws {
-        try writeConfig("attach: {interfaces: [l0, l1], maxConnections: 4096, snatPorts: 20000-20009}\n" + """
+        try writeConfig("attach: {interfaces: [l0, l1], maxConnections: 4096, snatPorts: 20000-20009, hashSeed: 4242}\n" + """
             snat: [198.18.2.1]
             services:
               - name: web
@@ -93,6 +94,9 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual((s["198.18.0.10:80"]?["tlvs"] as? [[String: Any]])?.first?["hex"] as? String, "74656e616e742d3432")
         XCTAssertEqual(weights(s["198.18.0.10:80"]), ["198.18.2.2:8080": 2, "198.18.2.3:8080": 1])
         XCTAssertEqual(s["198.18.0.11:25"]?["serverFirst"] as? Bool, true)
+        XCTAssertEqual(try Maps(Instance(netns: lab.balancer, pinRoot: lab.pinRoot)).config.lookup(0)?.hash_seed, 4242,
+                       "attach.hashSeed")
+        XCTAssertEqual(s["198.18.0.10:80"]?["tableSize"] as? Int, 2003)
         XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("OWNER"))
         XCTAssertEqual(count("event=attach"), 1, log)
         XCTAssertTrue(log.contains("interfaces=l0,l1"), log)

@@ -59,7 +59,7 @@ final class HealthTests: XCTestCase {
     /// HTTP with `proxy_protocol`: /healthz answers 200, / answers its name.
     func startNginx(_ name: String, on address: String) throws -> pid_t {
         try Peers.render("nginx-http-echo.conf", to: "\(dir!)/\(name).conf", [
-            "DIR": dir, "NAME": name, "LISTEN": "\(address):8080", "BODY": "\(name) $proxy_protocol_addr",
+            "DIR": dir, "NAME": name, "LISTEN": "listen \(address):8080 proxy_protocol;", "BODY": "\(name) $proxy_protocol_addr",
         ])
         let pid = try Peers.nginx(lab, in: lab.backend, config: "\(dir!)/\(name).conf", dir: dir)
         try waitFor("nginx \(name) listening") {

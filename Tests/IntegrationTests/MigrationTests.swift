@@ -30,7 +30,7 @@ final class MigrationTests: XCTestCase {
 
         // What a previous layout left: these maps under their old names.
         let dir = lab.instanceDirectory
-        let renamed: [Maps.Name] = [.services, .backends, .rings, .conntrack]
+        let renamed: [Maps.Name] = [.services, .backends, .conntrack]
         for name in renamed {
             XCTAssertEqual(rename(dir + "/" + name.rawValue, dir + "/" + name.rawValue + "_v0"), 0, name.rawValue)
         }
@@ -84,5 +84,59 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(stats["fwd_errors"], 3 * cpus, json)
         XCTAssertEqual(stats["dropped_no_route"], 0, json)
         XCTAssertEqual(stats["passed_local_untracked"], 0, json)
+    }
+
+    /// ABI 2 to 3: the 256-slot `ppctl_rings` gave way to per-service Maglev tables
+    /// (`ppctl_maglev`) and `ppctl_config` (40 bytes) became `ppctl_config_v3` (48,
+    /// hash_seed appended). `ppctl attach` over an instance an ABI 2 build left keeps
+    /// its settings, services, backends and open connections, and rebuilds every
+    /// table before the new programs run, so new connections find their backends.
+    func testAttachOverABI2PinsRebuildsTheMaglevTablesAndKeepsConnections() throws {
+        try lab.ppctl(["service", "add", "\(Lab.vip):81", "--backend", "\(Lab.backendAddress):8081"])
+        let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8081)
+        let accepted = Background { try server.accept() }
+        let client = try TCP.connect(lab, from: lab.client, to: Lab.vip, 81)
+        let backend = try accepted.wait()
+        try client.write("before")
+        XCTAssertEqual(try backend.readExactly(6), Array("before".utf8))
+
+        // What an ABI 2 build pins: its config (40 bytes, abi_version 2, one setting
+        // changed to recognise it) and its rings; none of the ABI 3 maps. The
+        // running programs keep the unpinned ones alive.
+        let dir = lab.instanceDirectory
+        let maps = try Maps(Instance(netns: lab.balancer, pinRoot: lab.pinRoot))
+        var current = try XCTUnwrap(maps.config.lookup(0))
+        current.timeout_established = 1234
+        current.abi_version = 2
+        let old = withUnsafeBytes(of: current) { Array($0.prefix(40)) }
+        try lab.run(["/usr/sbin/bpftool", "map", "create", dir + "/ppctl_config", "type", "array", "key", "4", "value", "40",
+                     "entries", "1", "name", "ppctl_config"])
+        try lab.run(["/usr/sbin/bpftool", "map", "update", "pinned", dir + "/ppctl_config", "key", "0", "0", "0", "0", "value"]
+                    + old.map(String.init))
+        try lab.run(["/usr/sbin/bpftool", "map", "create", dir + "/ppctl_rings", "type", "array", "key", "4", "value", "1024",
+                     "entries", "16384", "name", "ppctl_rings"])
+        for name in [Maps.Name.config, .maglev] { XCTAssertEqual(unlink(dir + "/" + name.rawValue), 0, name.rawValue) }
+
+        try lab.attach(["--hash-seed", "77"])
+        for gone in ["ppctl_config", "ppctl_rings"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + gone), "\(gone): the ABI 2 pin is gone")
+        }
+        let after = try Maps(Instance(netns: lab.balancer, pinRoot: lab.pinRoot))
+        let config = try XCTUnwrap(after.config.lookup(0))
+        XCTAssertEqual(config.timeout_established, 1234, "settings kept")
+        XCTAssertEqual(config.abi_version, UInt32(PPCTL_ABI_VERSION))
+        XCTAssertEqual(config.hash_seed, 77)
+        XCTAssertEqual(after.maglev.size(0), 1009, "the table was rebuilt from the service")
+
+        // The open connection goes on, both ways; a new one gets the backend.
+        try client.write("after")
+        XCTAssertEqual(try backend.readExactly(5), Array("after".utf8))
+        try backend.write("reply")
+        XCTAssertEqual(try client.readExactly(5), Array("reply".utf8))
+        let second = Background { try server.accept() }
+        let client2 = try TCP.connect(lab, from: lab.client, to: Lab.vip, 81)
+        let backend2 = try second.wait()
+        try client2.write("new")
+        XCTAssertEqual(try backend2.readExactly(3), Array("new".utf8))
     }
 }

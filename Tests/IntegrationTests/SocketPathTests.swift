@@ -202,7 +202,7 @@ final class SocketPathTests: XCTestCase {
 
     func testNginxAndHAProxyReadTheLocalClientsAddress() throws {
         try Peers.render("nginx-http-echo.conf", to: dir + "/nginx.conf", [
-            "DIR": dir, "NAME": "nginx", "LISTEN": "198.18.2.2:8080",
+            "DIR": dir, "NAME": "nginx", "LISTEN": "listen 198.18.2.2:8080 proxy_protocol;",
             "BODY": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port",
         ])
         try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)

@@ -14,12 +14,6 @@
 #include "consts.h"
 #include "maps.h"
 
-static __always_inline struct ppctl_config *config_get(void)
-{
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&ppctl_config, &zero);
-}
-
 static __always_inline struct ppctl_stats *stats_get(void)
 {
 	__u32 zero = 0;

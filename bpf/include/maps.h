@@ -17,14 +17,6 @@
 struct bpf_map;  /* opaque: the callbacks of bpf_for_each_map_elem get one */
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ppctl_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ppctl_config SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PPCTL_MAX_IFACES);
 	__type(key, __u32);

@@ -24,19 +24,24 @@
  * name (ppctl_conntrack_v2, after Cilium), so that an attach can migrate the old
  * map's entries (docs/architecture.md, "State and its owners"). A build refuses
  * pins recorded by a newer one. */
-#define PPCTL_ABI_VERSION 2
+#define PPCTL_ABI_VERSION 3
 
 /* The history, newest first (each with its migration, Sources/Datapath/Migration.swift):
+ *   3  endpoint choice by Maglev: the 256-slot ppctl_rings became ppctl_maglev (a
+ *      map of per-service tables of any size); struct ppctl_config gained
+ *      hash_seed, its map is pinned as ppctl_config_v3. The tables are rebuilt
+ *      from services and backends at attach; the old rings are dropped.
  *   2  struct ppctl_stats: fwd_errors split into named drop and pass reasons,
  *      appended; its map is pinned as ppctl_stats_v2. */
 
 /* MARK: - Limits */
 
 #define PPCTL_MAX_SERVICES      16384
-/* Backends of all services together; a service has at most PPCTL_RING_SIZE. */
+/* Backends of all services together; a service has at most PPCTL_MAX_SERVICE_BACKENDS. */
 #define PPCTL_MAX_BACKENDS      131072
-/* Slots in a service's endpoint ring: endpoint choice is ring[hash % size]. */
-#define PPCTL_RING_SIZE         256
+/* Backends of one service: a backend id holds its index in 8 bits, and a Maglev
+ * slot holds it in 16 (PPCTL_MAGLEV_NONE is not an index). */
+#define PPCTL_MAX_SERVICE_BACKENDS 256
 /* Default number of connections the conntrack map holds (two entries each). */
 #define PPCTL_DEFAULT_MAX_CONNS 131072
 /* Attached interfaces the control plane remembers. */
@@ -101,11 +106,14 @@ struct ppctl_service_key {
 #define PPCTL_SVC_SERVER_FIRST (1u << 5)
 
 struct ppctl_service {
-	__u32 id;                   /* index into ppctl_rings */
+	__u32 id;                   /* index into ppctl_maglev, ppctl_service_tlvs, ppctl_snat_pools */
 	__u32 flags;                /* PPCTL_SVC_* */
 	__u16 backend_count;        /* 0: the service refuses new connections */
 	__u16 owner;                /* who manages it (ServiceOwner): 0 ppctl, 1 ppctld; the datapath ignores it */
-	__u32 reserved2;
+	/* The service's Maglev table size when set by hand (`--table-size`), 0: the
+	 * size that follows from backend_count (Maglev.tableSize). For the control
+	 * plane; the datapath reads the size from the table itself. */
+	__u32 table_size;
 };
 
 /* MARK: - SNAT pools (map "ppctl_snat_pools", array) */
@@ -121,16 +129,34 @@ struct ppctl_snat_pool {
 	struct ppctl_addr addr[PPCTL_MAX_SNAT_ADDRS];
 };
 
-/* MARK: - Endpoint rings (map "ppctl_rings", array indexed by service id) */
+/* MARK: - Maglev tables (map "ppctl_maglev", array of maps indexed by service id) */
 
-/* Each slot holds the index (0..255) of one of the service's backends; the
- * control plane fills the slots in proportion to the backends' weights, leaving
- * out backends that are down or draining (their connections keep their entries).
- * A slot of PPCTL_RING_NONE selects nothing: a ring of only those refuses new
- * connections, as backend_count 0 does (every backend down). */
-#define PPCTL_RING_NONE 0xffffffffu
-struct ppctl_ring {
-	__u32 backend[PPCTL_RING_SIZE];
+/*
+ * Each service with backends has its own table, an inner BPF array
+ * (BPF_F_INNER_MAP | BPF_F_MMAPABLE) the control plane creates at the size it chose
+ * (a prime, Maglev.tableSize), fills, and then swaps into ppctl_maglev[service id]
+ * with one update: the datapath sees the old table or the new one, never a mix. A
+ * table of size 0 (header only) is no table: a removed service's slot may point at
+ * one. Element 0 is the header (struct ppctl_maglev_head: the
+ * table's size M, so that size and slots change together); slot i (0 <= i < M) is
+ * backend[i % 4] of element 1 + i / 4. A slot holds the index (0..255) of one of the
+ * service's backends, or PPCTL_MAGLEV_NONE: every backend is down or draining (a
+ * table of only those refuses new connections, as backend_count 0 does).
+ * The endpoint of a new connection is slot[flow_hash(tuple, hash_seed) % M].
+ * (Array elements are 8 bytes at least: four u16 slots per element use them all.)
+ */
+#define PPCTL_MAGLEV_NONE            0xffffu
+#define PPCTL_MAGLEV_SLOTS_PER_ELEM  4
+/* The largest table the datapath accepts (a prime; per-service `--table-size`). */
+#define PPCTL_MAGLEV_MAX_SIZE        131071
+
+struct ppctl_maglev_head {
+	__u32 size;                 /* M: slots in the table */
+	__u32 reserved;
+};
+
+struct ppctl_maglev_slots {
+	__u16 backend[PPCTL_MAGLEV_SLOTS_PER_ELEM];
 };
 
 /* MARK: - Service TLVs (map "ppctl_service_tlvs", array indexed by service id) */
@@ -146,7 +172,7 @@ struct ppctl_service_tlvs {
 /* MARK: - Backends (map "ppctl_backends", hash keyed by backend id) */
 
 /* A backend's id is its service's id and its index in the service (the values the
- * ring slots hold): no allocator needed. */
+ * Maglev slots hold): no allocator needed. */
 #define PPCTL_BACKEND_ID(service_id, index) (((service_id) << 8) | ((index) & 0xff))
 
 struct ppctl_backend {
@@ -249,7 +275,7 @@ struct ppctl_ct_entry {
 	__u64 bytes;
 };
 
-/* MARK: - Configuration (map "ppctl_config", one element at key 0) */
+/* MARK: - Configuration (map "ppctl_config_v3", one element at key 0) */
 
 struct ppctl_config {
 	__u16 snat_port_min;        /* host order, inclusive */
@@ -268,6 +294,11 @@ struct ppctl_config {
 	__u32 gc_interval;          /* seconds between conntrack sweeps */
 	__u32 timeout_time_wait;    /* both sides sent FIN, the backend first (its TIME_WAIT) */
 	__u32 abi_version;          /* PPCTL_ABI_VERSION of the last attach (0: before it existed); not read by the programs */
+	/* Since ABI 3: mixed into the flow hash and into every backend's Maglev
+	 * permutation (`attach --hash-seed`). Balancers with the same seed and the same
+	 * services choose the same backend for a tuple. */
+	__u32 hash_seed;
+	__u32 reserved;
 };
 
 #define PPCTL_DEFAULT_SNAT_PORT_MIN  1024
@@ -419,11 +450,17 @@ PPCTL_ABI_SIZE(ppctl_service, 16);
 PPCTL_ABI_OFFSET(ppctl_service, flags, 4);
 PPCTL_ABI_OFFSET(ppctl_service, backend_count, 8);
 PPCTL_ABI_OFFSET(ppctl_service, owner, 10);
+PPCTL_ABI_OFFSET(ppctl_service, table_size, 12);
 
 PPCTL_ABI_SIZE(ppctl_snat_pool, 8 + 16 * PPCTL_MAX_SNAT_ADDRS);
 PPCTL_ABI_OFFSET(ppctl_snat_pool, addr, 8);
 
-PPCTL_ABI_SIZE(ppctl_ring, 4 * PPCTL_RING_SIZE);
+PPCTL_ABI_SIZE(ppctl_maglev_head, 8);
+PPCTL_ABI_SIZE(ppctl_maglev_slots, 2 * PPCTL_MAGLEV_SLOTS_PER_ELEM);
+_Static_assert(sizeof(struct ppctl_maglev_head) == sizeof(struct ppctl_maglev_slots),
+	       "a table's header and its slots share one element size");
+_Static_assert(PPCTL_MAX_SERVICE_BACKENDS <= PPCTL_MAGLEV_NONE &&
+	       PPCTL_MAX_SERVICE_BACKENDS <= 256, "backend indexes fit a slot and a backend id");
 
 PPCTL_ABI_SIZE(ppctl_service_tlvs, 8 + PPCTL_MAX_SERVICE_TLV_LEN);
 PPCTL_ABI_OFFSET(ppctl_service_tlvs, bytes, 8);
@@ -472,12 +509,13 @@ PPCTL_ABI_OFFSET(ppctl_ct_entry, last_seen_ns, 88);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, unique_id, 96);
 PPCTL_ABI_OFFSET(ppctl_ct_entry, snd_end, 104);
 
-PPCTL_ABI_SIZE(ppctl_config, 40);
+PPCTL_ABI_SIZE(ppctl_config, 48);
 PPCTL_ABI_OFFSET(ppctl_config, local_port_min, 4);
 PPCTL_ABI_OFFSET(ppctl_config, timeout_syn, 8);
 PPCTL_ABI_OFFSET(ppctl_config, gc_interval, 28);
 PPCTL_ABI_OFFSET(ppctl_config, timeout_time_wait, 32);
 PPCTL_ABI_OFFSET(ppctl_config, abi_version, 36);
+PPCTL_ABI_OFFSET(ppctl_config, hash_seed, 40);
 
 PPCTL_ABI_SIZE(ppctl_iface, 24);
 PPCTL_ABI_OFFSET(ppctl_iface, flags, 16);

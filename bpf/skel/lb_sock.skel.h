@@ -17,7 +17,8 @@ struct lb_sock {
 		struct bpf_map *ppctl_sockhash;
 		struct bpf_map *ppctl_scratch;
 		struct bpf_map *ppctl_services;
-		struct bpf_map *ppctl_rings;
+		struct bpf_map *ppctl_maglev;
+		struct bpf_map *ppctl_config_v3;
 		struct bpf_map *ppctl_backends;
 		struct bpf_map *ppctl_conntrack;
 		struct bpf_map *ppctl_sock_config;
@@ -155,7 +156,7 @@ lb_sock__create_skeleton(struct lb_sock *obj)
 	s->obj = &obj->obj;
 
 	/* maps */
-	s->map_cnt = 11;
+	s->map_cnt = 12;
 	s->map_skel_sz = sizeof(*s->maps);
 	s->maps = (struct bpf_map_skeleton *)calloc(s->map_cnt, s->map_skel_sz);
 	if (!s->maps) {
@@ -178,24 +179,27 @@ lb_sock__create_skeleton(struct lb_sock *obj)
 	s->maps[4].name = "ppctl_services";
 	s->maps[4].map = &obj->maps.ppctl_services;
 
-	s->maps[5].name = "ppctl_rings";
-	s->maps[5].map = &obj->maps.ppctl_rings;
+	s->maps[5].name = "ppctl_maglev";
+	s->maps[5].map = &obj->maps.ppctl_maglev;
 
-	s->maps[6].name = "ppctl_backends";
-	s->maps[6].map = &obj->maps.ppctl_backends;
+	s->maps[6].name = "ppctl_config_v3";
+	s->maps[6].map = &obj->maps.ppctl_config_v3;
 
-	s->maps[7].name = "ppctl_conntrack";
-	s->maps[7].map = &obj->maps.ppctl_conntrack;
+	s->maps[7].name = "ppctl_backends";
+	s->maps[7].map = &obj->maps.ppctl_backends;
 
-	s->maps[8].name = "ppctl_sock_config";
-	s->maps[8].map = &obj->maps.ppctl_sock_config;
+	s->maps[8].name = "ppctl_conntrack";
+	s->maps[8].map = &obj->maps.ppctl_conntrack;
 
-	s->maps[9].name = "ppctl_sock_stats";
-	s->maps[9].map = &obj->maps.ppctl_sock_stats;
+	s->maps[9].name = "ppctl_sock_config";
+	s->maps[9].map = &obj->maps.ppctl_sock_config;
 
-	s->maps[10].name = "lb_sock.rodata";
-	s->maps[10].map = &obj->maps.rodata;
-	s->maps[10].mmaped = (void **)&obj->rodata;
+	s->maps[10].name = "ppctl_sock_stats";
+	s->maps[10].map = &obj->maps.ppctl_sock_stats;
+
+	s->maps[11].name = "lb_sock.rodata";
+	s->maps[11].map = &obj->maps.rodata;
+	s->maps[11].mmaped = (void **)&obj->rodata;
 
 	/* programs */
 	s->prog_cnt = 6;

@@ -17,9 +17,9 @@ struct lb_tc {
 		struct bpf_map *ppctl_scratch;
 		struct bpf_map *ppctl_hint;
 		struct bpf_map *ppctl_services;
-		struct bpf_map *ppctl_rings;
+		struct bpf_map *ppctl_maglev;
+		struct bpf_map *ppctl_config_v3;
 		struct bpf_map *ppctl_backends;
-		struct bpf_map *ppctl_config;
 		struct bpf_map *ppctl_ifaces;
 		struct bpf_map *ppctl_stats_v2;
 		struct bpf_map *ppctl_service_stats;
@@ -175,14 +175,14 @@ lb_tc__create_skeleton(struct lb_tc *obj)
 	s->maps[4].name = "ppctl_services";
 	s->maps[4].map = &obj->maps.ppctl_services;
 
-	s->maps[5].name = "ppctl_rings";
-	s->maps[5].map = &obj->maps.ppctl_rings;
+	s->maps[5].name = "ppctl_maglev";
+	s->maps[5].map = &obj->maps.ppctl_maglev;
 
-	s->maps[6].name = "ppctl_backends";
-	s->maps[6].map = &obj->maps.ppctl_backends;
+	s->maps[6].name = "ppctl_config_v3";
+	s->maps[6].map = &obj->maps.ppctl_config_v3;
 
-	s->maps[7].name = "ppctl_config";
-	s->maps[7].map = &obj->maps.ppctl_config;
+	s->maps[7].name = "ppctl_backends";
+	s->maps[7].map = &obj->maps.ppctl_backends;
 
 	s->maps[8].name = "ppctl_ifaces";
 	s->maps[8].map = &obj->maps.ppctl_ifaces;
