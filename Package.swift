@@ -81,11 +81,13 @@ let package = Package(
 
         // The CLI's parsing, without root: typed arguments, --netns anywhere, the
         // `service apply` reader against `service add`'s rules.
-        .testTarget(name: "PPCtlTests", dependencies: ["ppctl", "Balancer"]),
+        .testTarget(name: "PPCtlTests", dependencies: [
+            "ppctl", "Balancer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // ppctld's file parsing and the bird text it generates, without root
         // (`@testable import ppctld`: SwiftPM builds executables testable in debug).
         .testTarget(name: "PPCtlDTests", dependencies: ["ppctld", "Balancer", "ProxyProtocol", .product(name: "Logging", package: "swift-log")], swiftSettings: [.swiftLanguageMode(.v5)]),
-        .testTarget(name: "BalancerTests", dependencies: ["Balancer", "Datapath", "DatapathABI", "DatapathTesting"]),
+        .testTarget(name: "BalancerTests", dependencies: ["Balancer", "Datapath", "DatapathABI", "DatapathTesting", "ProxyProtocol"]),
         // Root tests in network namespaces. The plugin embeds the test-only eBPF
         // programs of bpf/testing (the fault injector) in this target.
         .target(name: "FaultABI", dependencies: ["CLibbpf", "DatapathSkeletons"], path: "Tests/FaultABI"),

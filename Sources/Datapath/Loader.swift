@@ -56,9 +56,9 @@ public enum Loader {
         }
         let pending = migrations.filter { access($0.oldPin(instance), F_OK) == 0 }
         let upgrade = instance.isAttached || !pending.isEmpty
-        if upgrade { try checkPinnedVersion(instance) }
+        if upgrade { try Objects.checkPinnedVersion(instance) }
         try instance.prepareDirectory()
-        configureLogging()
+        Objects.configureLogging()
         var attached: [Attached] = []
         do {
             try load(instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending,
@@ -69,8 +69,8 @@ public enum Loader {
             // A first attach that fails leaves nothing behind; a failed upgrade keeps
             // the state it found (and the interfaces already moved to the new program).
             if !upgrade {
-                for a in attached { _ = detachFilter(ifindex: a.ifindex) }
-                try? unpinAll(instance)
+                for a in attached { _ = TCFilter.detach(ifindex: a.ifindex) }
+                try? Teardown.unpinAll(instance)
             }
             throw error
         }
@@ -81,17 +81,17 @@ public enum Loader {
     private static func load(instance: Instance, interfaces: [(String, UInt32)], maxConnections: Int?,
                              migrations: [Migration], hashSeed: UInt32?, prepare: (Maps, Bool) throws -> Void,
                              attachedTo: (Attached) -> Void) throws {
-        let skeleton = try openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
+        let skeleton = try Objects.openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
         defer { lb_tc__destroy(skeleton) }
 
-        try reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
+        try Objects.reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
                           instance: instance, maxConnections: maxConnections)
         try check(lb_tc__load(skeleton), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
         let programs = [(BPF_TC_INGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_ingress)),
                         (BPF_TC_EGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_egress))]
         // The socket path's own maps exist from the first attach, like the rest:
         // `stats` reads them and cgroup attaches find them.
-        try SocketPath.createMaps(instance: instance)
+        try Objects.createSocketPathMaps(instance: instance)
         // Maps whose layout changed: their entries, converted, before the new
         // programs run.
         for migration in migrations { try migration.copy(instance: instance, replacing: true) }
@@ -122,18 +122,7 @@ public enum Loader {
 
         for (name, index) in indexes {
             for (point, programFD) in programs {
-                try withTCHook(ifindex: index, point) { hook in
-                    let created = bpf_tc_hook_create(hook)
-                    if created < 0 && created != -EEXIST { try check(created, "creating the clsact qdisc on \(name)") }
-                    try withZeroed(bpf_tc_opts.self) { opts in
-                        opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
-                        opts.pointee.prog_fd = programFD
-                        opts.pointee.handle = filterHandle
-                        opts.pointee.priority = filterPriority
-                        opts.pointee.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-                        try check(bpf_tc_attach(hook, opts), "attaching to \(name)")
-                    }
-                }
+                try TCFilter.attach(programFD, ifindex: index, point, name: name)
             }
 
             let peer = ppctl_iface_redirects_to_peer(name) == 1
@@ -156,202 +145,6 @@ public enum Loader {
             if unlink(migration.oldPin(instance)) < 0 && errno != ENOENT {
                 throw DatapathError.system("unpinning \(migration.from) after migrating it", errno: errno)
             }
-        }
-    }
-
-    /// Detaches from the named interfaces, or, with nil, from every interface of the
-    /// namespace that carries ppctl's filter (recorded in ppctl_ifaces or not), and
-    /// then unpins every map and removes the instance directory. Only ppctl_ifaces is
-    /// opened, so this works even when the other pinned maps no longer match this
-    /// build (the way out of an incompatible upgrade). Returns the interfaces
-    /// detached from. Throws `.notAttached` if there is nothing to detach,
-    /// `.interfaceNotAttached` for a name not in ppctl_ifaces (before changing
-    /// anything).
-    public static func detach(instance: Instance, interfaces: [String]?) throws -> [String] {
-        configureLogging()
-        let ifaces = instance.isAttached ? try BPFMap<UInt32, ppctl_iface>(pinnedAt: instance.pin(.ifaces)) : nil
-        let recorded = ifaces?.entries().map { (name: ifaceName($0.value), index: $0.key) } ?? []
-        guard let interfaces else {
-            var detached: [String] = []
-            for (name, index) in recorded {
-                let rc = detachFilter(ifindex: index)
-                // Gone already (interface deleted, filter removed by hand): nothing to do.
-                if rc < 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL { try check(rc, "detaching from \(name)") }
-                try ifaces?.delete(index)
-                detached.append(name)
-            }
-            for (name, index) in namespaceInterfaces() where !recorded.contains(where: { $0.index == index }) {
-                if detachFilter(ifindex: index) == 0 { detached.append(name) }
-            }
-            guard ifaces != nil || !detached.isEmpty else { throw DatapathError.notAttached(directory: instance.directory) }
-            SocketPath.detachAll(instance: instance)
-            try unpinAll(instance)
-            return detached
-        }
-        guard let ifaces else { throw DatapathError.notAttached(directory: instance.directory) }
-        let targets = try interfaces.map { name in
-            guard let entry = recorded.first(where: { $0.name == name }) else { throw DatapathError.interfaceNotAttached(name) }
-            return entry
-        }
-        for (name, index) in targets {
-            let rc = detachFilter(ifindex: index)
-            if rc < 0 && rc != -ENOENT && rc != -ENODEV && rc != -EINVAL { try check(rc, "detaching from \(name)") }
-            try ifaces.delete(index)
-        }
-        return targets.map(\.name)
-    }
-
-    /// Every interface of the network namespace the process is in.
-    static func namespaceInterfaces() -> [(name: String, index: UInt32)] {
-        guard let list = if_nameindex() else { return [] }
-        defer { if_freenameindex(list) }
-        var result: [(String, UInt32)] = []
-        var entry = list
-        while entry.pointee.if_index != 0, let name = entry.pointee.if_name {
-            result.append((String(cString: name), entry.pointee.if_index))
-            entry += 1
-        }
-        return result
-    }
-
-    /// Removes ppctl's filters from an interface's ingress and egress; the libbpf
-    /// result of the ingress one (an egress filter may be missing: attached by an
-    /// older ppctl).
-    static func detachFilter(ifindex: UInt32) -> Int32 {
-        var result: Int32 = 0
-        for point in [BPF_TC_EGRESS, BPF_TC_INGRESS] {
-            result = withTCHook(ifindex: ifindex, point) { hook in
-                withZeroed(bpf_tc_opts.self) { opts in
-                    opts.pointee.sz = MemoryLayout<bpf_tc_opts>.size
-                    opts.pointee.handle = filterHandle
-                    opts.pointee.priority = filterPriority
-                    return bpf_tc_detach(hook, opts)
-                }
-            }
-        }
-        return result
-    }
-
-    /// Opens the skeleton of an embedded object (base64) with `open` (a shim of
-    /// DatapathSkeletons), its maps pinned in the instance directory, and checks that
-    /// every map it pins is one `Maps.Name` knows. The caller destroys it.
-    static func openSkeleton<Skeleton>(
-        _ base64: String, instance: Instance,
-        _ open: (UnsafeRawPointer?, Int, UnsafePointer<CChar>?) -> UnsafeMutablePointer<Skeleton>?
-    ) throws -> UnsafeMutablePointer<Skeleton> {
-        guard let bytes = Data(base64Encoded: base64) else {
-            throw DatapathError.objectMismatch("the embedded object is not valid base64")
-        }
-        let skeleton = try bytes.withUnsafeBytes { raw in
-            try instance.directory.withCString { pinRoot in
-                guard let skeleton = open(raw.baseAddress, raw.count, pinRoot) else {
-                    throw DatapathError.system("opening the embedded eBPF object", errno: errno)
-                }
-                return skeleton
-            }
-        }
-        return skeleton
-    }
-
-    // MARK: - Pins
-
-    /// Before a load: libbpf reuses a pinned map only if it matches the object's
-    /// definition, and fails with a bare EINVAL otherwise. Say which map and why
-    /// instead, and size the conntrack map: `maxConnections` if given (it must then
-    /// agree with a pinned map), else the pinned map's size, else the default.
-    static func reconcilePins(object: OpaquePointer?, conntrack: OpaquePointer?, instance: Instance,
-                              maxConnections: Int?) throws {
-        if let conntrack, let maxConnections {
-            try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
-        }
-        var map = bpf_object__next_map(object, nil)
-        while let m = map {
-            defer { map = bpf_object__next_map(object, m) }
-            let name = String(cString: bpf_map__name(m))
-            // Every map the object pins has its name in Maps.Name, the one list of pins.
-            if bpf_map__pin_path(m) != nil && Maps.Name(rawValue: name) == nil {
-                throw DatapathError.objectMismatch("it pins map \(name), which Maps.Name does not list")
-            }
-            let fd = bpf_obj_get(instance.directory + "/" + name)
-            guard fd >= 0 else { continue }            // not pinned yet: libbpf creates it
-            defer { close(fd) }
-            var info = bpf_map_info()
-            var len = UInt32(MemoryLayout<bpf_map_info>.size)
-            try check(bpf_obj_get_info_by_fd(fd, &info, &len), "reading the description of pinned map \(name)")
-            if m == conntrack, bpf_map__max_entries(m) != info.max_entries {
-                guard maxConnections == nil else {
-                    throw DatapathError.conntrackSizeFixed(current: Int(info.max_entries) / 2, requested: maxConnections!)
-                }
-                try check(bpf_map__set_max_entries(m, info.max_entries), "sizing the conntrack map")
-            }
-            var differences: [String] = []
-            func compare(_ what: String, _ pinned: UInt32, _ ours: UInt32) {
-                if pinned != ours { differences.append("\(what) \(pinned), not \(ours)") }
-            }
-            compare("type", info.type, bpf_map__type(m).rawValue)
-            compare("key size", info.key_size, bpf_map__key_size(m))
-            compare("value size", info.value_size, bpf_map__value_size(m))
-            compare("max entries", info.max_entries, bpf_map__max_entries(m))
-            compare("flags", info.map_flags, bpf_map__map_flags(m))
-            if !differences.isEmpty {
-                throw DatapathError.incompatiblePin(map: name, differences.joined(separator: ", "))
-            }
-        }
-    }
-
-    /// Throws `.newerABI` if the instance was last attached by a build whose map
-    /// layout is newer than this one's (its pins may have names this build does
-    /// not know). A config map of another shape is left to `reconcilePins`.
-    static func checkPinnedVersion(_ instance: Instance) throws {
-        guard let config = try? BPFMap<UInt32, ppctl_config>(pinnedAt: instance.pin(.config)),
-              let pinned = config.lookup(0), pinned.abi_version > UInt32(PPCTL_ABI_VERSION) else { return }
-        throw DatapathError.newerABI(pinned: Int(pinned.abi_version), supported: Int(PPCTL_ABI_VERSION))
-    }
-
-    /// Files on /run that belong to an instance (ppctld's health report, the CLI's
-    /// drain requests): gone with the instance.
-    static let runFiles = ["health.json", "drains.json"]
-
-    /// Removes every pin of the instance and its directory, and its files on /run.
-    /// The maps are freed when their last user (a program on an interface, an open
-    /// descriptor) goes away.
-    static func unpinAll(_ instance: Instance) throws {
-        for suffix in runFiles { unlink(instance.runFile(suffix)) }
-        guard let dir = opendir(instance.directory) else {
-            if errno == ENOENT { return }
-            throw DatapathError.system("opening \(instance.directory)", errno: errno)
-        }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(dir)
-        for name in names where unlink(instance.directory + "/" + name) < 0 && errno != ENOENT {
-            throw DatapathError.system("unpinning \(instance.directory)/\(name)", errno: errno)
-        }
-        if rmdir(instance.directory) < 0 && errno != ENOENT {
-            throw DatapathError.system("removing \(instance.directory)", errno: errno)
-        }
-    }
-
-    /// libbpf rejects option structs whose padding is not zero, and Swift does not
-    /// promise to zero padding: build them in zeroed memory and set fields in place.
-    static func withZeroed<T, R>(_ type: T.Type, _ body: (UnsafeMutablePointer<T>) throws -> R) rethrows -> R {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
-        defer { raw.deallocate() }
-        return try body(raw.assumingMemoryBound(to: T.self))
-    }
-
-    /// A clsact hook (ingress or egress) on an interface.
-    static func withTCHook<R>(ifindex: UInt32, _ point: bpf_tc_attach_point,
-                              _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R) rethrows -> R {
-        try withZeroed(bpf_tc_hook.self) { hook in
-            hook.pointee.sz = MemoryLayout<bpf_tc_hook>.size
-            hook.pointee.ifindex = Int32(ifindex)
-            hook.pointee.attach_point = point
-            return try body(hook)
         }
     }
 
@@ -391,17 +184,5 @@ public enum Loader {
         let parts = text.split(whereSeparator: \.isWhitespace).compactMap { UInt16($0) }
         guard parts.count == 2, parts[0] <= parts[1] else { return fallback }
         return parts[0]...parts[1]
-    }
-
-    /// libbpf prints nothing unless PPCTL_DEBUG is set (then everything, verifier
-    /// logs included, to stderr).
-    static func configureLogging() {
-        if getenv("PPCTL_DEBUG") != nil {
-            libbpf_set_print { _, format, args in vdprintf(2, format, args!) }
-        } else {
-            libbpf_set_print { _, _, _ in
-                0
-            }
-        }
     }
 }

@@ -82,52 +82,21 @@ public enum SocketPath {
         instance.directory + "/cgroup_\(cgroupID)_\(hook.name)"
     }
 
-    /// Loads (or upgrades) the socket programs and attaches them to `cgroup`. The
-    /// service maps are created first if the instance has none (an instance may
-    /// serve local clients only). Attaching again replaces the programs in place
-    /// (bpf_link_update): sockets already connected keep their state. A failure
-    /// leaves the cgroup as it was (the caller removes maps it had ppctl create).
-    /// Throws `.kernelTooOld` first on a kernel older than `Kernel.minimum`.
-    public static func attach(instance: Instance, cgroup: Cgroup, maxConnections: Int?) throws {
-        try Kernel.check()
-        if instance.isAttached {
-            try Loader.checkPinnedVersion(instance)
-        } else {
-            _ = try Loader.attach(instance: instance, interfaces: [], maxConnections: maxConnections)
-        }
+    /// Loads the socket programs and attaches them to `cgroup`, over the maps of an
+    /// attached instance (`Loader.attach` makes them, with or without interfaces:
+    /// an instance may serve local clients only). Attaching again replaces the
+    /// programs in place (bpf_link_update): sockets already connected keep their
+    /// state. A failure leaves the cgroup as it was. Throws `.notAttached` if the
+    /// instance has no maps.
+    public static func attach(instance: Instance, cgroup: Cgroup) throws {
+        guard instance.isAttached else { throw DatapathError.notAttached(directory: instance.directory) }
+        try Objects.checkPinnedVersion(instance)
         try load(instance: instance, cgroup: cgroup)
     }
 
-    /// Opens the socket path's skeleton over the embedded object, its maps reconciled
-    /// with the instance's pins. The caller destroys it.
-    private static func openSkeleton(instance: Instance) throws -> UnsafeMutablePointer<lb_sock> {
-        let skeleton = try Loader.openSkeleton(BPFObjectBytes.lbSock, instance: instance, ppctl_sock_open)
-        do {
-            try Loader.reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
-                                     instance: instance, maxConnections: nil)
-        } catch {
-            lb_sock__destroy(skeleton)
-            throw error
-        }
-        return skeleton
-    }
-
-    /// Creates and pins the socket path's maps the instance lacks, loading none of
-    /// its programs (the tc attach calls this: every pin exists from the first one).
-    static func createMaps(instance: Instance) throws {
-        let skeleton = try openSkeleton(instance: instance)
-        defer { lb_sock__destroy(skeleton) }
-        var program = bpf_object__next_program(skeleton.pointee.obj, nil)
-        while let p = program {
-            try check(bpf_program__set_autoload(p, false), "preparing the socket path's maps")
-            program = bpf_object__next_program(skeleton.pointee.obj, p)
-        }
-        try check(lb_sock__load(skeleton), "creating the socket path's maps")
-    }
-
     private static func load(instance: Instance, cgroup: Cgroup) throws {
-        Loader.configureLogging()
-        let skeleton = try openSkeleton(instance: instance)
+        Objects.configureLogging()
+        let skeleton = try Objects.openSocketPath(instance: instance)
         defer { lb_sock__destroy(skeleton) }
         try check(lb_sock__load(skeleton), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
         func programFD(_ program: KeyPath<lb_sock, OpaquePointer?>) -> Int32 {
@@ -174,7 +143,7 @@ public enum SocketPath {
     static func upgradeLinks(instance: Instance) throws {
         let ids = attachedCgroupIDs(instance)
         guard !ids.isEmpty else { return }
-        let skeleton = try openSkeleton(instance: instance)
+        let skeleton = try Objects.openSocketPath(instance: instance)
         defer { lb_sock__destroy(skeleton) }
         try check(lb_sock__load(skeleton), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
         try check(bpf_prog_attach(bpf_program__fd(skeleton.pointee.progs.ppctl_sk_msg),

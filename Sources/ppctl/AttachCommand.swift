@@ -65,44 +65,19 @@ struct Attach: ParsableCommand {
         }
     }
 
-    /// The services' Maglev tables for the configuration's seed (`Loader.attach`'s
-    /// `prepare`: before the programs of this build run): all of them if the seed
-    /// changed, else those missing.
-    static func rebuildTables(_ maps: Maps, seedChanged: Bool) throws {
-        try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
-    }
-
     func run() throws {
         let inst = try root.instance()
         let group = try cgroup.map { path in try validated { try Cgroup(path: path == Self.rootCgroup ? nil : path) } }
         let attached = try ppctl.run {
             try inst.withLock { () throws -> [Loader.Attached] in
-                let first = !inst.isAttached
-                // The Maglev tables are (re)built for the seed before the new programs run.
-                let attached = interfaces.isEmpty ? []
-                    : try Loader.attach(instance: inst, interfaces: interfaces, maxConnections: maxConns,
-                                        hashSeed: hashSeed, prepare: Self.rebuildTables)
-                if inst.isAttached, snat != nil || snatPorts != nil {
+                let attached = try Attachment.attach(inst, interfaces: interfaces, cgroup: group, maxConnections: maxConns,
+                                                     hashSeed: hashSeed)
+                if snat != nil || snatPorts != nil {
                     let maps = try Maps(inst)
                     if let snat {
                         try maps.snatPools.update(UInt32(PPCTL_SNAT_POOL_DEFAULT), SNATPool.abi(snat), mode: .any)
                     }
                     if let snatPorts { try SNATPool.setPorts(snatPorts, in: maps.config) }
-                }
-                do {
-                    if let group { try SocketPath.attach(instance: inst, cgroup: group, maxConnections: maxConns) }
-                    if interfaces.isEmpty, let hashSeed, inst.isAttached {
-                        let maps = try Maps(inst)
-                        if var config = maps.config.lookup(0), config.hash_seed != hashSeed {
-                            config.hash_seed = hashSeed
-                            try maps.config.update(0, config, mode: .any)
-                            try Self.rebuildTables(maps, seedChanged: true)
-                        }
-                    }
-                } catch {
-                    // A first attach that fails leaves nothing behind.
-                    if first && inst.isAttached { _ = try? Loader.detach(instance: inst, interfaces: nil) }
-                    throw error
                 }
                 return attached
             }

@@ -38,7 +38,7 @@ struct Detach: ParsableCommand {
             try inst.withLock { () throws -> [String] in
                 if let group { try SocketPath.detach(instance: inst, cgroup: group) }
                 return everything || !interfaces.isEmpty
-                    ? try Loader.detach(instance: inst, interfaces: everything ? nil : interfaces) : []
+                    ? try Teardown.detach(instance: inst, interfaces: everything ? nil : interfaces) : []
             }
         }
         for name in detached { print("detached from \(name)") }

@@ -51,34 +51,9 @@ final class Daemon {
         let config = try ConfigParser.load(configPath)
         let adopted = instance.isAttached
         let attached = try instance.withLock { () throws -> [Loader.Attached] in
-            let first = !instance.isAttached
-            var attached: [Loader.Attached] = []
-            do {
-                if !config.attach.interfaces.isEmpty {
-                    attached = try Loader.attach(instance: instance, interfaces: config.attach.interfaces,
-                                                 maxConnections: config.attach.maxConnections,
-                                                 hashSeed: config.attach.hashSeed) { maps, seedChanged in
-                        try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
-                    }
-                }
-                if let path = config.attach.cgroup {
-                    try SocketPath.attach(instance: instance, cgroup: try Cgroup(path: path), maxConnections: config.attach.maxConnections)
-                }
-                if let seed = config.attach.hashSeed {
-                    // Without interfaces (cgroup only), the seed and tables are set here.
-                    let maps = try Maps(instance)
-                    if var c = maps.config.lookup(0), c.hash_seed != seed {
-                        c.hash_seed = seed
-                        try maps.config.update(0, c, mode: .any)
-                        try Controller(ServiceTables(maps)).rebuildTables()
-                    }
-                }
-            } catch {
-                // A first attach that fails leaves nothing behind, as with `ppctl attach`.
-                if first && instance.isAttached { _ = try? Loader.detach(instance: instance, interfaces: nil) }
-                throw error
-            }
-            return attached
+            try Attachment.attach(instance, interfaces: config.attach.interfaces,
+                                  cgroup: try config.attach.cgroup.map { try Cgroup(path: $0) },
+                                  maxConnections: config.attach.maxConnections, hashSeed: config.attach.hashSeed)
         }
         logger.info("attached", metadata: [
             "event": "attach", "instance": "\(instance.name)", "pins": "\(instance.directory)",
@@ -183,7 +158,7 @@ final class Daemon {
         if detachOnExit {
             do {
                 // As `ppctl detach`: every interface and cgroup, then the pins.
-                let removed = try instance.withLock { try Loader.detach(instance: instance, interfaces: nil) }
+                let removed = try instance.withLock { try Teardown.detach(instance: instance, interfaces: nil) }
                 logger.info("detached and unpinned", metadata: ["event": "detach", "signal": "\(signal)", "interfaces": "\(removed.joined(separator: ","))"])
             } catch {
                 logger.error("\(error)", metadata: ["event": "detach", "signal": "\(signal)"])
