@@ -7,14 +7,14 @@ let package = Package(
     products: [
         .library(name: "ProxyProtocol", targets: ["ProxyProtocol"]),
         .executable(name: "ppctl", targets: ["ppctl"]),
-        .executable(name: "ppctld", targets: ["ppctld"]),
+        .executable(name: "ppctld", targets: ["ppctld"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2")
     ],
     targets: [
         // The PROXY protocol codec: no dependencies, used by the CLI, the tests and
@@ -47,7 +47,7 @@ let package = Package(
             name: "ppctl",
             dependencies: [
                 "ProxyProtocol", "Balancer", "Datapath", "DatapathABI",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]
         ),
 
@@ -63,7 +63,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Yams", package: "Yams"),
+                .product(name: "Yams", package: "Yams")
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
@@ -81,12 +81,16 @@ let package = Package(
 
         // The CLI's parsing, without root: typed arguments, --netns anywhere, the
         // `service apply` reader against `service add`'s rules.
-        .testTarget(name: "PPCtlTests", dependencies: [
-            "ppctl", "Balancer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .testTarget(
+            name: "PPCtlTests",
+            dependencies: [
+                "ppctl", "Balancer", .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
         // ppctld's file parsing and the bird text it generates, without root
         // (`@testable import ppctld`: SwiftPM builds executables testable in debug).
-        .testTarget(name: "PPCtlDTests", dependencies: ["ppctld", "Balancer", "ProxyProtocol", .product(name: "Logging", package: "swift-log")], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .testTarget(
+            name: "PPCtlDTests", dependencies: ["ppctld", "Balancer", "ProxyProtocol", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v5)]),
         .testTarget(name: "BalancerTests", dependencies: ["Balancer", "Datapath", "DatapathABI", "DatapathTesting", "ProxyProtocol"]),
         // Root tests in network namespaces. The plugin embeds the test-only eBPF
         // programs of bpf/testing (the fault injector) in this target.
@@ -94,9 +98,9 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["ProxyProtocol", "Balancer", "Datapath", "DatapathABI", "CLibbpf", "FaultABI"],
-            exclude: ["Scripts", "Peers"],    // run and read by the tests from their source path
+            exclude: ["Scripts", "Peers"],  // run and read by the tests from their source path
             swiftSettings: [.swiftLanguageMode(.v5)],
             plugins: ["BPFObjectsPlugin"]
-        ),
+        )
     ]
 )

@@ -8,12 +8,16 @@ public enum Attachment {
     /// none: an instance may serve local clients only) and its socket programs on
     /// `cgroup`. A first attach that fails leaves nothing behind. Call it under the
     /// instance lock.
-    public static func attach(_ instance: Instance, interfaces: [String], cgroup: Cgroup?, maxConnections: Int?,
-                              hashSeed: UInt32?) throws -> [Loader.Attached] {
+    public static func attach(
+        _ instance: Instance, interfaces: [String], cgroup: Cgroup?, maxConnections: Int?,
+        hashSeed: UInt32?
+    ) throws -> [Loader.Attached] {
         let first = !instance.isAttached
         do {
-            let attached = try Loader.attach(instance: instance, interfaces: interfaces, maxConnections: maxConnections,
-                                             hashSeed: hashSeed) { maps, seedChanged in
+            let attached = try Loader.attach(
+                instance: instance, interfaces: interfaces, maxConnections: maxConnections,
+                hashSeed: hashSeed
+            ) { maps, seedChanged in
                 try Controller(ServiceTables(maps)).rebuildTables(all: seedChanged)
             }
             if let cgroup { try SocketPath.attach(instance: instance, cgroup: cgroup) }

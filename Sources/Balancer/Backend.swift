@@ -29,7 +29,8 @@ public struct Backend: Hashable, Sendable {
             guard weight == nil else { throw .malformedEndpoint(text, "the weight is given twice") }
             let range = Self.weightRange
             guard !kv[1].isEmpty, kv[1].count <= 6, kv[1].allSatisfy(\.isASCIIDigit), let w = Int(kv[1]),
-                  range.contains(w) else {
+                range.contains(w)
+            else {
                 throw .malformedEndpoint(text, "weight '\(kv[1])' is not a number in \(range.lowerBound)...\(range.upperBound)")
             }
             weight = w

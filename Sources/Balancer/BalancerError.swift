@@ -51,9 +51,12 @@ public enum BalancerError: Error, Equatable, CustomStringConvertible {
         case .duplicateBackend(let b): return "backend \(b) is given twice"
         case .backendIsVIP(let b): return "backend \(b) is the service's own VIP"
         case .backendIsAVIP(let b): return "backend \(b) is the VIP of a service (connections would loop through the balancer)"
-        case .vipIsABackend(let v): return "\(v) is a backend of a service, so it cannot be a VIP (connections would loop through the balancer)"
-        case .snatIsVIP(let a): return "--snat \(a) is the service's VIP address (the backends' replies must come back to the balancer, not to the VIP)"
-        case .mixedFamilies(let vip, let what): return "\(what) is not of the same address family as \(vip) (mixed IPv4/IPv6 is not supported)"
+        case .vipIsABackend(let v):
+            return "\(v) is a backend of a service, so it cannot be a VIP (connections would loop through the balancer)"
+        case .snatIsVIP(let a):
+            return "--snat \(a) is the service's VIP address (the backends' replies must come back to the balancer, not to the VIP)"
+        case .mixedFamilies(let vip, let what):
+            return "\(what) is not of the same address family as \(vip) (mixed IPv4/IPv6 is not supported)"
         case .serviceExists(let s): return "service \(s) already exists (delete it first, or use `ppctl backend add`)"
         case .unknownService(let s): return "no service \(s)"
         case .unknownBackend(let b, let s): return "service \(s) has no backend \(b)"

@@ -47,8 +47,9 @@ public final class Controller {
         let vip = Endpoint(address: IPAddress(abi: key.vip, family: family), port: UInt16(bigEndian: key.port))
         let backends = (0..<UInt32(value.backend_count)).compactMap { index in
             backend(Self.backendID(value.id, index)).map {
-                Backend(endpoint: Endpoint(address: IPAddress(abi: $0.addr, family: $0.family), port: UInt16(bigEndian: $0.port)),
-                        weight: Int($0.weight))
+                Backend(
+                    endpoint: Endpoint(address: IPAddress(abi: $0.addr, family: $0.family), port: UInt16(bigEndian: $0.port)),
+                    weight: Int($0.weight))
             }
         }
         let f = value.flags
@@ -56,9 +57,10 @@ public final class Controller {
         let proxy: ProxyMode = has(PPCTL_SVC_PROXY_V2) ? .v2 : has(PPCTL_SVC_PROXY_V1) ? .v1 : .none
         let snat = has(PPCTL_SVC_SNAT_POOL) ? t.snatPools.lookup(value.id).map { SNATPool.addresses($0, family: family) } ?? [] : []
         let tlvs = proxy == .v2 ? t.tlvs.lookup(value.id).map(Self.decodeTLVs) ?? [] : []
-        let spec = ServiceSpec(vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
-                               uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C),
-                               serverFirst: has(PPCTL_SVC_SERVER_FIRST))
+        let spec = ServiceSpec(
+            vip: vip, backends: backends, proxy: proxy, snat: snat, tlvs: tlvs,
+            uniqueID: has(PPCTL_SVC_UNIQUE_ID), crc32c: has(PPCTL_SVC_CRC32C),
+            serverFirst: has(PPCTL_SVC_SERVER_FIRST))
         var withSize = spec
         withSize.tableSize = value.table_size == 0 ? nil : Int(value.table_size)
         return ServiceView(id: value.id, owner: ServiceOwner(rawValue: value.owner) ?? .cli, spec: withSize)
@@ -174,8 +176,10 @@ public final class Controller {
     /// of its table (down or draining, as `setSelection` writes it): a rewrite
     /// keeps them out.
     @discardableResult
-    public func reconcile(_ specs: [ServiceSpec], owner: ServiceOwner,
-                          excluded: [Endpoint: Set<Endpoint>] = [:]) throws -> Reconciliation {
+    public func reconcile(
+        _ specs: [ServiceSpec], owner: ServiceOwner,
+        excluded: [Endpoint: Set<Endpoint>] = [:]
+    ) throws -> Reconciliation {
         var seen = Set<Endpoint>()
         for spec in specs {
             try spec.validate()

@@ -33,7 +33,8 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         guard let address = IPAddress(String(host)) else { throw .malformedEndpoint(text, "'\(host)' is not an IP address") }
         if text.hasPrefix("["), case .v4 = address { throw .malformedEndpoint(text, "brackets are for IPv6 addresses only") }
         guard !portText.isEmpty, portText.allSatisfy(\.isASCIIDigit), portText.count <= 5, let port = Int(portText),
-              (1...65535).contains(port) else {
+            (1...65535).contains(port)
+        else {
             throw .malformedEndpoint(text, "port '\(portText)' is not in 1...65535")
         }
         self.init(address: address, port: UInt16(port))

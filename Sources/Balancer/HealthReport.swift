@@ -24,8 +24,10 @@ public struct HealthReport: Codable, Equatable, Sendable {
         /// State changes since ppctld started.
         public var transitions: Int
 
-        public init(service: String, backend: String, state: String, lastCheck: String?, latencyMs: Double?,
-                    since: Double, transitions: Int) {
+        public init(
+            service: String, backend: String, state: String, lastCheck: String?, latencyMs: Double?,
+            since: Double, transitions: Int
+        ) {
             self.service = service
             self.backend = backend
             self.state = state
@@ -50,8 +52,9 @@ public struct HealthReport: Codable, Equatable, Sendable {
     /// The report of `instance`, or nil if there is none or its ppctld is gone.
     public static func read(_ instance: Instance) -> HealthReport? {
         guard let data = FileManager.default.contents(atPath: instance.runFile("health.json")),
-              let report = try? JSONDecoder().decode(HealthReport.self, from: data),
-              kill(report.pid, 0) == 0 else { return nil }
+            let report = try? JSONDecoder().decode(HealthReport.self, from: data),
+            kill(report.pid, 0) == 0
+        else { return nil }
         return report
     }
 }

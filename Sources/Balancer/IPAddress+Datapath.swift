@@ -18,7 +18,10 @@ extension IPAddress {
         withUnsafeMutableBytes(of: &a) { raw in
             switch self {
             case .v4(let v):
-                raw[0] = v.bytes.0; raw[1] = v.bytes.1; raw[2] = v.bytes.2; raw[3] = v.bytes.3
+                raw[0] = v.bytes.0
+                raw[1] = v.bytes.1
+                raw[2] = v.bytes.2
+                raw[3] = v.bytes.3
             case .v6(let v):
                 for i in 0..<16 { raw[i] = v.bytes[i] }
             }

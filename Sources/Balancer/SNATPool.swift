@@ -20,7 +20,10 @@ public enum SNATPool {
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             let ends = item.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
             guard let first = IPAddress(String(ends[0])) else { throw .malformedEndpoint(String(item), "not an IP address") }
-            guard ends.count == 2 else { pool.append(first); continue }
+            guard ends.count == 2 else {
+                pool.append(first)
+                continue
+            }
             guard let last = IPAddress(String(ends[1])) else { throw .malformedEndpoint(String(item), "'\(ends[1])' is not an IP address") }
             pool += try range(first, last, text: String(item))
             guard pool.count <= maxAddresses else { break }

@@ -47,9 +47,11 @@ public struct ServiceSpec: Hashable, Sendable {
     public var maglevSize: Int { tableSize ?? Maglev.tableSize(backends: backends.count) }
 
     /// A service; nothing is checked until `validate()`.
-    public init(vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: [IPAddress] = [],
-                tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false, serverFirst: Bool = false,
-                tableSize: Int? = nil) {
+    public init(
+        vip: Endpoint, backends: [Backend], proxy: ProxyMode = .none, snat: [IPAddress] = [],
+        tlvs: [ProxyTLV] = [], uniqueID: Bool = false, crc32c: Bool = false, serverFirst: Bool = false,
+        tableSize: Int? = nil
+    ) {
         self.vip = vip
         self.backends = backends
         self.proxy = proxy
@@ -144,8 +146,10 @@ public struct ServiceSpec: Hashable, Sendable {
     /// TLVs in `parseTLV`'s form, then the cloud TLVs (AWS VPC endpoint id, printable
     /// ASCII; Azure private link id; GCP PSC connection id). Throws `.invalidTLV`
     /// for a bad one or a type given twice.
-    public static func tlvs(custom: [String], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
-                            gcpPscId: UInt64? = nil) throws(BalancerError) -> [ProxyTLV] {
+    public static func tlvs(
+        custom: [String], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
+        gcpPscId: UInt64? = nil
+    ) throws(BalancerError) -> [ProxyTLV] {
         var parsed: [ProxyTLV] = []
         for text in custom { parsed.append(try parseTLV(text)) }
         return try tlvs(parsed: parsed, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
@@ -153,8 +157,10 @@ public struct ServiceSpec: Hashable, Sendable {
 
     /// The same, with the custom TLVs already parsed (the CLI parses each
     /// `--tlv` where ArgumentParser reads it).
-    public static func tlvs(parsed custom: [ProxyTLV], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
-                            gcpPscId: UInt64? = nil) throws(BalancerError) -> [ProxyTLV] {
+    public static func tlvs(
+        parsed custom: [ProxyTLV], awsVpceId: String? = nil, azureLinkId: UInt32? = nil,
+        gcpPscId: UInt64? = nil
+    ) throws(BalancerError) -> [ProxyTLV] {
         var tlvs = custom
         if let awsVpceId {
             guard !awsVpceId.isEmpty, awsVpceId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {

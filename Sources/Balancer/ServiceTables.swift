@@ -20,12 +20,14 @@ public struct ServiceTables {
     public var hashSeed: UInt32
 
     /// Tables over any maps.
-    public init(services: any KeyValueMap<ppctl_service_key, ppctl_service>,
-                maglev: any TableMap,
-                backends: any KeyValueMap<UInt32, ppctl_backend>,
-                tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>,
-                snatPools: any KeyValueMap<UInt32, ppctl_snat_pool>,
-                hashSeed: UInt32 = 0) {
+    public init(
+        services: any KeyValueMap<ppctl_service_key, ppctl_service>,
+        maglev: any TableMap,
+        backends: any KeyValueMap<UInt32, ppctl_backend>,
+        tlvs: any KeyValueMap<UInt32, ppctl_service_tlvs>,
+        snatPools: any KeyValueMap<UInt32, ppctl_snat_pool>,
+        hashSeed: UInt32 = 0
+    ) {
         self.services = services
         self.maglev = maglev
         self.backends = backends
@@ -36,7 +38,8 @@ public struct ServiceTables {
 
     /// The tables of an attached instance, with the seed its configuration holds.
     public init(_ maps: Maps) {
-        self.init(services: maps.services, maglev: maps.maglev, backends: maps.backends, tlvs: maps.serviceTLVs,
-                  snatPools: maps.snatPools, hashSeed: maps.config.lookup(0)?.hash_seed ?? 0)
+        self.init(
+            services: maps.services, maglev: maps.maglev, backends: maps.backends, tlvs: maps.serviceTLVs,
+            snatPools: maps.snatPools, hashSeed: maps.config.lookup(0)?.hash_seed ?? 0)
     }
 }

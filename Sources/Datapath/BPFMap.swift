@@ -1,6 +1,6 @@
 import CLibbpf
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A typed handle on a pinned BPF map. `Key` and `Value` are the C structs of
@@ -97,25 +97,32 @@ public final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: KeyValu
         while true {
             let keyBytes = UnsafeMutableRawPointer.allocate(byteCount: chunk * keySize, alignment: 8)
             let valueBytes = UnsafeMutableRawPointer.allocate(byteCount: chunk * valueSize, alignment: 8)
-            defer { keyBytes.deallocate(); valueBytes.deallocate() }
+            defer {
+                keyBytes.deallocate()
+                valueBytes.deallocate()
+            }
             var count = UInt32(chunk)
             let rc = token.withUnsafeMutableBytes { inToken in
                 nextToken.withUnsafeMutableBytes { outToken in
-                    bpf_map_lookup_batch(fd, first ? nil : inToken.baseAddress, outToken.baseAddress,
-                                         keyBytes, valueBytes, &count, nil)
+                    bpf_map_lookup_batch(
+                        fd, first ? nil : inToken.baseAddress, outToken.baseAddress,
+                        keyBytes, valueBytes, &count, nil)
                 }
             }
             let err: Int32 = rc == 0 ? 0 : (rc == -1 ? errno : -rc)
             if err == ENOSPC && chunk < 1 << 20 {
-                chunk *= 2          // a hash bucket larger than the chunk: again, with more room
+                chunk *= 2  // a hash bucket larger than the chunk: again, with more room
                 continue
             }
             guard err == 0 || err == ENOENT else { return nil }
             for i in 0..<Int(count) {
-                result.append((keyBytes.loadUnaligned(fromByteOffset: i * keySize, as: Key.self),
-                               valueBytes.loadUnaligned(fromByteOffset: i * valueSize, as: Value.self)))
+                result.append(
+                    (
+                        keyBytes.loadUnaligned(fromByteOffset: i * keySize, as: Key.self),
+                        valueBytes.loadUnaligned(fromByteOffset: i * valueSize, as: Value.self)
+                    ))
             }
-            if err == ENOENT { return result }   // the end of the map
+            if err == ENOENT { return result }  // the end of the map
             token = nextToken
             first = false
         }

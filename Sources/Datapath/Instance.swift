@@ -1,6 +1,6 @@
 import DatapathABI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One balancer: its pin directory and its lock. ppctl keeps one instance per
@@ -153,7 +153,9 @@ public struct Instance: Sendable {
         if st.st_mode & S_IFMT == S_IFLNK { return "it is a symbolic link" }
         if st.st_mode & S_IFMT != S_IFDIR { return "it is not a directory" }
         if st.st_uid != 0 { return "it is owned by uid \(st.st_uid), not root" }
-        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 { return "others can write to it (mode \(String(st.st_mode & 0o7777, radix: 8)))" }
+        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 {
+            return "others can write to it (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+        }
         return nil
     }
 

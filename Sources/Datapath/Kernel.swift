@@ -15,7 +15,10 @@ public enum Kernel {
     public struct Version: Comparable, CustomStringConvertible, Sendable {
         public let major: Int
         public let minor: Int
-        public init(_ major: Int, _ minor: Int) { self.major = major; self.minor = minor }
+        public init(_ major: Int, _ minor: Int) {
+            self.major = major
+            self.minor = minor
+        }
         public static func < (a: Version, b: Version) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
         public var description: String { "\(major).\(minor)" }
     }
@@ -50,8 +53,10 @@ public enum Kernel {
     /// Throws `.kernelTooOld` if `release` is older than `minimum`. A release that does
     /// not parse passes (the load then says what fails), and so does any release when
     /// PPCTL_SKIP_KERNEL_CHECK=1.
-    public static func check(release: String = Kernel.release(),
-                             environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+    public static func check(
+        release: String = Kernel.release(),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
         if environment[skipVariable] == "1" { return }
         guard let version = version(release: release), version < minimum else { return }
         throw DatapathError.kernelTooOld(release: release, minimum: minimum.description)

@@ -44,9 +44,11 @@ public enum Loader {
     /// configuration, and then `prepare` runs on the maps, before any program of this
     /// build is attached, told whether the seed changed: the control plane builds the
     /// Maglev tables there (every one for a new seed, else those missing).
-    public static func attach(instance: Instance, interfaces: [String], maxConnections: Int?,
-                              migrations: [Migration] = Migration.all, hashSeed: UInt32? = nil,
-                              prepare: (Maps, _ seedChanged: Bool) throws -> Void = { _, _ in }) throws -> [Attached] {
+    public static func attach(
+        instance: Instance, interfaces: [String], maxConnections: Int?,
+        migrations: [Migration] = Migration.all, hashSeed: UInt32? = nil,
+        prepare: (Maps, _ seedChanged: Bool) throws -> Void = { _, _ in }
+    ) throws -> [Attached] {
         try Kernel.check()
         var indexes: [(String, UInt32)] = []
         for name in interfaces {
@@ -61,8 +63,10 @@ public enum Loader {
         Objects.configureLogging()
         var attached: [Attached] = []
         do {
-            try load(instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending,
-                     hashSeed: hashSeed, prepare: prepare) {
+            try load(
+                instance: instance, interfaces: indexes, maxConnections: maxConnections, migrations: pending,
+                hashSeed: hashSeed, prepare: prepare
+            ) {
                 attached.append($0)
             }
         } catch {
@@ -78,17 +82,22 @@ public enum Loader {
     }
 
     /// The steps of `attach` after the checks; reports each interface attached.
-    private static func load(instance: Instance, interfaces: [(String, UInt32)], maxConnections: Int?,
-                             migrations: [Migration], hashSeed: UInt32?, prepare: (Maps, Bool) throws -> Void,
-                             attachedTo: (Attached) -> Void) throws {
+    private static func load(
+        instance: Instance, interfaces: [(String, UInt32)], maxConnections: Int?,
+        migrations: [Migration], hashSeed: UInt32?, prepare: (Maps, Bool) throws -> Void,
+        attachedTo: (Attached) -> Void
+    ) throws {
         let skeleton = try Objects.openSkeleton(BPFObjectBytes.lbTc, instance: instance, ppctl_tc_open)
         defer { lb_tc__destroy(skeleton) }
 
-        try Objects.reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
-                          instance: instance, maxConnections: maxConnections)
+        try Objects.reconcilePins(
+            object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
+            instance: instance, maxConnections: maxConnections)
         try check(lb_tc__load(skeleton), "loading the datapath (PPCTL_DEBUG=1 shows the verifier log)")
-        let programs = [(BPF_TC_INGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_ingress)),
-                        (BPF_TC_EGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_egress))]
+        let programs = [
+            (BPF_TC_INGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_ingress)),
+            (BPF_TC_EGRESS, bpf_program__fd(skeleton.pointee.progs.ppctl_tc_egress))
+        ]
         // The socket path's own maps exist from the first attach, like the rest:
         // `stats` reads them and cgroup attaches find them.
         try Objects.createSocketPathMaps(instance: instance)

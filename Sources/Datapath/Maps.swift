@@ -1,6 +1,6 @@
 import DatapathABI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Typed access to every map of an attached instance. The C side defines each map

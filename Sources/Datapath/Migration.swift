@@ -1,7 +1,7 @@
 import CLibbpf
 import DatapathABI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A pinned map whose key or value layout changed: the pin the previous layout used
@@ -18,8 +18,10 @@ public struct Migration: Sendable {
     /// nil to drop it.
     public let convert: @Sendable (_ key: [UInt8], _ value: [UInt8]) -> (key: [UInt8], value: [UInt8])?
 
-    public init(from: String, to: Maps.Name,
-                convert: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8]) -> (key: [UInt8], value: [UInt8])?) {
+    public init(
+        from: String, to: Maps.Name,
+        convert: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8]) -> (key: [UInt8], value: [UInt8])?
+    ) {
         self.from = from
         self.to = to
         self.convert = convert

@@ -34,8 +34,10 @@ enum Objects {
     /// definition, and fails with a bare EINVAL otherwise. Say which map and why
     /// instead, and size the conntrack map: `maxConnections` if given (it must then
     /// agree with a pinned map), else the pinned map's size, else the default.
-    static func reconcilePins(object: OpaquePointer?, conntrack: OpaquePointer?, instance: Instance,
-                              maxConnections: Int?) throws {
+    static func reconcilePins(
+        object: OpaquePointer?, conntrack: OpaquePointer?, instance: Instance,
+        maxConnections: Int?
+    ) throws {
         if let conntrack, let maxConnections {
             try check(bpf_map__set_max_entries(conntrack, UInt32(2 * maxConnections)), "sizing the conntrack map")
         }
@@ -48,7 +50,7 @@ enum Objects {
                 throw DatapathError.objectMismatch("it pins map \(name), which Maps.Name does not list")
             }
             let fd = bpf_obj_get(instance.directory + "/" + name)
-            guard fd >= 0 else { continue }            // not pinned yet: libbpf creates it
+            guard fd >= 0 else { continue }  // not pinned yet: libbpf creates it
             defer { close(fd) }
             var info = bpf_map_info()
             var len = UInt32(MemoryLayout<bpf_map_info>.size)
@@ -79,7 +81,8 @@ enum Objects {
     /// not know). A config map of another shape is left to `reconcilePins`.
     static func checkPinnedVersion(_ instance: Instance) throws {
         guard let config = try? BPFMap<UInt32, ppctl_config>(pinnedAt: instance.pin(.config)),
-              let pinned = config.lookup(0), pinned.abi_version > UInt32(PPCTL_ABI_VERSION) else { return }
+            let pinned = config.lookup(0), pinned.abi_version > UInt32(PPCTL_ABI_VERSION)
+        else { return }
         throw DatapathError.newerABI(pinned: Int(pinned.abi_version), supported: Int(PPCTL_ABI_VERSION))
     }
 
@@ -88,8 +91,9 @@ enum Objects {
     static func openSocketPath(instance: Instance) throws -> UnsafeMutablePointer<lb_sock> {
         let skeleton = try openSkeleton(BPFObjectBytes.lbSock, instance: instance, ppctl_sock_open)
         do {
-            try reconcilePins(object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
-                                     instance: instance, maxConnections: nil)
+            try reconcilePins(
+                object: skeleton.pointee.obj, conntrack: skeleton.pointee.maps.ppctl_conntrack,
+                instance: instance, maxConnections: nil)
         } catch {
             lb_sock__destroy(skeleton)
             throw error

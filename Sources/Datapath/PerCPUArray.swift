@@ -1,6 +1,6 @@
 import CLibbpf
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A pinned per-CPU map with 32-bit keys, array or hash (such as `ppctl_stats`,

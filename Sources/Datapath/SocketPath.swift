@@ -25,7 +25,8 @@ public struct Cgroup: Sendable, Equatable {
         let candidates = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
         if let local = candidates.first(where: isCgroup2) { return local }
         if let host = Instance.ancestorRoot(where: { prefix in candidates.contains { isCgroup2(prefix + $0) } }),
-           let path = candidates.first(where: { isCgroup2(host + $0) }) {
+            let path = candidates.first(where: { isCgroup2(host + $0) })
+        {
             return host + path
         }
         throw DatapathError.noCgroup2
@@ -72,7 +73,7 @@ public enum SocketPath {
         Hook(name: "connect6", program: \.progs.ppctl_connect6, type: BPF_CGROUP_INET6_CONNECT),
         Hook(name: "getpeername4", program: \.progs.ppctl_getpeername4, type: BPF_CGROUP_INET4_GETPEERNAME),
         Hook(name: "getpeername6", program: \.progs.ppctl_getpeername6, type: BPF_CGROUP_INET6_GETPEERNAME),
-        Hook(name: "sockops", program: \.progs.ppctl_sockops, type: BPF_CGROUP_SOCK_OPS),
+        Hook(name: "sockops", program: \.progs.ppctl_sockops, type: BPF_CGROUP_SOCK_OPS)
     ]
 
     /// The names of the hooks, in attach order.
@@ -108,9 +109,11 @@ public enum SocketPath {
         try config.update(0, ppctl_sock_config(netns_cookie: try currentNetnsCookie()), mode: .any)
         // Replaces the sk_msg program a previous load attached (sockets already in the
         // sockhash keep the one they have).
-        try check(bpf_prog_attach(programFD(\.progs.ppctl_sk_msg), bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash),
-                                  BPF_SK_MSG_VERDICT, 0),
-                  "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
+        try check(
+            bpf_prog_attach(
+                programFD(\.progs.ppctl_sk_msg), bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash),
+                BPF_SK_MSG_VERDICT, 0),
+            "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
 
         let cgroupFD = try check(open(cgroup.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), "opening \(cgroup.path)")
         defer { close(cgroupFD) }
@@ -124,15 +127,16 @@ public enum SocketPath {
                     defer { close(existing) }
                     try check(bpf_link_update(existing, fd, nil), "replacing the \(hook.name) program of \(cgroup.path)")
                 } else {
-                    let link = try check(bpf_link_create(fd, cgroupFD, hook.type, nil),
-                                         "attaching \(hook.name) to \(cgroup.path)")
+                    let link = try check(
+                        bpf_link_create(fd, cgroupFD, hook.type, nil),
+                        "attaching \(hook.name) to \(cgroup.path)")
                     defer { close(link) }
                     try check(bpf_obj_pin(link, pin), "pinning the \(hook.name) link at \(pin)")
                     created.append(pin)
                 }
             }
         } catch {
-            for pin in created { unlink(pin) }   // the last reference: the link detaches
+            for pin in created { unlink(pin) }  // the last reference: the link detaches
             throw error
         }
     }
@@ -146,16 +150,19 @@ public enum SocketPath {
         let skeleton = try Objects.openSocketPath(instance: instance)
         defer { lb_sock__destroy(skeleton) }
         try check(lb_sock__load(skeleton), "loading the socket programs (PPCTL_DEBUG=1 shows the verifier log)")
-        try check(bpf_prog_attach(bpf_program__fd(skeleton.pointee.progs.ppctl_sk_msg),
-                                  bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash), BPF_SK_MSG_VERDICT, 0),
-                  "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
+        try check(
+            bpf_prog_attach(
+                bpf_program__fd(skeleton.pointee.progs.ppctl_sk_msg),
+                bpf_map__fd(skeleton.pointee.maps.ppctl_sockhash), BPF_SK_MSG_VERDICT, 0),
+            "attaching the sk_msg program to \(Maps.Name.sockhash.rawValue)")
         for id in ids {
             for hook in hooks {
                 let link = bpf_obj_get(linkPin(instance, id, hook))
                 guard link >= 0 else { continue }
                 defer { close(link) }
-                try check(bpf_link_update(link, bpf_program__fd(skeleton.pointee[keyPath: hook.program]), nil),
-                          "replacing the \(hook.name) program of cgroup \(id)")
+                try check(
+                    bpf_link_update(link, bpf_program__fd(skeleton.pointee[keyPath: hook.program]), nil),
+                    "replacing the \(hook.name) program of cgroup \(id)")
             }
         }
     }
@@ -182,7 +189,10 @@ public enum SocketPath {
         for id in attachedCgroupIDs(instance) {
             for hook in hooks {
                 let fd = bpf_obj_get(linkPin(instance, id, hook))
-                if fd >= 0 { _ = bpf_link_detach(fd); close(fd) }
+                if fd >= 0 {
+                    _ = bpf_link_detach(fd)
+                    close(fd)
+                }
             }
         }
     }
@@ -202,8 +212,9 @@ public enum SocketPath {
 
     /// SO_NETNS_COOKIE of the network namespace the process is in.
     static func currentNetnsCookie() throws -> UInt64 {
-        let fd = try check(socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0),
-                           "opening a socket")
+        let fd = try check(
+            socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0),
+            "opening a socket")
         defer { close(fd) }
         var cookie: UInt64 = 0
         var len = socklen_t(MemoryLayout<UInt64>.size)

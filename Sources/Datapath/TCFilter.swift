@@ -41,8 +41,10 @@ enum TCFilter {
     }
 
     /// A clsact hook (ingress or egress) on an interface.
-    static func withHook<R>(ifindex: UInt32, _ point: bpf_tc_attach_point,
-                              _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R) rethrows -> R {
+    static func withHook<R>(
+        ifindex: UInt32, _ point: bpf_tc_attach_point,
+        _ body: (UnsafeMutablePointer<bpf_tc_hook>) throws -> R
+    ) rethrows -> R {
         try Objects.withZeroed(bpf_tc_hook.self) { hook in
             hook.pointee.sz = MemoryLayout<bpf_tc_hook>.size
             hook.pointee.ifindex = Int32(ifindex)

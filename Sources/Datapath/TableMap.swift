@@ -1,7 +1,7 @@
 import CLibbpf
 import DatapathABI
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The per-service Maglev tables (ppctl_maglev): one table of slots per service id.
@@ -118,8 +118,10 @@ public final class BPFTableMap: TableMap {
         var opts = bpf_map_create_opts()
         opts.sz = MemoryLayout<bpf_map_create_opts>.size
         opts.map_flags = Self.flags
-        let table = Table(fd: try check(bpf_map_create(BPF_MAP_TYPE_ARRAY, "ppctl_mglv_tbl", 4, 8, UInt32(elements), &opts),
-                                        "creating the Maglev table of service \(service) (\(slots.count) slots)"))
+        let table = Table(
+            fd: try check(
+                bpf_map_create(BPF_MAP_TYPE_ARRAY, "ppctl_mglv_tbl", 4, 8, UInt32(elements), &opts),
+                "creating the Maglev table of service \(service) (\(slots.count) slots)"))
         let length = elements * 8
         guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, table.fd, 0), p != MAP_FAILED else {
             throw DatapathError.system("mapping the Maglev table of service \(service)", errno: errno)

@@ -1,6 +1,6 @@
 import Datapath
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A `KeyValueMap` in memory, for unit tests that run without root (this module is

@@ -1,6 +1,6 @@
 import Datapath
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A `TableMap` in memory, for unit tests: each service's table is an array of

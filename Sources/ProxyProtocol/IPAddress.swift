@@ -89,7 +89,8 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
                     continue
                 }
                 guard (1...4).contains(field.utf8.count), let g = UInt16(field, radix: 16),
-                      field.utf8.allSatisfy({ Self.isHex($0) }) else { return nil }
+                    field.utf8.allSatisfy({ Self.isHex($0) })
+                else { return nil }
                 out.append(g)
             }
             return out
@@ -107,7 +108,10 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
         let all = head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
         var bytes: [UInt8] = []
         bytes.reserveCapacity(16)
-        for g in all { bytes.append(UInt8(g >> 8)); bytes.append(UInt8(g & 0xff)) }
+        for g in all {
+            bytes.append(UInt8(g >> 8))
+            bytes.append(UInt8(g & 0xff))
+        }
         self.bytes = bytes
     }
 
@@ -127,7 +131,10 @@ public struct IPv6Address: Hashable, Sendable, CustomStringConvertible {
         for i in 0..<8 {
             if groups[i] == 0 {
                 if runStart < 0 { runStart = i }
-                if i - runStart + 1 > bestLength { bestLength = i - runStart + 1; bestStart = runStart }
+                if i - runStart + 1 > bestLength {
+                    bestLength = i - runStart + 1
+                    bestStart = runStart
+                }
             } else {
                 runStart = -1
             }

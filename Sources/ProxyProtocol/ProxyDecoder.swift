@@ -105,16 +105,19 @@ public struct ProxyDecoder: Sendable {
             let transport = ProxyHeader.Transport(rawValue: family & 0x0f) ?? .stream
             switch family >> 4 {
             case 1:
-                addresses = .ipv4(source: IPv4Address(b[16], b[17], b[18], b[19]), sourcePort: port(b, 24),
-                                  destination: IPv4Address(b[20], b[21], b[22], b[23]), destinationPort: port(b, 26),
-                                  transport: transport)
+                addresses = .ipv4(
+                    source: IPv4Address(b[16], b[17], b[18], b[19]), sourcePort: port(b, 24),
+                    destination: IPv4Address(b[20], b[21], b[22], b[23]), destinationPort: port(b, 26),
+                    transport: transport)
             case 2:
-                addresses = .ipv6(source: IPv6Address(bytes: Array(b[16..<32]))!, sourcePort: port(b, 48),
-                                  destination: IPv6Address(bytes: Array(b[32..<48]))!, destinationPort: port(b, 50),
-                                  transport: transport)
+                addresses = .ipv6(
+                    source: IPv6Address(bytes: Array(b[16..<32]))!, sourcePort: port(b, 48),
+                    destination: IPv6Address(bytes: Array(b[32..<48]))!, destinationPort: port(b, 50),
+                    transport: transport)
             case 3:
-                addresses = .unix(source: trimmed(Array(b[16..<124])), destination: trimmed(Array(b[124..<232])),
-                                  transport: transport)
+                addresses = .unix(
+                    source: trimmed(Array(b[16..<124])), destination: trimmed(Array(b[124..<232])),
+                    transport: transport)
             default:
                 break
             }
@@ -145,7 +148,8 @@ public struct ProxyDecoder: Sendable {
         }
 
         if crcValueOffset >= 0 && configuration.verifyCRC32C {
-            let stated = UInt32(b[crcValueOffset]) << 24 | UInt32(b[crcValueOffset + 1]) << 16
+            let stated =
+                UInt32(b[crcValueOffset]) << 24 | UInt32(b[crcValueOffset + 1]) << 16
                 | UInt32(b[crcValueOffset + 2]) << 8 | UInt32(b[crcValueOffset + 3])
             var crc = CRC32C.update(0xFFFF_FFFF, UnsafeRawBufferPointer(rebasing: b[0..<crcValueOffset]))
             withUnsafeBytes(of: UInt32(0)) { crc = CRC32C.update(crc, $0) }
@@ -224,23 +228,31 @@ public struct ProxyDecoder: Sendable {
         let sp: UInt16, dp: UInt16
         switch (parsePort(b, fields.2), parsePort(b, fields.3)) {
         case (.failure(let e), _), (_, .failure(let e)): return .invalid(e)
-        case (.success(let s), .success(let d)): sp = s; dp = d
+        case (.success(let s), .success(let d)):
+            sp = s
+            dp = d
         }
         if isV4 {
             guard let s = parseIPv4(b, fields.0) else { return .invalid(v4Error(text(b, fields.0))) }
             guard let d = parseIPv4(b, fields.1) else { return .invalid(v4Error(text(b, fields.1))) }
-            return .header(ProxyHeader(version: .v1, command: .proxy,
-                                       addresses: .ipv4(source: s, sourcePort: sp, destination: d,
-                                                        destinationPort: dp, transport: .stream)),
-                           consumed: consumed)
+            return .header(
+                ProxyHeader(
+                    version: .v1, command: .proxy,
+                    addresses: .ipv4(
+                        source: s, sourcePort: sp, destination: d,
+                        destinationPort: dp, transport: .stream)),
+                consumed: consumed)
         }
         let st = text(b, fields.0), dt = text(b, fields.1)
         guard let s = IPv6Address(st) else { return .invalid(v6Error(st)) }
         guard let d = IPv6Address(dt) else { return .invalid(v6Error(dt)) }
-        return .header(ProxyHeader(version: .v1, command: .proxy,
-                                   addresses: .ipv6(source: s, sourcePort: sp, destination: d,
-                                                    destinationPort: dp, transport: .stream)),
-                       consumed: consumed)
+        return .header(
+            ProxyHeader(
+                version: .v1, command: .proxy,
+                addresses: .ipv6(
+                    source: s, sourcePort: sp, destination: d,
+                    destinationPort: dp, transport: .stream)),
+            consumed: consumed)
     }
 
     private func matches(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ word: StaticString) -> Bool {
@@ -261,8 +273,15 @@ public struct ProxyDecoder: Sendable {
             let c = b[i]
             if c == UInt8(ascii: ".") {
                 guard digits > 0, !leadingZero || digits == 1, value <= 255, index < 3 else { return nil }
-                switch index { case 0: octets.0 = value; case 1: octets.1 = value; default: octets.2 = value }
-                index += 1; value = 0; digits = 0; leadingZero = false
+                switch index {
+                case 0: octets.0 = value
+                case 1: octets.1 = value
+                default: octets.2 = value
+                }
+                index += 1
+                value = 0
+                digits = 0
+                leadingZero = false
                 continue
             }
             guard c >= 48 && c <= 57, digits < 3 else { return nil }
@@ -279,7 +298,8 @@ public struct ProxyDecoder: Sendable {
         if IPv6Address(t) != nil { return .v1FamilyMismatch(t) }
         let parts = t.split(separator: ".", omittingEmptySubsequences: false)
         if parts.count == 4 && parts.allSatisfy({ p in !p.isEmpty && p.utf8.allSatisfy { $0 >= 48 && $0 <= 57 } })
-            && parts.contains(where: { $0.count > 1 && $0.first == "0" }) {
+            && parts.contains(where: { $0.count > 1 && $0.first == "0" })
+        {
             return .v1LeadingZero(t)
         }
         return .v1InvalidAddress(t)

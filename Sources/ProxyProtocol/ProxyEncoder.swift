@@ -41,12 +41,34 @@ extension ProxyHeader {
         // The common case, TCP over IPv4 without TLVs, in one copy.
         if command == .proxy, tlvs.isEmpty, !crc32c, case .ipv4(let s, let sp, let d, let dp, let t) = addresses {
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 28) { b in
-                b[0] = 0x0D; b[1] = 0x0A; b[2] = 0x0D; b[3] = 0x0A; b[4] = 0x00; b[5] = 0x0D
-                b[6] = 0x0A; b[7] = 0x51; b[8] = 0x55; b[9] = 0x49; b[10] = 0x54; b[11] = 0x0A
-                b[12] = 0x21; b[13] = 0x10 | t.rawValue; b[14] = 0; b[15] = 12
-                b[16] = s.bytes.0; b[17] = s.bytes.1; b[18] = s.bytes.2; b[19] = s.bytes.3
-                b[20] = d.bytes.0; b[21] = d.bytes.1; b[22] = d.bytes.2; b[23] = d.bytes.3
-                b[24] = UInt8(sp >> 8); b[25] = UInt8(sp & 0xff); b[26] = UInt8(dp >> 8); b[27] = UInt8(dp & 0xff)
+                b[0] = 0x0D
+                b[1] = 0x0A
+                b[2] = 0x0D
+                b[3] = 0x0A
+                b[4] = 0x00
+                b[5] = 0x0D
+                b[6] = 0x0A
+                b[7] = 0x51
+                b[8] = 0x55
+                b[9] = 0x49
+                b[10] = 0x54
+                b[11] = 0x0A
+                b[12] = 0x21
+                b[13] = 0x10 | t.rawValue
+                b[14] = 0
+                b[15] = 12
+                b[16] = s.bytes.0
+                b[17] = s.bytes.1
+                b[18] = s.bytes.2
+                b[19] = s.bytes.3
+                b[20] = d.bytes.0
+                b[21] = d.bytes.1
+                b[22] = d.bytes.2
+                b[23] = d.bytes.3
+                b[24] = UInt8(sp >> 8)
+                b[25] = UInt8(sp & 0xff)
+                b[26] = UInt8(dp >> 8)
+                b[27] = UInt8(dp & 0xff)
                 out.append(contentsOf: UnsafeBufferPointer(b))
             }
             return

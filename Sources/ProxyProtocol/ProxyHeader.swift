@@ -1,25 +1,36 @@
 /// A PROXY protocol header (HAProxy's proxy-protocol.txt), version 1 or 2.
 public struct ProxyHeader: Hashable, Sendable {
     /// The protocol version the header was read as, or is to be written as.
-    public enum Version: UInt8, Hashable, Sendable { case v1 = 1, v2 = 2 }
+    public enum Version: UInt8, Hashable, Sendable {
+        case v1 = 1
+        case v2 = 2
+    }
 
     /// LOCAL: a connection made by the proxy itself (health check); the receiver uses
     /// the real connection's addresses. PROXY: a relayed connection.
-    public enum Command: UInt8, Hashable, Sendable { case local = 0, proxy = 1 }
+    public enum Command: UInt8, Hashable, Sendable {
+        case local = 0
+        case proxy = 1
+    }
 
     /// Stream (TCP, UNIX stream) or datagram (UDP, UNIX dgram).
-    public enum Transport: UInt8, Hashable, Sendable { case stream = 1, datagram = 2 }
+    public enum Transport: UInt8, Hashable, Sendable {
+        case stream = 1
+        case datagram = 2
+    }
 
     /// What the header says about the original connection.
     public enum Addresses: Hashable, Sendable {
         /// No address information (v2 family UNSPEC, v1 UNKNOWN).
         case unspecified
         /// IPv4 (v2 family 0x1, v1 TCP4).
-        case ipv4(source: IPv4Address, sourcePort: UInt16, destination: IPv4Address,
-                  destinationPort: UInt16, transport: Transport)
+        case ipv4(
+            source: IPv4Address, sourcePort: UInt16, destination: IPv4Address,
+            destinationPort: UInt16, transport: Transport)
         /// IPv6 (v2 family 0x2, v1 TCP6).
-        case ipv6(source: IPv6Address, sourcePort: UInt16, destination: IPv6Address,
-                  destinationPort: UInt16, transport: Transport)
+        case ipv6(
+            source: IPv6Address, sourcePort: UInt16, destination: IPv6Address,
+            destinationPort: UInt16, transport: Transport)
         /// UNIX socket paths (v2 family 0x3), each 108 bytes, NUL-padded.
         case unix(source: [UInt8], destination: [UInt8], transport: Transport)
     }
@@ -32,8 +43,10 @@ public struct ProxyHeader: Hashable, Sendable {
 
     /// Creates a header. v1 headers carry no TLVs and no UNIX or datagram addresses;
     /// `ProxyEncoder` rejects those combinations.
-    public init(version: Version = .v2, command: Command = .proxy, addresses: Addresses,
-                tlvs: [ProxyTLV] = []) {
+    public init(
+        version: Version = .v2, command: Command = .proxy, addresses: Addresses,
+        tlvs: [ProxyTLV] = []
+    ) {
         self.version = version
         self.command = command
         self.addresses = addresses

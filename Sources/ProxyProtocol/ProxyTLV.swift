@@ -2,9 +2,16 @@
 public struct ProxyTLV: Hashable, Sendable {
     /// The TLV types the spec and the cloud providers define.
     public enum Kind: UInt8, Sendable {
-        case alpn = 0x01, authority = 0x02, crc32c = 0x03, noop = 0x04, uniqueID = 0x05
-        case ssl = 0x20, netns = 0x30
-        case gcp = 0xE0, aws = 0xEA, azure = 0xEE
+        case alpn = 0x01
+        case authority = 0x02
+        case crc32c = 0x03
+        case noop = 0x04
+        case uniqueID = 0x05
+        case ssl = 0x20
+        case netns = 0x30
+        case gcp = 0xE0
+        case aws = 0xEA
+        case azure = 0xEE
     }
 
     public var type: UInt8
@@ -147,8 +154,10 @@ public struct ProxySSLInfo: Hashable, Sendable {
     }
 
     var encoded: [UInt8] {
-        var out: [UInt8] = [clientFlags, UInt8(verify >> 24), UInt8((verify >> 16) & 0xff),
-                            UInt8((verify >> 8) & 0xff), UInt8(verify & 0xff)]
+        var out: [UInt8] = [
+            clientFlags, UInt8(verify >> 24), UInt8((verify >> 16) & 0xff),
+            UInt8((verify >> 8) & 0xff), UInt8(verify & 0xff)
+        ]
         for t in subTLVs {
             out.append(t.type)
             out.append(UInt8(t.value.count >> 8))

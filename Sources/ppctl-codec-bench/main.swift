@@ -4,7 +4,7 @@
 // nanoseconds per operation (CRC32C in GB/s).
 import ProxyProtocol
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @inline(never)
@@ -34,21 +34,29 @@ func fmt(_ value: Double) -> String {
     return String(repeating: " ", count: max(0, 8 - text.count)) + text
 }
 
-let v4 = ProxyHeader(addresses: .ipv4(source: IPv4Address(198, 18, 1, 2), sourcePort: 43976,
-                                      destination: IPv4Address(198, 18, 0, 10), destinationPort: 80, transport: .stream))
-let v6 = ProxyHeader(addresses: .ipv6(source: IPv6Address("2001:2::1")!, sourcePort: 43976,
-                                      destination: IPv6Address("2001:2::10")!, destinationPort: 443, transport: .stream))
+let v4 = ProxyHeader(
+    addresses: .ipv4(
+        source: IPv4Address(198, 18, 1, 2), sourcePort: 43976,
+        destination: IPv4Address(198, 18, 0, 10), destinationPort: 80, transport: .stream))
+let v6 = ProxyHeader(
+    addresses: .ipv6(
+        source: IPv6Address("2001:2::1")!, sourcePort: 43976,
+        destination: IPv6Address("2001:2::10")!, destinationPort: 443, transport: .stream))
 var v4tlv = v4
 v4tlv.tlvs = [.authority("example.com"), .uniqueID(Array("0123456789abcdef".utf8)), ProxyTLV(type: 0xE5, value: Array("tenant-42".utf8))]
 var v6tlv = v6
 v6tlv.tlvs = v4tlv.tlvs
-var v1v4 = v4; v1v4.version = .v1
-var v1v6 = v6; v1v6.version = .v1
+var v1v4 = v4
+v1v4.version = .v1
+var v1v6 = v6
+v1v6.version = .v1
 
 let decoder = ProxyDecoder()
 print("PROXY codec, best of 7 rounds")
-for (name, header) in [("v2 IPv4", v4), ("v2 IPv4 + 3 TLVs", v4tlv), ("v2 IPv6", v6), ("v2 IPv6 + 3 TLVs", v6tlv),
-                       ("v1 IPv4", v1v4), ("v1 IPv6", v1v6)] {
+for (name, header) in [
+    ("v2 IPv4", v4), ("v2 IPv4 + 3 TLVs", v4tlv), ("v2 IPv6", v6), ("v2 IPv6 + 3 TLVs", v6tlv),
+    ("v1 IPv4", v1v4), ("v1 IPv6", v1v6)
+] {
     let bytes = try! header.encoded()
     _ = measure("decode \(name)") { blackHole(decoder.decode(bytes)) }
     var buffer: [UInt8] = []

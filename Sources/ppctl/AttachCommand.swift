@@ -26,33 +26,39 @@ struct Attach: ParsableCommand {
 
     @ParentCommand var root: PPCtl
 
-    @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to attach to (repeatable).", valueName: "IF"),
-            transform: Parse.interface)
+    @Option(
+        name: .customLong("iface"), help: ArgumentHelp("An interface to attach to (repeatable).", valueName: "IF"),
+        transform: Parse.interface)
     var interfaces: [String] = []
 
-    @Option(help: ArgumentHelp(
-        "A cgroup v2 whose processes are balanced at the socket layer (PATH may be left out: the unified root).",
-        valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "A cgroup v2 whose processes are balanced at the socket layer (PATH may be left out: the unified root).",
+            valueName: "path"))
     var cgroup: String?
 
-    @Option(help: ArgumentHelp(
-        "Connections the conntrack table holds, 16...4000000 (default 131072); fixed when the table is created.",
-        valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "Connections the conntrack table holds, 16...4000000 (default 131072); fixed when the table is created.",
+            valueName: "N"))
     var maxConns: Int?
 
-    @Option(help: ArgumentHelp(
-        "The default SNAT pool of services without --snat, e.g. 198.18.2.10-198.18.2.13 (at most 16 addresses of one family); replaces the previous one.",
-        valueName: "IP[-IP][,...]"), transform: Parse.snatPool)
+    @Option(
+        help: ArgumentHelp(
+            "The default SNAT pool of services without --snat, e.g. 198.18.2.10-198.18.2.13 (at most 16 addresses of one family); replaces the previous one.",
+            valueName: "IP[-IP][,...]"), transform: Parse.snatPool)
     var snat: [IPAddress]?
 
-    @Option(help: ArgumentHelp(
-        "Source ports SNAT may use, MIN-MAX in 1024...65535 (default 1024-65535; on the interface's own address the namespace's ip_local_port_range is always left out).",
-        valueName: "MIN-MAX"), transform: Parse.portRange)
+    @Option(
+        help: ArgumentHelp(
+            "Source ports SNAT may use, MIN-MAX in 1024...65535 (default 1024-65535; on the interface's own address the namespace's ip_local_port_range is always left out).",
+            valueName: "MIN-MAX"), transform: Parse.portRange)
     var snatPorts: ClosedRange<UInt16>?
 
-    @Option(help: ArgumentHelp(
-        "The seed of the flow hash and of the Maglev tables, 0...4294967295 (default: keep the instance's; 0 on a new one). Balancers with the same seed and services choose the same backend for a connection.",
-        valueName: "N"))
+    @Option(
+        help: ArgumentHelp(
+            "The seed of the flow hash and of the Maglev tables, 0...4294967295 (default: keep the instance's; 0 on a new one). Balancers with the same seed and services choose the same backend for a connection.",
+            valueName: "N"))
     var hashSeed: UInt32?
 
     func validate() throws {
@@ -70,8 +76,9 @@ struct Attach: ParsableCommand {
         let group = try cgroup.map { path in try validated { try Cgroup(path: path == Self.rootCgroup ? nil : path) } }
         let attached = try ppctl.run {
             try inst.withLock { () throws -> [Loader.Attached] in
-                let attached = try Attachment.attach(inst, interfaces: interfaces, cgroup: group, maxConnections: maxConns,
-                                                     hashSeed: hashSeed)
+                let attached = try Attachment.attach(
+                    inst, interfaces: interfaces, cgroup: group, maxConnections: maxConns,
+                    hashSeed: hashSeed)
                 if snat != nil || snatPorts != nil {
                     let maps = try Maps(inst)
                     if let snat {

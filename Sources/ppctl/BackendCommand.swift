@@ -71,33 +71,47 @@ struct BackendCommand: ParsableCommand {
 
         func run() throws {
             let inst = try root.instance()
-            let (view, counts) = try ppctl.run { () throws -> (ServiceView, [Endpoint: Int]) in
-                let maps = try Maps(inst)
-                guard let view = Controller(ServiceTables(maps)).service(vip) else { throw BalancerError.unknownService(vip.description) }
-                return (view, BackendConnections.count(maps.conntrack.entries())[view.id] ?? [:])
+            // Under the lock: a change in progress (a backend delete moves the last
+            // backend into the gap) is never seen half done.
+            let (view, counts) = try ppctl.run {
+                try inst.withLock(needsPins: true) { () throws -> (ServiceView, [Endpoint: Int]) in
+                    let maps = try Maps(inst)
+                    guard let view = Controller(ServiceTables(maps)).service(vip) else {
+                        throw BalancerError.unknownService(vip.description)
+                    }
+                    return (view, BackendConnections.count(maps.conntrack.entries())[view.id] ?? [:])
+                }
             }
             let report = HealthReport.read(inst)?.backends.filter { $0.service == vip.description } ?? []
             let now = Date().timeIntervalSince1970
             var rows = view.spec.backends.map { b -> JSON in
                 let h = report.first { $0.backend == b.endpoint.description }
-                return JSON(backend: b.endpoint.description, weight: b.weight, state: h?.state ?? "up",
-                            connections: counts[b.endpoint] ?? 0, lastCheck: h?.lastCheck, latencyMs: h?.latencyMs,
-                            sinceSeconds: h.map { (max(0, now - $0.since) * 10).rounded() / 10 }, transitions: h?.transitions ?? 0)
+                return JSON(
+                    backend: b.endpoint.description, weight: b.weight, state: h?.state ?? "up",
+                    connections: counts[b.endpoint] ?? 0, lastCheck: h?.lastCheck, latencyMs: h?.latencyMs,
+                    sinceSeconds: h.map { (max(0, now - $0.since) * 10).rounded() / 10 }, transitions: h?.transitions ?? 0)
             }
             // Drained backends are no longer in the service; ppctld still reports them.
             for h in report where h.state == "drained" && !rows.contains(where: { $0.backend == h.backend }) {
-                rows.append(JSON(backend: h.backend, weight: 0, state: h.state, connections: 0, lastCheck: h.lastCheck,
-                                 latencyMs: h.latencyMs, sinceSeconds: (max(0, now - h.since) * 10).rounded() / 10,
-                                 transitions: h.transitions))
+                rows.append(
+                    JSON(
+                        backend: h.backend, weight: 0, state: h.state, connections: 0, lastCheck: h.lastCheck,
+                        latencyMs: h.latencyMs, sinceSeconds: (max(0, now - h.since) * 10).rounded() / 10,
+                        transitions: h.transitions))
             }
             switch format.output {
             case .json: try printJSON(rows)
             case .table:
-                print(table(["BACKEND", "WEIGHT", "STATE", "CONNS", "CHECK", "LATENCY", "SINCE"], rows.map {
-                    [$0.backend, "\($0.weight)", $0.state, "\($0.connections)", $0.lastCheck ?? "-",
-                     $0.latencyMs.map { String(format: "%.1fms", $0) } ?? "-",
-                     $0.sinceSeconds.map { String(format: "%.0fs", $0) } ?? "-"]
-                }))
+                print(
+                    table(
+                        ["BACKEND", "WEIGHT", "STATE", "CONNS", "CHECK", "LATENCY", "SINCE"],
+                        rows.map {
+                            [
+                                $0.backend, "\($0.weight)", $0.state, "\($0.connections)", $0.lastCheck ?? "-",
+                                $0.latencyMs.map { String(format: "%.1fms", $0) } ?? "-",
+                                $0.sinceSeconds.map { String(format: "%.0fs", $0) } ?? "-"
+                            ]
+                        }))
             }
         }
     }
@@ -151,7 +165,8 @@ struct BackendCommand: ParsableCommand {
                         guard view.spec.backends.contains(where: { $0.endpoint == backend }) else {
                             throw BalancerError.unknownBackend(backend.description, service: vip.description)
                         }
-                        requests.append(DrainRequest(service: vip.description, backend: backend.description, timeoutSeconds: Self.seconds(timeout)!))
+                        requests.append(
+                            DrainRequest(service: vip.description, backend: backend.description, timeoutSeconds: Self.seconds(timeout)!))
                     }
                     try DrainRequest.write(requests, inst)
                 }
@@ -159,7 +174,8 @@ struct BackendCommand: ParsableCommand {
             // ppctld reads the request within a tick; wait until it shows.
             let deadline = Date().addingTimeInterval(5)
             while Date() < deadline {
-                let state = HealthReport.read(inst)?.backends.first { $0.service == vip.description && $0.backend == backend.description }?.state
+                let state = HealthReport.read(inst)?.backends.first { $0.service == vip.description && $0.backend == backend.description }?
+                    .state
                 if cancel ? (state != "draining" && state != "drained") : (state == "draining" || state == "drained") {
                     print(cancel ? "cancelled the drain of \(backend) in \(vip)" : "draining \(backend) of \(vip) (timeout \(timeout))")
                     return

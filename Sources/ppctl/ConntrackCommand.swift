@@ -46,17 +46,24 @@ struct Conntrack: ParsableCommand {
             let connections = try ppctl.run { Connection.all(in: try Maps(inst).conntrack, nowNanoseconds: now) }
             switch format.output {
             case .json:
-                try printJSON(connections.map {
-                    JSON(client: $0.client.description, vip: $0.vip.description, backend: $0.backend.description,
-                         snat: $0.snat.description, state: $0.state, headerLength: $0.headerLength,
-                         uniqueID: $0.uniqueID, ageSeconds: ($0.ageSeconds * 10).rounded() / 10)
-                })
+                try printJSON(
+                    connections.map {
+                        JSON(
+                            client: $0.client.description, vip: $0.vip.description, backend: $0.backend.description,
+                            snat: $0.snat.description, state: $0.state, headerLength: $0.headerLength,
+                            uniqueID: $0.uniqueID, ageSeconds: ($0.ageSeconds * 10).rounded() / 10)
+                    })
             case .table:
-                print(table(["CLIENT", "VIP", "BACKEND", "SNAT", "STATE", "HDR", "UNIQUE-ID", "AGE"], connections.map {
-                    [$0.client.description, $0.vip.description, $0.backend.description, $0.snat.description,
-                     $0.state.joined(separator: ","), "\($0.headerLength)", $0.uniqueID ?? "-",
-                     String(format: "%.0fs", $0.ageSeconds)]
-                }))
+                print(
+                    table(
+                        ["CLIENT", "VIP", "BACKEND", "SNAT", "STATE", "HDR", "UNIQUE-ID", "AGE"],
+                        connections.map {
+                            [
+                                $0.client.description, $0.vip.description, $0.backend.description, $0.snat.description,
+                                $0.state.joined(separator: ","), "\($0.headerLength)", $0.uniqueID ?? "-",
+                                String(format: "%.0fs", $0.ageSeconds)
+                            ]
+                        }))
             }
         }
     }

@@ -16,12 +16,15 @@ struct Detach: ParsableCommand {
 
     @ParentCommand var root: PPCtl
 
-    @Option(name: .customLong("iface"), help: ArgumentHelp("An interface to detach from (repeatable).", valueName: "IF"),
-            transform: Parse.interface)
+    @Option(
+        name: .customLong("iface"), help: ArgumentHelp("An interface to detach from (repeatable).", valueName: "IF"),
+        transform: Parse.interface)
     var interfaces: [String] = []
 
-    @Option(help: ArgumentHelp("A cgroup to detach the socket programs from (PATH may be left out: the unified root).",
-                               valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "A cgroup to detach the socket programs from (PATH may be left out: the unified root).",
+            valueName: "path"))
     var cgroup: String?
 
     func validate() throws {

@@ -42,24 +42,37 @@ struct HeaderJSON: Encodable {
         trailingBytes = trailing
         switch h.addresses {
         case .unspecified:
-            family = "UNSPEC"; source = nil; sourcePort = nil; destination = nil; destinationPort = nil
+            family = "UNSPEC"
+            source = nil
+            sourcePort = nil
+            destination = nil
+            destinationPort = nil
         case .ipv4(let s, let sp, let d, let dp, let t):
             family = t == .stream ? "TCP4" : "UDP4"
-            source = s.description; sourcePort = sp; destination = d.description; destinationPort = dp
+            source = s.description
+            sourcePort = sp
+            destination = d.description
+            destinationPort = dp
         case .ipv6(let s, let sp, let d, let dp, let t):
             family = t == .stream ? "TCP6" : "UDP6"
-            source = s.description; sourcePort = sp; destination = d.description; destinationPort = dp
+            source = s.description
+            sourcePort = sp
+            destination = d.description
+            destinationPort = dp
         case .unix(let s, let d, let t):
             family = t == .stream ? "UNIX_STREAM" : "UNIX_DGRAM"
-            source = String(decoding: s, as: UTF8.self); sourcePort = nil
-            destination = String(decoding: d, as: UTF8.self); destinationPort = nil
+            source = String(decoding: s, as: UTF8.self)
+            sourcePort = nil
+            destination = String(decoding: d, as: UTF8.self)
+            destinationPort = nil
         }
         tlvs = h.tlvs.map { t in
             let printable = !t.value.isEmpty && t.value.allSatisfy { $0 >= 0x20 && $0 < 0x7f }
-            return TLV(type: t.type, name: t.name, hex: hexString(t.value),
-                       text: printable ? String(decoding: t.value, as: UTF8.self) : nil,
-                       vpcEndpointID: t.awsVPCEndpointID, azureLinkID: t.azureLinkID,
-                       pscConnectionID: t.gcpPSCConnectionID)
+            return TLV(
+                type: t.type, name: t.name, hex: hexString(t.value),
+                text: printable ? String(decoding: t.value, as: UTF8.self) : nil,
+                vpcEndpointID: t.awsVPCEndpointID, azureLinkID: t.azureLinkID,
+                pscConnectionID: t.gcpPSCConnectionID)
         }
     }
 
@@ -68,8 +81,10 @@ struct HeaderJSON: Encodable {
         if let source { rows.append(["source", sourcePort.map { "\(source) port \($0)" } ?? source]) }
         if let destination { rows.append(["destination", destinationPort.map { "\(destination) port \($0)" } ?? destination]) }
         for t in tlvs {
-            rows.append(["tlv 0x\(String(format: "%02X", t.type)) \(t.name)",
-                         t.typed.map { "\($0) (\(t.hex))" } ?? t.text.map { "\"\($0)\"" } ?? t.hex])
+            rows.append([
+                "tlv 0x\(String(format: "%02X", t.type)) \(t.name)",
+                t.typed.map { "\($0) (\(t.hex))" } ?? t.text.map { "\"\($0)\"" } ?? t.hex
+            ])
         }
         rows.append(["length", "\(length) bytes"])
         if trailingBytes > 0 { rows.append(["after header", "\(trailingBytes) bytes"]) }
@@ -173,8 +188,10 @@ extension Header {
         @Option(help: ArgumentHelp("Address the client connected to.", valueName: "IP:PORT"), transform: Parse.endpoint)
         var destination: Endpoint?
         @Flag(help: "UDP instead of TCP (v2).") var udp = false
-        @Option(name: .customLong("tlv"), help: ArgumentHelp("Custom TLV 0xE0...0xEF, TYPE=text or TYPE=hex:..; repeatable.", valueName: "TYPE=VALUE"),
-                transform: Parse.tlv)
+        @Option(
+            name: .customLong("tlv"),
+            help: ArgumentHelp("Custom TLV 0xE0...0xEF, TYPE=text or TYPE=hex:..; repeatable.", valueName: "TYPE=VALUE"),
+            transform: Parse.tlv)
         var tlvs: [ProxyTLV] = []
         @Option(help: "AUTHORITY TLV (host name).") var authority: String?
         @Option(help: "ALPN TLV.") var alpn: String?
@@ -213,8 +230,9 @@ extension Header {
             if proxyVersion == 1 && (!list.isEmpty || crc32c || udp) {
                 throw ValidationError("v1 headers carry no TLVs, CRC or UDP")
             }
-            return ProxyHeader(version: proxyVersion == 1 ? .v1 : .v2, command: local ? .local : .proxy,
-                               addresses: addresses, tlvs: list)
+            return ProxyHeader(
+                version: proxyVersion == 1 ? .v1 : .v2, command: local ? .local : .proxy,
+                addresses: addresses, tlvs: list)
         }
 
         func validate() throws {

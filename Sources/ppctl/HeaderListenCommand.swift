@@ -37,8 +37,10 @@ enum Socket {
                 return Endpoint(address: .v6(IPv6Address(bytes: bytes)!), port: UInt16(bigEndian: sin6.sin6_port)).description
             }
             let sin = raw.load(as: sockaddr_in.self)
-            return Endpoint(address: .v4(IPv4Address(hostOrder: UInt32(bigEndian: sin.sin_addr.s_addr))),
-                            port: UInt16(bigEndian: sin.sin_port)).description
+            return Endpoint(
+                address: .v4(IPv4Address(hostOrder: UInt32(bigEndian: sin.sin_addr.s_addr))),
+                port: UInt16(bigEndian: sin.sin_port)
+            ).description
         }
     }
 
@@ -86,17 +88,19 @@ extension Header {
             defer { close(fd) }
             var one: Int32 = 1
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            _ = try Socket.check(withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-            }, "binding \(endpoint)")
+            _ = try Socket.check(
+                withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+                }, "binding \(endpoint)")
             _ = try Socket.check(Glibc.listen(fd, 128), "listening on \(endpoint)")
             Socket.setTimeout(fd, seconds: timeout)
             for _ in 0..<count {
                 var peer = sockaddr_storage()
                 var peerLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                let c = try Socket.check(withUnsafeMutablePointer(to: &peer) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &peerLen) }
-                }, "accepting on \(endpoint)")
+                let c = try Socket.check(
+                    withUnsafeMutablePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(fd, $0, &peerLen) }
+                    }, "accepting on \(endpoint)")
                 defer { close(c) }
                 Socket.setTimeout(c, seconds: timeout)
                 if let banner { _ = (banner + "\r\n").withCString { send(c, $0, strlen($0), 0) } }
@@ -106,11 +110,16 @@ extension Header {
                 var reply = "no header\n"
                 reading: while true {
                     let n = recv(c, &buffer, buffer.count, 0)
-                    if n <= 0 { line += "  header: connection closed before a whole header"; break }
+                    if n <= 0 {
+                        line += "  header: connection closed before a whole header"
+                        break
+                    }
                     received += buffer[0..<n]
                     switch ProxyDecoder().decode(received) {
                     case .needMoreData: continue
-                    case .invalid(let e): line += "  header: invalid (\(e))"; break reading
+                    case .invalid(let e):
+                        line += "  header: invalid (\(e))"
+                        break reading
                     case .header(let h, _):
                         line += "  " + describe(h)
                         if case .ipv4(let s, let sp, _, _, _) = h.addresses { reply = "hello \(s):\(sp)\n" }
@@ -154,9 +163,10 @@ extension Header {
             let fd = try Socket.check(socket(Int32(addr.ss_family), Int32(SOCK_STREAM.rawValue), 0), "socket")
             defer { close(fd) }
             Socket.setTimeout(fd, seconds: timeout)
-            _ = try Socket.check(withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, len) }
-            }, "connecting to \(endpoint)")
+            _ = try Socket.check(
+                withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, len) }
+                }, "connecting to \(endpoint)")
             var local = sockaddr_storage()
             var localLen = socklen_t(MemoryLayout<sockaddr_storage>.size)
             withUnsafeMutablePointer(to: &local) {
@@ -165,7 +175,8 @@ extension Header {
             _ = (message + "\n").withCString { send(fd, $0, strlen($0), 0) }
             var buffer = [UInt8](repeating: 0, count: 4096)
             let n = recv(fd, &buffer, buffer.count, 0)
-            let answer = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "(no answer)"
+            let answer =
+                n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "(no answer)"
             print("local \(Socket.endpoint(local)) -> \(endpoint): \(answer)")
         }
     }

@@ -16,8 +16,9 @@ extension PPCtl {
         }
         let missing = missingCapabilities()
         guard missing.isEmpty else {
-            printError("ppctl needs CAP_BPF and CAP_NET_ADMIN\(netns == nil ? "" : ", and CAP_SYS_ADMIN for --netns,")"
-                       + " for this command; it runs without \(missing.joined(separator: ", "))")
+            printError(
+                "ppctl needs CAP_BPF and CAP_NET_ADMIN\(netns == nil ? "" : ", and CAP_SYS_ADMIN for --netns,")"
+                    + " for this command; it runs without \(missing.joined(separator: ", "))")
             throw ExitCode(77)
         }
         if let netns {
@@ -32,7 +33,7 @@ extension PPCtl {
     func missingCapabilities() -> [String] {
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let effective = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+            let effective = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
         else { return [] }  // unknown: let the calls themselves fail
         func has(_ cap: UInt64) -> Bool { effective & (1 << cap) != 0 }
         let netAdmin: UInt64 = 12, sysAdmin: UInt64 = 21, bpf: UInt64 = 39

@@ -12,13 +12,17 @@ struct PPCtl: ParsableCommand {
             `ppctl --netns NAME <command> ...` works on the balancer in /run/netns/NAME.
             """,
         version: "0.1.0",
-        subcommands: [Attach.self, Detach.self, Service.self, BackendCommand.self, Conntrack.self,
-                      Stats.self, Header.self]
+        subcommands: [
+            Attach.self, Detach.self, Service.self, BackendCommand.self, Conntrack.self,
+            Stats.self, Header.self
+        ]
     )
 
-    @Option(name: .long, help: ArgumentHelp(
-        "Act on the balancer in network namespace /run/netns/NAME (ppctl enters it itself; its pins are kept per namespace). It may come anywhere on the line.",
-        valueName: "name"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Act on the balancer in network namespace /run/netns/NAME (ppctl enters it itself; its pins are kept per namespace). It may come anywhere on the line.",
+            valueName: "name"))
     var netns: String?
 
     /// Parses and runs the command. Errors are one line on stderr, `error: ...`.
@@ -72,7 +76,10 @@ struct PPCtl: ParsableCommand {
         var command: ParsableCommand.Type = PPCtl.self
         var words = arguments[...]
         while let word = words.popFirst() {
-            if word == "--netns" { _ = words.popFirst(); continue }
+            if word == "--netns" {
+                _ = words.popFirst()
+                continue
+            }
             if word.hasPrefix("--netns=") { continue }
             guard let next = command.configuration.subcommands.first(where: { $0._commandName == word }) else { break }
             path.append(word)

@@ -32,8 +32,9 @@ struct ServiceArguments {
         guard !backends.isEmpty else { throw ValidationError("give at least one --backend IP:PORT") }
         return try validated {
             let custom = try ServiceSpec.tlvs(parsed: tlvs, awsVpceId: awsVpceId, azureLinkId: azureLinkId, gcpPscId: gcpPscId)
-            let spec = ServiceSpec(vip: vip, backends: backends, proxy: mode, snat: snat ?? [], tlvs: custom,
-                                   uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst, tableSize: tableSize)
+            let spec = ServiceSpec(
+                vip: vip, backends: backends, proxy: mode, snat: snat ?? [], tlvs: custom,
+                uniqueID: uniqueId, crc32c: crc32c, serverFirst: serverFirst, tableSize: tableSize)
             try spec.validate()
             return spec
         }
@@ -66,16 +67,28 @@ struct ServiceArguments {
                 let repeatable = word == "--backend" || word == "--tlv"
                 guard repeatable || seen.insert(word).inserted else { return nil }
                 switch word {
-                case "--backend": guard let v = value(Parse.backend) else { return nil }; a.backends.append(v)
-                case "--tlv": guard let v = value(Parse.tlv) else { return nil }; a.tlvs.append(v)
-                case "--proxy": guard let v = value({ ProxyMode(argument: $0) }), let m = v else { return nil }; a.proxy = [m]
-                case "--snat": guard let v = value(Parse.snatPool) else { return nil }; a.snat = v
-                case "--aws-vpce-id": guard let v = value({ $0 }) else { return nil }; a.awsVpceId = v
+                case "--backend":
+                    guard let v = value(Parse.backend) else { return nil }
+                    a.backends.append(v)
+                case "--tlv":
+                    guard let v = value(Parse.tlv) else { return nil }
+                    a.tlvs.append(v)
+                case "--proxy":
+                    guard let v = value({ ProxyMode(argument: $0) }), let m = v else { return nil }
+                    a.proxy = [m]
+                case "--snat":
+                    guard let v = value(Parse.snatPool) else { return nil }
+                    a.snat = v
+                case "--aws-vpce-id":
+                    guard let v = value({ $0 }) else { return nil }
+                    a.awsVpceId = v
                 case "--proxyv2": a.proxyv2 = 1
                 case "--unique-id": a.uniqueId = true
                 case "--crc32c": a.crc32c = true
                 case "--server-first": a.serverFirst = true
-                case "--table-size": guard let v = value({ Int($0) }), let n = v else { return nil }; a.tableSize = n
+                case "--table-size":
+                    guard let v = value({ Int($0) }), let n = v else { return nil }
+                    a.tableSize = n
                 default: return nil
                 }
             }

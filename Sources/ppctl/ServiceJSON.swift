@@ -6,8 +6,16 @@ import Foundation
 /// `owner` is `cli` or `ppctld`; `tableSize` is the size of its Maglev table,
 /// `tableSizeFixed` whether `--table-size` chose it).
 struct ServiceJSON: Encodable {
-    struct BackendJSON: Encodable { let address: String; let port: UInt16; let weight: Int }
-    struct TLVJSON: Encodable { let type: UInt8; let name: String; let hex: String }
+    struct BackendJSON: Encodable {
+        let address: String
+        let port: UInt16
+        let weight: Int
+    }
+    struct TLVJSON: Encodable {
+        let type: UInt8
+        let name: String
+        let hex: String
+    }
     let vip: String, address: String, port: UInt16, proxy: String, owner: String
     let snat: [String], uniqueID: Bool, crc32c: Bool, serverFirst: Bool, tlvs: [TLVJSON], backends: [BackendJSON]
     let tableSize: Int, tableSizeFixed: Bool

@@ -36,12 +36,14 @@ struct Stats: ParsableCommand {
             // Named drop and pass reasons; fwd_errors is the sum of the four drops.
             ("dropped_rewrite_error", s.dropped_rewrite_error), ("dropped_header_error", s.dropped_header_error),
             ("dropped_no_route", s.dropped_no_route), ("dropped_redirect_error", s.dropped_redirect_error),
-            ("fwd_errors", s.fwd_errors), ("passed_local_untracked", s.passed_local_untracked),
+            ("fwd_errors", s.fwd_errors), ("passed_local_untracked", s.passed_local_untracked)
         ]
         // The socket path (local clients); its map is missing only in pins of an older ppctl.
         if let sock {
-            rows += [("local_connects", sock.connects), ("local_refused_no_backend", sock.refused_no_backend),
-                     ("local_headers_pushed", sock.headers_pushed), ("local_header_errors", sock.header_errors)]
+            rows += [
+                ("local_connects", sock.connects), ("local_refused_no_backend", sock.refused_no_backend),
+                ("local_headers_pushed", sock.headers_pushed), ("local_header_errors", sock.header_errors)
+            ]
         }
         switch format.output {
         case .json: try printJSON(Dictionary(uniqueKeysWithValues: rows))

@@ -86,7 +86,10 @@ final class BGPAnnouncer {
     private func sync(_ override: BGPConfig? = nil, reason: String = "health") {
         retry?.cancel()
         retry = nil
-        guard let bgp = override ?? config else { publish(); return }
+        guard let bgp = override ?? config else {
+            publish()
+            return
+        }
         let wanted = serving.intersection(declared)
         let text = BirdConfig.render(bgp, announcing: wanted, source: source)
         guard text != appliedText || bgp.include != appliedPath else { return }
@@ -96,9 +99,11 @@ final class BGPAnnouncer {
         } catch {
             let message = "\(error)"
             if message != lastError {
-                logger.error("cannot announce through bird: \(message); retrying every second", metadata: [
-                    "event": "bgp", "socket": "\(bgp.birdSocket)", "include": "\(bgp.include)",
-                ])
+                logger.error(
+                    "cannot announce through bird: \(message); retrying every second",
+                    metadata: [
+                        "event": "bgp", "socket": "\(bgp.birdSocket)", "include": "\(bgp.include)"
+                    ])
             }
             lastError = message
             let item = DispatchWorkItem { [weak self] in self?.sync() }
@@ -116,10 +121,12 @@ final class BGPAnnouncer {
             logger.info("VIP announced", metadata: ["event": "announce", "vip": "\(vip)", "peers": "\(peers)"])
         }
         for vip in announced.subtracting(wanted).sorted(by: { "\($0)" < "\($1)" }) {
-            logger.info("VIP withdrawn", metadata: [
-                "event": "withdraw", "vip": "\(vip)", "peers": "\(peers)",
-                "why": "\(declared.contains(vip) ? (reason == "health" ? "no backend up" : reason) : "no longer in the file")",
-            ])
+            logger.info(
+                "VIP withdrawn",
+                metadata: [
+                    "event": "withdraw", "vip": "\(vip)", "peers": "\(peers)",
+                    "why": "\(declared.contains(vip) ? (reason == "health" ? "no backend up" : reason) : "no longer in the file")"
+                ])
         }
         announced = wanted
         appliedText = text
@@ -138,7 +145,7 @@ final class BGPAnnouncer {
     private func write(_ text: String, to path: String) throws {
         let temporary = path + ".ppctld-tmp"
         try text.write(toFile: temporary, atomically: false, encoding: .utf8)
-        chmod(temporary, 0o644)     // bird may run as another user (Debian's: `bird`)
+        chmod(temporary, 0o644)  // bird may run as another user (Debian's: `bird`)
         guard rename(temporary, path) == 0 else {
             let e = errno
             unlink(temporary)
@@ -201,8 +208,16 @@ final class BGPMetrics: @unchecked Sendable {
     private let lock = NSLock()
     private var state: [String: Bool] = [:]
 
-    func set(_ state: [String: Bool]) { lock.lock(); self.state = state; lock.unlock() }
+    func set(_ state: [String: Bool]) {
+        lock.lock()
+        self.state = state
+        lock.unlock()
+    }
 
     /// VIP address → announced.
-    func snapshot() -> [String: Bool] { lock.lock(); defer { lock.unlock() }; return state }
+    func snapshot() -> [String: Bool] {
+        lock.lock()
+        defer { lock.unlock() }
+        return state
+    }
 }

@@ -51,15 +51,18 @@ final class Daemon {
         let config = try ConfigParser.load(configPath)
         let adopted = instance.isAttached
         let attached = try instance.withLock { () throws -> [Loader.Attached] in
-            try Attachment.attach(instance, interfaces: config.attach.interfaces,
-                                  cgroup: try config.attach.cgroup.map { try Cgroup(path: $0) },
-                                  maxConnections: config.attach.maxConnections, hashSeed: config.attach.hashSeed)
+            try Attachment.attach(
+                instance, interfaces: config.attach.interfaces,
+                cgroup: try config.attach.cgroup.map { try Cgroup(path: $0) },
+                maxConnections: config.attach.maxConnections, hashSeed: config.attach.hashSeed)
         }
-        logger.info("attached", metadata: [
-            "event": "attach", "instance": "\(instance.name)", "pins": "\(instance.directory)",
-            "interfaces": "\(attached.map(\.name).joined(separator: ","))",
-            "cgroup": "\(config.attach.cgroup ?? "-")", "adopted": "\(adopted)",
-        ])
+        logger.info(
+            "attached",
+            metadata: [
+                "event": "attach", "instance": "\(instance.name)", "pins": "\(instance.directory)",
+                "interfaces": "\(attached.map(\.name).joined(separator: ","))",
+                "cgroup": "\(config.attach.cgroup ?? "-")", "adopted": "\(adopted)"
+            ])
         try apply(config)
     }
 
@@ -70,8 +73,9 @@ final class Daemon {
         do {
             let config = try ConfigParser.load(configPath)
             if let running, running.attach != config.attach {
-                logger.warning("the attach section changed; it takes effect when ppctld restarts",
-                               metadata: ["event": "reload", "file": "\(configPath)"])
+                logger.warning(
+                    "the attach section changed; it takes effect when ppctld restarts",
+                    metadata: ["event": "reload", "file": "\(configPath)"])
             }
             try apply(config, reason: reason)
         } catch let error as ConfigError {
@@ -118,10 +122,12 @@ final class Daemon {
         running = config
         announcer.configure(config.bgp, declared: Set(config.services.map(\.spec.vip.address)), serving: health.serving)
         names.set(Dictionary(config.services.map { ($0.spec.vip, $0.name) }, uniquingKeysWith: { a, _ in a }))
-        logger.info("services reconciled", metadata: [
-            "event": "reconciled", "reason": "\(reason)", "file": "\(configPath)", "services": "\(config.services.count)",
-            "added": "\(result.added.count)", "changed": "\(result.changed.count)", "removed": "\(result.removed.count)",
-        ])
+        logger.info(
+            "services reconciled",
+            metadata: [
+                "event": "reconciled", "reason": "\(reason)", "file": "\(configPath)", "services": "\(config.services.count)",
+                "added": "\(result.added.count)", "changed": "\(result.changed.count)", "removed": "\(result.removed.count)"
+            ])
     }
 
     private static func same(_ a: ppctl_snat_pool, _ b: ppctl_snat_pool) -> Bool {
@@ -159,13 +165,16 @@ final class Daemon {
             do {
                 // As `ppctl detach`: every interface and cgroup, then the pins.
                 let removed = try instance.withLock { try Teardown.detach(instance: instance, interfaces: nil) }
-                logger.info("detached and unpinned", metadata: ["event": "detach", "signal": "\(signal)", "interfaces": "\(removed.joined(separator: ","))"])
+                logger.info(
+                    "detached and unpinned",
+                    metadata: ["event": "detach", "signal": "\(signal)", "interfaces": "\(removed.joined(separator: ","))"])
             } catch {
                 logger.error("\(error)", metadata: ["event": "detach", "signal": "\(signal)"])
             }
         } else {
-            logger.info("stopping; the datapath and its connections keep running",
-                        metadata: ["event": "stop", "signal": "\(signal)", "pins": "\(instance.directory)"])
+            logger.info(
+                "stopping; the datapath and its connections keep running",
+                metadata: ["event": "stop", "signal": "\(signal)", "pins": "\(instance.directory)"])
         }
     }
 
@@ -224,8 +233,16 @@ final class ServiceNames: @unchecked Sendable {
     private let lock = NSLock()
     private var names: [Endpoint: String] = [:]
 
-    func set(_ names: [Endpoint: String]) { lock.lock(); self.names = names; lock.unlock() }
+    func set(_ names: [Endpoint: String]) {
+        lock.lock()
+        self.names = names
+        lock.unlock()
+    }
 
     /// The name of the service at `vip`, or nil for services the file does not declare.
-    func name(_ vip: Endpoint) -> String? { lock.lock(); defer { lock.unlock() }; return names[vip] }
+    func name(_ vip: Endpoint) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return names[vip]
+    }
 }

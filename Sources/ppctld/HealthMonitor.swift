@@ -133,12 +133,13 @@ final class HealthMonitor {
     /// but a balancer that starts with dead backends must not attract traffic while
     /// its first checks fail): those worth announcing.
     var serving: Set<IPAddress> {
-        Set(services.filter { s in
-            s.spec.backends.contains { b in
-                guard let t = tracked[Key(vip: s.spec.vip, backend: b.endpoint)] else { return false }
-                return t.state == .up && (t.check == nil || t.passedOnce)
-            }
-        }.map(\.spec.vip.address))
+        Set(
+            services.filter { s in
+                s.spec.backends.contains { b in
+                    guard let t = tracked[Key(vip: s.spec.vip, backend: b.endpoint)] else { return false }
+                    return t.state == .up && (t.check == nil || t.passedOnce)
+                }
+            }.map(\.spec.vip.address))
     }
 
     /// Notes what the tables hold after a reconcile.
@@ -163,8 +164,10 @@ final class HealthMonitor {
             lastSweep = now
             sweep(now)
         }
-        for (key, t) in tracked where t.check != nil && !t.inFlight && now >= t.nextCheck
-            && (t.state == .up || t.state == .down) {
+        for (key, t) in tracked
+        where t.check != nil && !t.inFlight && now >= t.nextCheck
+            && (t.state == .up || t.state == .down)
+        {
             launch(key, t, passive: false, now: now)
         }
         writeSelection()
@@ -211,8 +214,10 @@ final class HealthMonitor {
             t.successes = 0
             t.failures += 1
             if t.healthy && (t.passive || t.failures >= check.fall) {
-                let why = t.passive ? "refused SYNs seen, then the check failed (\(result.detail))"
-                                    : "\(t.failures) checks failed (\(result.detail))"
+                let why =
+                    t.passive
+                    ? "refused SYNs seen, then the check failed (\(result.detail))"
+                    : "\(t.failures) checks failed (\(result.detail))"
                 setHealthy(key, t, false, why: why)
             }
         }
@@ -231,10 +236,12 @@ final class HealthMonitor {
 
     private func transition(_ key: Key, _ t: Tracked, to state: State, why: String) {
         guard t.state != state else { return }
-        logger.info("backend \(state.rawValue)", metadata: [
-            "event": "health", "service": "\(name(key.vip))", "backend": "\(key.backend)",
-            "from": "\(t.state.rawValue)", "state": "\(state.rawValue)", "why": "\(why)",
-        ])
+        logger.info(
+            "backend \(state.rawValue)",
+            metadata: [
+                "event": "health", "service": "\(name(key.vip))", "backend": "\(key.backend)",
+                "from": "\(t.state.rawValue)", "state": "\(state.rawValue)", "why": "\(why)"
+            ])
         t.state = state
         t.since = Date()
         t.transitions += 1
@@ -265,18 +272,23 @@ final class HealthMonitor {
         let coarse = Self.coarseNow()
         for e in entries where e.value.dir == UInt8(PPCTL_DIR_ORIGINAL) && e.value.state & PPCTL_CT_SYN_ACK_SEEN == 0 {
             guard let vip = vips[e.value.service_id],
-                  let t = tracked[Key(vip: vip, backend: BackendConnections.backend(e.value))],
-                  let check = t.check, t.state == .up, e.value.created_ns > t.lastRefusal else { continue }
+                let t = tracked[Key(vip: vip, backend: BackendConnections.backend(e.value))],
+                let check = t.check, t.state == .up, e.value.created_ns > t.lastRefusal
+            else { continue }
             let refused = e.value.state & PPCTL_CT_RST != 0
             let unanswered = coarse > e.value.created_ns + UInt64(check.timeout * 1e9)
             guard refused || unanswered else { continue }
             t.lastRefusal = e.value.created_ns
-            logger.info("backend refused or ignored a SYN: checking it now", metadata: [
-                "event": "passive", "service": "\(name(vip))", "backend": "\(BackendConnections.backend(e.value))",
-                "seen": refused ? "reset" : "syn-sent",
-            ])
+            logger.info(
+                "backend refused or ignored a SYN: checking it now",
+                metadata: [
+                    "event": "passive", "service": "\(name(vip))", "backend": "\(BackendConnections.backend(e.value))",
+                    "seen": refused ? "reset" : "syn-sent"
+                ])
             // A check already running decides as one started now would.
-            if t.inFlight { t.passive = true } else {
+            if t.inFlight {
+                t.passive = true
+            } else {
                 launch(Key(vip: vip, backend: BackendConnections.backend(e.value)), t, passive: true, now: now)
             }
         }
@@ -302,14 +314,17 @@ final class HealthMonitor {
         guard let id = maps.services.lookup(Controller.key(key.vip))?.id else { return }
         var count = 0
         for e in maps.conntrack.entries() where e.value.service_id == id {
-            let backend = e.value.dir == UInt8(PPCTL_DIR_ORIGINAL)
+            let backend =
+                e.value.dir == UInt8(PPCTL_DIR_ORIGINAL)
                 ? BackendConnections.backend(e.value)
                 : Endpoint(address: IPAddress(abi: e.key.saddr, family: e.key.family), port: UInt16(bigEndian: e.key.sport))
             if backend == key.backend, (try? maps.conntrack.delete(e.key)) != nil { count += 1 }
         }
-        logger.info("connections reset", metadata: [
-            "event": "reset", "service": "\(name(key.vip))", "backend": "\(key.backend)", "entries": "\(count)",
-        ])
+        logger.info(
+            "connections reset",
+            metadata: [
+                "event": "reset", "service": "\(name(key.vip))", "backend": "\(key.backend)", "entries": "\(count)"
+            ])
     }
 
     /// Drains from the file and from `ppctl backend drain`: backends that enter
@@ -372,18 +387,23 @@ final class HealthMonitor {
         for s in services {
             for b in s.spec.backends {
                 guard let t = tracked[Key(vip: s.spec.vip, backend: b.endpoint)] else { continue }
-                backends.append(HealthReport.Backend(
-                    service: s.spec.vip.description, backend: b.endpoint.description, state: t.state.rawValue,
-                    lastCheck: t.result?.detail, latencyMs: t.result.map { ($0.seconds * 1e5).rounded() / 100 },
-                    since: t.since.timeIntervalSince1970, transitions: t.transitions))
+                backends.append(
+                    HealthReport.Backend(
+                        service: s.spec.vip.description, backend: b.endpoint.description, state: t.state.rawValue,
+                        lastCheck: t.result?.detail, latencyMs: t.result.map { ($0.seconds * 1e5).rounded() / 100 },
+                        since: t.since.timeIntervalSince1970, transitions: t.transitions))
             }
         }
-        metrics.set(services.flatMap { s in
-            s.spec.backends.compactMap { b in tracked[Key(vip: s.spec.vip, backend: b.endpoint)].map {
-                HealthMetrics.Backend(service: s.name, backend: b.endpoint.description, up: $0.state == .up,
-                                      transitions: $0.transitions)
-            } }
-        })
+        metrics.set(
+            services.flatMap { s in
+                s.spec.backends.compactMap { b in
+                    tracked[Key(vip: s.spec.vip, backend: b.endpoint)].map {
+                        HealthMetrics.Backend(
+                            service: s.name, backend: b.endpoint.description, up: $0.state == .up,
+                            transitions: $0.transitions)
+                    }
+                }
+            })
         let report = HealthReport(pid: getpid(), written: Date().timeIntervalSince1970, backends: backends)
         do {
             mkdir("/run/ppctl", 0o700)
@@ -423,12 +443,22 @@ final class HealthMetrics: @unchecked Sendable {
     private var backends: [Backend] = []
     /// Holds the histogram of check durations (its buckets grow with every check).
     let registry = PrometheusCollectorRegistry()
-    static let buckets: [Duration] = [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(50),
-                                      .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5)]
+    static let buckets: [Duration] = [
+        .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(50),
+        .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5)
+    ]
 
-    func set(_ backends: [Backend]) { lock.lock(); self.backends = backends; lock.unlock() }
+    func set(_ backends: [Backend]) {
+        lock.lock()
+        self.backends = backends
+        lock.unlock()
+    }
 
-    func snapshot() -> [Backend] { lock.lock(); defer { lock.unlock() }; return backends }
+    func snapshot() -> [Backend] {
+        lock.lock()
+        defer { lock.unlock() }
+        return backends
+    }
 
     /// The state of `backend` of `service` (a service's name in the file), nil if not checked.
     func backend(_ service: String, _ backend: String) -> Backend? {
@@ -436,8 +466,9 @@ final class HealthMetrics: @unchecked Sendable {
     }
 
     func observe(service: String, backend: String, seconds: Double) {
-        let d = MetricNameDescriptor(namespace: "ppctl", subsystem: "health", metricName: "check_duration", unitName: "seconds",
-                                     helpText: "How long health checks took, by service and backend.")
+        let d = MetricNameDescriptor(
+            namespace: "ppctl", subsystem: "health", metricName: "check_duration", unitName: "seconds",
+            helpText: "How long health checks took, by service and backend.")
         registry.makeDurationHistogram(descriptor: d, labels: [("service", service), ("backend", backend)], buckets: Self.buckets)
             .record(.nanoseconds(Int64(seconds * 1e9)))
     }

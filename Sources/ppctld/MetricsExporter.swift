@@ -33,9 +33,11 @@ struct MetricsExporter: Sendable {
         counter("datapath_bytes", "Bytes forwarded, all services, by direction.", s.bytes_to_client, [("direction", "to_client")])
         let refusals = "SYNs refused with a RST, by service and reason."
         let drops = "Packets of ppctl's connections and services the datapath dropped, by reason."
-        for (reason, value) in [("no_conn", s.dropped_no_conn), ("out_of_window", s.dropped_out_of_window),
-                                ("rewrite_error", s.dropped_rewrite_error), ("header_error", s.dropped_header_error),
-                                ("no_route", s.dropped_no_route), ("redirect_error", s.dropped_redirect_error)] {
+        for (reason, value) in [
+            ("no_conn", s.dropped_no_conn), ("out_of_window", s.dropped_out_of_window),
+            ("rewrite_error", s.dropped_rewrite_error), ("header_error", s.dropped_header_error),
+            ("no_route", s.dropped_no_route), ("redirect_error", s.dropped_redirect_error)
+        ] {
             counter("datapath_dropped", drops, value, [("reason", reason)])
         }
         let passes = "Packets the datapath passed to the stack untouched, by reason."
@@ -71,20 +73,25 @@ struct MetricsExporter: Sendable {
                 let bs = (try? maps.backendStats.sum(at: id)) ?? ppctl_backend_stats()
                 counter("connections", "Connections given to the backend.", bs.connections, labels)
                 gauge("active_connections", "Connections tracked now, by backend.", live[id] ?? 0, labels)
-                counter("bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_backend &+ (toBackend[id] ?? 0),
-                        labels + [("direction", "to_backend")])
-                counter("bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_client &+ (toClient[id] ?? 0),
-                        labels + [("direction", "to_client")])
+                counter(
+                    "bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_backend &+ (toBackend[id] ?? 0),
+                    labels + [("direction", "to_backend")])
+                counter(
+                    "bytes", "Bytes forwarded, by backend and direction.", bs.bytes_to_client &+ (toClient[id] ?? 0),
+                    labels + [("direction", "to_client")])
                 let h = health.backend(service, b.endpoint.description)
-                gauge("backend_up", "1 if the backend takes new connections (up), 0 if down or draining; 1 if unchecked.",
-                      h.map { $0.up ? 1 : 0 } ?? 1, labels)
-                counter("backend_transitions", "Health state changes of a backend since ppctld started.",
-                        UInt64(h?.transitions ?? 0), labels)
+                gauge(
+                    "backend_up", "1 if the backend takes new connections (up), 0 if down or draining; 1 if unchecked.",
+                    h.map { $0.up ? 1 : 0 } ?? 1, labels)
+                counter(
+                    "backend_transitions", "Health state changes of a backend since ppctld started.",
+                    UInt64(h?.transitions ?? 0), labels)
             }
         }
         for (vip, announced) in bgp.snapshot().sorted(by: { $0.key < $1.key }) {
-            gauge("vip_announced", "1 if bird took ppctld's announcement of the VIP (a service there has a backend up), 0 if withdrawn.",
-                  announced ? 1 : 0, [("vip", vip)])
+            gauge(
+                "vip_announced", "1 if bird took ppctld's announcement of the VIP (a service there has a backend up), 0 if withdrawn.",
+                announced ? 1 : 0, [("vip", vip)])
         }
         return r.emitToString() + health.registry.emitToString()
     }

@@ -51,7 +51,8 @@ final class MetricsServer {
                 headers.add(name: "Content-Type", value: status == .ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
                 headers.add(name: "Content-Length", value: "\(body.utf8.count)")
                 if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                context.write(
+                    wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
                 let keepAlive = head.isKeepAlive
                 context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in

@@ -25,13 +25,16 @@ struct PPCtlD: ParsableCommand {
     @Option(help: ArgumentHelp("The configuration file (YAML, docs/config.md).", valueName: "FILE"))
     var config: String
 
-    @Option(help: ArgumentHelp(
-        "Run the balancer of network namespace /run/netns/NAME (entered first; its pins are kept per namespace).",
-        valueName: "NAME"))
+    @Option(
+        help: ArgumentHelp(
+            "Run the balancer of network namespace /run/netns/NAME (entered first; its pins are kept per namespace).",
+            valueName: "NAME"))
     var netns: String?
 
-    @Option(help: ArgumentHelp("Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9090.",
-                               valueName: "ADDR:PORT"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve GET /metrics (Prometheus text format) on this address, e.g. 127.0.0.1:9090.",
+            valueName: "ADDR:PORT"))
     var metrics: String?
 
     @Flag(help: "On SIGTERM/SIGINT, detach from everything and unpin (services and connections are gone).")
@@ -41,7 +44,8 @@ struct PPCtlD: ParsableCommand {
     private func metricsAddress() throws -> (host: String, port: Int)? {
         guard let metrics else { return nil }
         guard let colon = metrics.lastIndex(of: ":"), let port = Int(metrics[metrics.index(after: colon)...]),
-              (1...65535).contains(port), colon != metrics.startIndex else {
+            (1...65535).contains(port), colon != metrics.startIndex
+        else {
             throw ValidationError("--metrics '\(metrics)' is not ADDR:PORT (such as 127.0.0.1:9090 or [::1]:9090)")
         }
         let host = metrics[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
@@ -79,7 +83,10 @@ struct PPCtlD: ParsableCommand {
         var server: MetricsServer?
         if let (host, port) = try metricsAddress() {
             do {
-                server = try MetricsServer(host: host, port: port, exporter: MetricsExporter(instance: daemon.instance, names: daemon.names, health: daemon.healthMetrics, bgp: daemon.bgpMetrics))
+                server = try MetricsServer(
+                    host: host, port: port,
+                    exporter: MetricsExporter(
+                        instance: daemon.instance, names: daemon.names, health: daemon.healthMetrics, bgp: daemon.bgpMetrics))
                 logger.info("serving metrics", metadata: ["event": "metrics", "address": "\(metrics ?? "")", "path": "/metrics"])
             } catch {
                 logger.error("cannot serve metrics on \(metrics ?? ""): \(error)", metadata: ["event": "refused"])

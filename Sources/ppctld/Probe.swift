@@ -24,7 +24,8 @@ enum Probe {
 
     private static func attempt(_ check: HealthCheck, _ backend: Endpoint, deadline: UInt64) -> (Bool, String) {
         let v6 = backend.address.family == 6
-        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return (false, "socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var storage = sockaddr_storage()

@@ -35,8 +35,9 @@ final class ConnectionTests: XCTestCase {
 
     func testAConnectionIsReadFromItsOriginalEntryOnly() throws {
         let map = InMemoryMap<ppctl_ct_key, ppctl_ct_entry>()
-        var original = try entry(dir: PPCTL_DIR_ORIGINAL, to: "198.18.2.2:8080", from: "198.18.2.1:40000",
-                                 state: PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED | PPCTL_CT_HDR_SENT | PPCTL_CT_HDR_ACKED | PPCTL_CT_FIN_BACKEND)
+        var original = try entry(
+            dir: PPCTL_DIR_ORIGINAL, to: "198.18.2.2:8080", from: "198.18.2.1:40000",
+            state: PPCTL_CT_SYN_ACK_SEEN | PPCTL_CT_ESTABLISHED | PPCTL_CT_HDR_SENT | PPCTL_CT_HDR_ACKED | PPCTL_CT_FIN_BACKEND)
         original.hdr_len = 28
         original.unique_id = 0xabc
         original.created_ns = 1_000_000_000
@@ -62,14 +63,19 @@ final class ConnectionTests: XCTestCase {
         let cases: [(UInt32, UInt32, UInt16, [String])] = [
             (0, 0, 0, ["syn-sent"]),
             (PPCTL_CT_SYN_ACK_SEEN, 0, 16, ["syn-recv", "header-pending"]),
-            (PPCTL_CT_ESTABLISHED | PPCTL_CT_HDR_SENT | PPCTL_CT_FIN_CLIENT | PPCTL_CT_RST, 0, 16,
-             ["established", "fin-client", "reset", "header-sent"]),
-            (PPCTL_CT_ESTABLISHED | PPCTL_CT_FIN_CLIENT | PPCTL_CT_FIN_BACKEND | PPCTL_CT_TIME_WAIT, PPCTL_CT_L_LOCAL, 0,
-             ["established", "fin-client", "fin-backend", "time-wait", "local"]),
+            (
+                PPCTL_CT_ESTABLISHED | PPCTL_CT_HDR_SENT | PPCTL_CT_FIN_CLIENT | PPCTL_CT_RST, 0, 16,
+                ["established", "fin-client", "reset", "header-sent"]
+            ),
+            (
+                PPCTL_CT_ESTABLISHED | PPCTL_CT_FIN_CLIENT | PPCTL_CT_FIN_BACKEND | PPCTL_CT_TIME_WAIT, PPCTL_CT_L_LOCAL, 0,
+                ["established", "fin-client", "fin-backend", "time-wait", "local"]
+            )
         ]
         for (state, dirFlags, hdr, words) in cases {
-            var e = try entry(dir: PPCTL_DIR_ORIGINAL, to: "[2001:2:0:2::2]:8080", from: "[2001:2:0:2::1]:1024",
-                              state: state, dirFlags: dirFlags)
+            var e = try entry(
+                dir: PPCTL_DIR_ORIGINAL, to: "[2001:2:0:2::2]:8080", from: "[2001:2:0:2::1]:1024",
+                state: state, dirFlags: dirFlags)
             e.hdr_len = hdr
             let c = try XCTUnwrap(Connection(key: try key("[2001:2:0:1::2]:5000", "[2001:2::10]:80"), entry: e, nowNanoseconds: 0))
             XCTAssertEqual(c.state, words)

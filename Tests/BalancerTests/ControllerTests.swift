@@ -137,9 +137,13 @@ final class ControllerTests: XCTestCase {
         }
         refused(.serviceExists("198.18.0.10:80")) { try controller.addService(spec("198.18.0.10:80", ["198.18.2.3:80"])) }
         refused(.unknownService("198.18.0.99:80")) { try controller.deleteService(endpoint("198.18.0.99:80")) }
-        refused(.unknownService("198.18.0.99:80")) { try controller.addBackend(endpoint("198.18.0.99:80"), Backend(parsing: "198.18.2.3:80")) }
+        refused(.unknownService("198.18.0.99:80")) {
+            try controller.addBackend(endpoint("198.18.0.99:80"), Backend(parsing: "198.18.2.3:80"))
+        }
         refused(.unknownService("198.18.0.99:80")) { try controller.deleteBackend(endpoint("198.18.0.99:80"), endpoint("198.18.2.2:80")) }
-        refused(.unknownBackend("198.18.2.9:80", service: "198.18.0.10:80")) { try controller.deleteBackend(vip, endpoint("198.18.2.9:80")) }
+        refused(.unknownBackend("198.18.2.9:80", service: "198.18.0.10:80")) {
+            try controller.deleteBackend(vip, endpoint("198.18.2.9:80"))
+        }
         refused(.duplicateBackend("198.18.2.2:80")) { try controller.addBackend(vip, Backend(parsing: "198.18.2.2:80,weight=5")) }
         refused(.backendIsVIP("198.18.0.10:80")) { try controller.addBackend(vip, Backend(parsing: "198.18.0.10:80")) }
         refused(.serviceExists("198.18.0.12:80 (twice in the input)")) {
@@ -219,14 +223,16 @@ final class ControllerTests: XCTestCase {
     /// the change reaches, and checks the maps are exactly as before each time.
     /// When the change gets through, `restore` (run with nothing failing) must put
     /// the maps back as they were for the next round.
-    func assertEveryFailureRollsBack(_ name: String, line: UInt = #line, change: () throws -> Void,
-                                     restore: () throws -> Void) throws {
+    func assertEveryFailureRollsBack(
+        _ name: String, line: UInt = #line, change: () throws -> Void,
+        restore: () throws -> Void
+    ) throws {
         let before = snapshot()
         let failers: [(String, (Int?) -> Void)] = [
             ("services update", { self.services.failUpdate = $0 }), ("services delete", { self.services.failDelete = $0 }),
             ("maglev install", { self.maglev.failInstall = $0 }),
             ("backends update", { self.backends.failUpdate = $0 }), ("backends delete", { self.backends.failDelete = $0 }),
-            ("tlvs update", { self.tlvs.failUpdate = $0 }),
+            ("tlvs update", { self.tlvs.failUpdate = $0 })
         ]
         var failures = 0
         for (what, arm) in failers {
@@ -248,47 +254,62 @@ final class ControllerTests: XCTestCase {
 
     func testFailedAddRollsBack() throws {
         try controller.addService(spec("198.18.0.10:80", ["198.18.2.2:8080"]))
-        try assertEveryFailureRollsBack("add", change: {
-            try controller.addService(spec("198.18.0.11:80", ["198.18.2.2:1", "198.18.2.2:2"]))
-        }, restore: {
-            try controller.deleteService(endpoint("198.18.0.11:80"))
-        })
+        try assertEveryFailureRollsBack(
+            "add",
+            change: {
+                try controller.addService(spec("198.18.0.11:80", ["198.18.2.2:1", "198.18.2.2:2"]))
+            },
+            restore: {
+                try controller.deleteService(endpoint("198.18.0.11:80"))
+            })
     }
 
     func testFailedBulkAddRollsBack() throws {
         try controller.addService(spec("198.18.0.10:80", ["198.18.2.2:8080"]))
-        try assertEveryFailureRollsBack("apply", change: {
-            try controller.addServices([spec("198.18.0.11:80", ["198.18.2.2:1"]), spec("198.18.0.12:80", ["198.18.2.2:1"])])
-        }, restore: {
-            try controller.deleteService(endpoint("198.18.0.11:80"))
-            try controller.deleteService(endpoint("198.18.0.12:80"))
-        })
+        try assertEveryFailureRollsBack(
+            "apply",
+            change: {
+                try controller.addServices([spec("198.18.0.11:80", ["198.18.2.2:1"]), spec("198.18.0.12:80", ["198.18.2.2:1"])])
+            },
+            restore: {
+                try controller.deleteService(endpoint("198.18.0.11:80"))
+                try controller.deleteService(endpoint("198.18.0.12:80"))
+            })
     }
 
     func testFailedDeleteRollsBack() throws {
         let three = try spec("198.18.0.10:80", ["198.18.2.2:1", "198.18.2.2:2", "198.18.2.2:3"])
         try controller.addService(three)
-        try assertEveryFailureRollsBack("delete", change: {
-            try controller.deleteService(endpoint("198.18.0.10:80"))
-        }, restore: {
-            try controller.addService(three)
-        })
+        try assertEveryFailureRollsBack(
+            "delete",
+            change: {
+                try controller.deleteService(endpoint("198.18.0.10:80"))
+            },
+            restore: {
+                try controller.addService(three)
+            })
     }
 
     func testFailedBackendChangesRollBack() throws {
         let vip = try endpoint("198.18.0.10:80")
         let three = try spec("198.18.0.10:80", ["198.18.2.2:1", "198.18.2.2:2", "198.18.2.2:3"])
         try controller.addService(three)
-        try assertEveryFailureRollsBack("backend delete", change: {
-            try controller.deleteBackend(vip, endpoint("198.18.2.2:1"))
-        }, restore: {
-            try controller.deleteService(vip)
-            try controller.addService(three)
-        })
-        try assertEveryFailureRollsBack("backend add", change: {
-            try controller.addBackend(vip, Backend(parsing: "198.18.2.2:4"))
-        }, restore: {
-            try controller.deleteBackend(vip, endpoint("198.18.2.2:4"))
-        })
+        try assertEveryFailureRollsBack(
+            "backend delete",
+            change: {
+                try controller.deleteBackend(vip, endpoint("198.18.2.2:1"))
+            },
+            restore: {
+                try controller.deleteService(vip)
+                try controller.addService(three)
+            })
+        try assertEveryFailureRollsBack(
+            "backend add",
+            change: {
+                try controller.addBackend(vip, Backend(parsing: "198.18.2.2:4"))
+            },
+            restore: {
+                try controller.deleteBackend(vip, endpoint("198.18.2.2:4"))
+            })
     }
 }

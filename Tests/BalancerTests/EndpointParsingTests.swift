@@ -15,11 +15,13 @@ final class EndpointParsingTests: XCTestCase {
     }
 
     func testRejectsMalformedEndpointsNamingThem() {
-        let bad = ["", ":", "198.18.0.10", "198.18.0.10:", "198.18.0.10:0", "198.18.0.10:65536",
-                   "198.18.0.10:99999999999999999999", "198.18.0.10:+80", "198.18.0.10:-1", "198.18.0.10:8 0",
-                   " 198.18.0.10:80", "198.18.0.10:80 ", "198.18.0.010:80", "198.18.0:80", "198.18.0.1.2:80",
-                   "256.0.0.1:80", "198.18.0.10:http", "2001:2::10:80", "[2001:2::10]80", "[2001:2::10]:",
-                   "[2001:2::10", "[nope]:80", "[198.18.0.10]:80", ":80", "host:80", "198.18.0.10:80,weight=2"]
+        let bad = [
+            "", ":", "198.18.0.10", "198.18.0.10:", "198.18.0.10:0", "198.18.0.10:65536",
+            "198.18.0.10:99999999999999999999", "198.18.0.10:+80", "198.18.0.10:-1", "198.18.0.10:8 0",
+            " 198.18.0.10:80", "198.18.0.10:80 ", "198.18.0.010:80", "198.18.0:80", "198.18.0.1.2:80",
+            "256.0.0.1:80", "198.18.0.10:http", "2001:2::10:80", "[2001:2::10]80", "[2001:2::10]:",
+            "[2001:2::10", "[nope]:80", "[198.18.0.10]:80", ":80", "host:80", "198.18.0.10:80,weight=2"
+        ]
         for text in bad {
             XCTAssertThrowsError(try Endpoint(parsing: text), "'\(text)' must be refused") { error in
                 guard case .malformedEndpoint(let named, _) = error as? BalancerError else {
@@ -32,14 +34,19 @@ final class EndpointParsingTests: XCTestCase {
 
     func testMessagesSayWhatIsWrong() {
         func message(_ text: String) -> String {
-            do { _ = try Backend(parsing: text); return "" } catch { return "\(error)" }
+            do {
+                _ = try Backend(parsing: text)
+                return ""
+            } catch { return "\(error)" }
         }
         XCTAssertEqual(message("198.18.2.2:0"), "invalid endpoint '198.18.2.2:0': port '0' is not in 1...65535")
         XCTAssertEqual(message("198.18.2.256:80"), "invalid endpoint '198.18.2.256:80': '198.18.2.256' is not an IP address")
-        XCTAssertEqual(message("198.18.2.2:80,weight=0"),
-                       "invalid endpoint '198.18.2.2:80,weight=0': weight '0' is not a number in 1...10000")
-        XCTAssertEqual(message("198.18.2.2:80,color=red"),
-                       "invalid endpoint '198.18.2.2:80,color=red': unknown backend option 'color=red' (expected weight=N)")
+        XCTAssertEqual(
+            message("198.18.2.2:80,weight=0"),
+            "invalid endpoint '198.18.2.2:80,weight=0': weight '0' is not a number in 1...10000")
+        XCTAssertEqual(
+            message("198.18.2.2:80,color=red"),
+            "invalid endpoint '198.18.2.2:80,color=red': unknown backend option 'color=red' (expected weight=N)")
     }
 
     func testBackendWeights() throws {
@@ -48,11 +55,13 @@ final class EndpointParsingTests: XCTestCase {
         XCTAssertEqual(try Backend(parsing: "198.18.2.2:8080,weight=7").weight, 7)
         XCTAssertEqual(try Backend(parsing: "198.18.2.2:8080,weight=10000").weight, 10_000)
         XCTAssertEqual(try Backend(parsing: "[2001:2::2]:8080,weight=5").weight, 5)
-        for bad in ["198.18.2.2:8080,weight=0", "198.18.2.2:8080,weight=10001", "198.18.2.2:8080,weight=",
-                    "198.18.2.2:8080,weight=x", "198.18.2.2:8080,weight=+5", "198.18.2.2:8080,weight=-1",
-                    "198.18.2.2:8080,weight=1.5", "198.18.2.2:8080,weight=99999999999999999999",
-                    "198.18.2.2:8080,w=2", "198.18.2.2:8080,", "198.18.2.2:8080,weight=2,weight=3",
-                    "198.18.2.2:8080,,weight=2", ",weight=2"] {
+        for bad in [
+            "198.18.2.2:8080,weight=0", "198.18.2.2:8080,weight=10001", "198.18.2.2:8080,weight=",
+            "198.18.2.2:8080,weight=x", "198.18.2.2:8080,weight=+5", "198.18.2.2:8080,weight=-1",
+            "198.18.2.2:8080,weight=1.5", "198.18.2.2:8080,weight=99999999999999999999",
+            "198.18.2.2:8080,w=2", "198.18.2.2:8080,", "198.18.2.2:8080,weight=2,weight=3",
+            "198.18.2.2:8080,,weight=2", ",weight=2"
+        ] {
             XCTAssertThrowsError(try Backend(parsing: bad), bad)
         }
     }

@@ -118,8 +118,10 @@ final class MaglevTests: XCTestCase {
     // MARK: - Size
 
     func testSizeRuleIsAPrimeLadderWithHeadroom() {
-        let expected = [1: 1009, 2: 2003, 3: 4001, 4: 4001, 5: 8009, 8: 8009, 9: 16001, 10: 16001, 11: 16001, 16: 16001,
-                        17: 32003, 64: 64007, 100: 128021, 129: 131071, 256: 131071]
+        let expected = [
+            1: 1009, 2: 2003, 3: 4001, 4: 4001, 5: 8009, 8: 8009, 9: 16001, 10: 16001, 11: 16001, 16: 16001,
+            17: 32003, 64: 64007, 100: 128021, 129: 131071, 256: 131071
+        ]
         for (n, size) in expected {
             XCTAssertEqual(Maglev.tableSize(backends: n), size, "\(n) backends")
             XCTAssertTrue(Maglev.isValidSize(size))

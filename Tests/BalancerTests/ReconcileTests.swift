@@ -31,8 +31,11 @@ final class ReconcileTests: XCTestCase {
         XCTAssertEqual(views()["198.18.0.20:80"]?.owner, .cli)
 
         result = try Controller(tables).reconcile([spec("198.18.0.10:80", ["198.18.2.3:8080,weight=3"])], owner: .ppctld)
-        XCTAssertEqual(result, Reconciliation(added: [], changed: [try Endpoint(parsing: "198.18.0.10:80")],
-                                              removed: [try Endpoint(parsing: "198.18.0.11:80")]))
+        XCTAssertEqual(
+            result,
+            Reconciliation(
+                added: [], changed: [try Endpoint(parsing: "198.18.0.10:80")],
+                removed: [try Endpoint(parsing: "198.18.0.11:80")]))
         let web = views()["198.18.0.10:80"]!
         XCTAssertEqual(web.id, id, "changed in place")
         XCTAssertEqual(web.spec.backends.map { "\($0.endpoint),\($0.weight)" }, ["198.18.2.3:8080,3"])
@@ -49,7 +52,7 @@ final class ReconcileTests: XCTestCase {
         let cases: [([ServiceSpec], BalancerError)] = [
             ([try spec("198.18.0.20:80", ["198.18.2.2:8080"])], .ownedByAnother("198.18.0.20:80", owner: .cli)),
             ([try spec("198.18.0.10:80", ["198.18.0.20:80"])], .backendIsAVIP("198.18.0.20:80")),
-            ([try spec("198.18.2.3:8090", ["198.18.2.2:8080"])], .vipIsABackend("198.18.2.3:8090")),
+            ([try spec("198.18.2.3:8090", ["198.18.2.2:8080"])], .vipIsABackend("198.18.2.3:8090"))
         ]
         for (specs, expected) in cases {
             XCTAssertThrowsError(try Controller(tables).reconcile(specs, owner: .ppctld)) { XCTAssertEqual($0 as? BalancerError, expected) }

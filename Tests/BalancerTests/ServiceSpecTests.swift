@@ -10,7 +10,10 @@ final class ServiceSpecTests: XCTestCase {
     }
 
     func error(_ body: () throws -> Void) -> BalancerError? {
-        do { try body(); return nil } catch { return error as? BalancerError }
+        do {
+            try body()
+            return nil
+        } catch { return error as? BalancerError }
     }
 
     func testAValidServiceValidates() throws {
@@ -21,8 +24,10 @@ final class ServiceSpecTests: XCTestCase {
     }
 
     func testUnusableAddressesAreRefusedWherever() throws {
-        for address in ["0.0.0.0", "0.1.2.3", "255.255.255.255", "127.0.0.1", "127.1.2.3", "224.0.0.1",
-                        "239.255.255.255", "240.0.0.1", "169.254.0.1", "169.254.255.254"] {
+        for address in [
+            "0.0.0.0", "0.1.2.3", "255.255.255.255", "127.0.0.1", "127.1.2.3", "224.0.0.1",
+            "239.255.255.255", "240.0.0.1", "169.254.0.1", "169.254.255.254"
+        ] {
             XCTAssertEqual(error { try spec(["198.18.2.2:80"], vip: "\(address):80").validate() }.map(kind), "unusableAddress", address)
             XCTAssertEqual(error { try spec(["\(address):80"]).validate() }.map(kind), "unusableAddress", address)
             var s = try spec(["198.18.2.2:80"])
@@ -33,22 +38,27 @@ final class ServiceSpecTests: XCTestCase {
             XCTAssertEqual(error { try spec(["[2001:2::2]:80"], vip: "[\(address)]:80").validate() }.map(kind), "unusableAddress", address)
             XCTAssertEqual(error { try spec(["[\(address)]:80"], vip: "[2001:2::10]:80").validate() }.map(kind), "unusableAddress", address)
         }
-        XCTAssertEqual(error { try spec(["198.18.2.2:80"], vip: "224.0.0.1:80").validate() }?.description,
-                       "address 224.0.0.1 cannot be used: it is a multicast address")
+        XCTAssertEqual(
+            error { try spec(["198.18.2.2:80"], vip: "224.0.0.1:80").validate() }?.description,
+            "address 224.0.0.1 cannot be used: it is a multicast address")
     }
 
     func testLinkLocalIsRefusedInBothFamilies() throws {
-        XCTAssertEqual(error { try spec(["169.254.1.1:80"]).validate() }?.description,
-                       "address 169.254.1.1 cannot be used: it is a link-local address")
-        XCTAssertEqual(error { try spec(["[fe80::1]:80"], vip: "[2001:2::10]:80").validate() }?.description,
-                       "address fe80::1 cannot be used: it is a link-local address")
+        XCTAssertEqual(
+            error { try spec(["169.254.1.1:80"]).validate() }?.description,
+            "address 169.254.1.1 cannot be used: it is a link-local address")
+        XCTAssertEqual(
+            error { try spec(["[fe80::1]:80"], vip: "[2001:2::10]:80").validate() }?.description,
+            "address fe80::1 cannot be used: it is a link-local address")
         XCTAssertNoThrow(try spec(["169.253.255.255:80", "169.255.0.1:80"]).validate(), "only 169.254/16")
         XCTAssertNoThrow(try spec(["[fec0::1]:80"], vip: "[2001:2::10]:80").validate(), "only fe80::/10")
     }
 
     func testIPv4MappedAddressesAreRefusedSayingWhatToWrite() throws {
-        for mapped in ["::ffff:127.0.0.1", "::ffff:0.0.0.0", "::ffff:255.255.255.255", "::ffff:224.0.0.1",
-                       "::ffff:198.18.202.1", "0:0:0:0:0:ffff:c612:ca01"] {
+        for mapped in [
+            "::ffff:127.0.0.1", "::ffff:0.0.0.0", "::ffff:255.255.255.255", "::ffff:224.0.0.1",
+            "::ffff:198.18.202.1", "0:0:0:0:0:ffff:c612:ca01"
+        ] {
             let v4 = IPAddress(mapped)?.ipv4Mapped?.description ?? "?"
             let expected = BalancerError.ipv4Mapped("::ffff:\(v4)", ipv4: v4)
             XCTAssertEqual(error { try spec(["[2001:2::2]:80"], vip: "[\(mapped)]:80").validate() }, expected, "VIP \(mapped)")
@@ -57,9 +67,10 @@ final class ServiceSpecTests: XCTestCase {
             s.snat = [IPAddress(mapped)!]
             XCTAssertEqual(error { try s.validate() }, expected, "--snat \(mapped)")
         }
-        XCTAssertEqual(error { try spec(["[::ffff:127.0.0.1]:8080"]).validate() }?.description,
-                       "address ::ffff:127.0.0.1 is IPv4-mapped: write the IPv4 address 127.0.0.1 "
-                       + "(ppctl does not take IPv4-mapped IPv6 addresses)")
+        XCTAssertEqual(
+            error { try spec(["[::ffff:127.0.0.1]:8080"]).validate() }?.description,
+            "address ::ffff:127.0.0.1 is IPv4-mapped: write the IPv4 address 127.0.0.1 "
+                + "(ppctl does not take IPv4-mapped IPv6 addresses)")
         XCTAssertNil(IPAddress("::ffef:198.18.0.1")?.ipv4Mapped)
         XCTAssertNil(IPAddress("198.18.0.1")?.ipv4Mapped)
         XCTAssertNoThrow(try spec(["[64:ff9b::c612:ca01]:80"], vip: "[2001:2::10]:80").validate(), "NAT64 is not mapped")
@@ -74,8 +85,9 @@ final class ServiceSpecTests: XCTestCase {
     }
 
     func testContradictionsAreRefused() throws {
-        XCTAssertEqual(error { try spec(["198.18.2.2:80", "198.18.2.2:80"]).validate() },
-                       .duplicateBackend("198.18.2.2:80"))
+        XCTAssertEqual(
+            error { try spec(["198.18.2.2:80", "198.18.2.2:80"]).validate() },
+            .duplicateBackend("198.18.2.2:80"))
         XCTAssertEqual(error { try spec(["198.18.0.10:80"]).validate() }, .backendIsVIP("198.18.0.10:80"))
         XCTAssertEqual(error { try spec(["[2001:2::2]:80"]).validate() }.map(kind), "mixedFamilies")
         var s = try spec(["198.18.2.2:80"])
@@ -90,8 +102,9 @@ final class ServiceSpecTests: XCTestCase {
         let many = (0..<ServiceSpec.maxBackends).map { "198.18.2.2:\(1000 + $0)" }
         XCTAssertEqual(ServiceSpec.maxBackends, Int(PPCTL_MAX_SERVICE_BACKENDS))
         XCTAssertNoThrow(try spec(many).validate())
-        XCTAssertEqual(error { try spec(many + ["198.18.2.3:80"]).validate() },
-                       .tooManyBackends(ServiceSpec.maxBackends + 1, limit: ServiceSpec.maxBackends))
+        XCTAssertEqual(
+            error { try spec(many + ["198.18.2.3:80"]).validate() },
+            .tooManyBackends(ServiceSpec.maxBackends + 1, limit: ServiceSpec.maxBackends))
     }
 
     func testHeaderOptionsNeedV2() throws {
@@ -117,8 +130,10 @@ final class ServiceSpecTests: XCTestCase {
         XCTAssertEqual(try ServiceSpec.parseTLV("0xE5=tenant-42"), ProxyTLV(type: 0xE5, value: Array("tenant-42".utf8)))
         XCTAssertEqual(try ServiceSpec.parseTLV("0xe0=hex:0a0B"), ProxyTLV(type: 0xE0, value: [0x0A, 0x0B]))
         XCTAssertEqual(try ServiceSpec.parseTLV("0xEF=a=b"), ProxyTLV(type: 0xEF, value: Array("a=b".utf8)))
-        for bad in ["0x01=x", "0xDF=x", "0xF0=x", "E5=x", "0xE5", "0xE5=", "0xE5=hex:", "0xE5=hex:abc", "0xE5=hex:zz",
-                    "0x=x", "0xE5E5=x"] {
+        for bad in [
+            "0x01=x", "0xDF=x", "0xF0=x", "E5=x", "0xE5", "0xE5=", "0xE5=hex:", "0xE5=hex:abc", "0xE5=hex:zz",
+            "0x=x", "0xE5E5=x"
+        ] {
             XCTAssertThrowsError(try ServiceSpec.parseTLV(bad), bad)
         }
     }

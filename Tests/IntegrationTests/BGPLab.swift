@@ -61,12 +61,18 @@ final class BGPLab {
         guard geteuid() == 0 else { throw LabError.system("integration tests need root (run scripts/test as root)", EPERM) }
         BGPLab.counter += 1
         let base = "ppg-\(getpid())-\(BGPLab.counter)"
-        client = base + "-c"; router = base + "-r"; switchNS = base + "-sw"; backends = base + "-be"
+        client = base + "-c"
+        router = base + "-r"
+        switchNS = base + "-sw"
+        backends = base + "-be"
         balancers = [base + "-lb1", base + "-lb2"]
         dir = NSTemporaryDirectory() + base
         pinRoot = "/sys/fs/bpf/ppctl-test-\(getpid())-bgp\(BGPLab.counter)"
         if BGPLab.counter == 1 { BGPLab.removeLabsOfDeadProcesses() }
-        do { try build() } catch { close(); throw error }
+        do { try build() } catch {
+            close()
+            throw error
+        }
     }
 
     deinit { close() }
@@ -76,7 +82,8 @@ final class BGPLab {
     private static func removeLabsOfDeadProcesses() {
         for ns in (try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? [] where ns.hasPrefix("ppg-") {
             guard let pid = Int32(ns.dropFirst(4).prefix { $0.isNumber }), pid != getpid(),
-                  Glibc.kill(pid, 0) != 0 && errno == ESRCH else { continue }
+                Glibc.kill(pid, 0) != 0 && errno == ESRCH
+            else { continue }
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             p.arguments = ["netns", "del", ns]
@@ -90,7 +97,8 @@ final class BGPLab {
         try sh("rm -rf \(pinRoot)")
         for ns in namespaces { try sh("ip netns del \(ns) 2>/dev/null; ip netns add \(ns) && ip -n \(ns) link set lo up") }
         let (lb1, lb2) = (balancers[0], balancers[1])
-        try sh("""
+        try sh(
+            """
             ip -n \(switchNS) link add front type bridge && ip -n \(switchNS) link add back type bridge &&
             ip -n \(switchNS) link set front up && ip -n \(switchNS) link set back up &&
             ip link add c0 netns \(client) type veth peer name rc netns \(router) &&
@@ -117,7 +125,8 @@ final class BGPLab {
             ip -n \(backends) link set e0 up
             """)
         for (i, lb) in balancers.enumerated() {
-            try sh("""
+            try sh(
+                """
                 ip -n \(lb) addr add \(Self.front[i])/24 dev f0 && ip -n \(lb) addr add \(Self.back[i])/24 dev b0 &&
                 ip -n \(lb) link set f0 up && ip -n \(lb) link set b0 up &&
                 ip -n \(lb) route add default via \(Self.routerAddress) &&
@@ -138,7 +147,11 @@ final class BGPLab {
         for pid in pids {
             var status: Int32 = 0
             while waitpid(pid, &status, WNOHANG) == 0 {
-                if Date() > deadline { Glibc.kill(pid, SIGKILL); waitpid(pid, &status, 0); break }
+                if Date() > deadline {
+                    Glibc.kill(pid, SIGKILL)
+                    waitpid(pid, &status, 0)
+                    break
+                }
                 usleep(10_000)
             }
         }
@@ -233,7 +246,10 @@ final class BGPLab {
         let deadline = Date().addingTimeInterval(seconds)
         while waitpid(pid, &status, WNOHANG) == 0 {
             if Date() > deadline {
-                if orKill { Glibc.kill(pid, SIGKILL); waitpid(pid, &status, 0) }
+                if orKill {
+                    Glibc.kill(pid, SIGKILL)
+                    waitpid(pid, &status, 0)
+                }
                 return nil
             }
             usleep(10_000)
@@ -265,10 +281,12 @@ final class BGPLab {
     func startBackends() throws {
         for (i, address) in Self.backendAddresses.enumerated() {
             let name = "be\(i + 1)"
-            try Peers.render("nginx-http-echo.conf", to: "\(dir)/\(name).conf", [
-                "DIR": dir, "NAME": name, "BODY": "\(name) $proxy_protocol_addr $remote_addr",
-                "LISTEN": "listen \(address):8080 proxy_protocol; listen [\(Self.backendAddresses6[i])]:8080 proxy_protocol;",
-            ])
+            try Peers.render(
+                "nginx-http-echo.conf", to: "\(dir)/\(name).conf",
+                [
+                    "DIR": dir, "NAME": name, "BODY": "\(name) $proxy_protocol_addr $remote_addr",
+                    "LISTEN": "listen \(address):8080 proxy_protocol; listen [\(Self.backendAddresses6[i])]:8080 proxy_protocol;"
+                ])
             _ = try spawn(backends, ["/usr/sbin/nginx", "-c", "\(dir)/\(name).conf", "-p", dir], log: "\(dir)/\(name).out")
             try waitFor("nginx \(name) listening") {
                 try exec(backends, ["ss", "-Hltn", "src \(address):8080"]).stdout.contains("LISTEN")
@@ -279,12 +297,15 @@ final class BGPLab {
     /// bird on the router: BGP with both balancers (AS 65001) and BFD 100 ms x 3,
     /// routes merged into ECMP multipath routes in the kernel.
     func startRouter() throws {
-        try Peers.render("bird-router.conf", to: "\(dir)/r-bird.conf", [
-            "DIR": dir, "ROUTER_ID": Self.routerAddress, "LB1": Self.front[0], "LB2": Self.front[1],
-            "LB1V6": Self.front6[0], "LB2V6": Self.front6[1],
-        ])
-        _ = try spawn(router, ["/usr/sbin/bird", "-f", "-c", "\(dir)/r-bird.conf", "-s", "\(dir)/r.ctl", "-P", "\(dir)/r.pid"],
-                      log: "\(dir)/r-bird.out")
+        try Peers.render(
+            "bird-router.conf", to: "\(dir)/r-bird.conf",
+            [
+                "DIR": dir, "ROUTER_ID": Self.routerAddress, "LB1": Self.front[0], "LB2": Self.front[1],
+                "LB1V6": Self.front6[0], "LB2V6": Self.front6[1]
+            ])
+        _ = try spawn(
+            router, ["/usr/sbin/bird", "-f", "-c", "\(dir)/r-bird.conf", "-s", "\(dir)/r.ctl", "-P", "\(dir)/r.pid"],
+            log: "\(dir)/r-bird.out")
     }
 
     /// ppctld's file for balancer `i`: one service on the VIP, both backends,
@@ -330,11 +351,17 @@ final class BGPLab {
         let lb = balancers[i], n = "lb\(i + 1)"
         try ppctldConfig(i).write(toFile: "\(dir)/\(n)-ppctld.yaml", atomically: true, encoding: .utf8)
         let ppctld = try startPPCtlD(i)
-        try Peers.render("bird-balancer.conf", to: "\(dir)/\(n)-bird.conf", [
-            "DIR": dir, "NAME": n, "INCLUDE": "\(dir)/\(n)-ppctld-bird.conf",
-        ])
-        let bird = try spawn(lb, ["/usr/sbin/bird", "-f", "-c", "\(dir)/\(n)-bird.conf", "-s", "\(dir)/\(n).ctl",
-                                  "-P", "\(dir)/\(n)-bird.pid"], log: "\(dir)/\(n)-bird.out")
+        try Peers.render(
+            "bird-balancer.conf", to: "\(dir)/\(n)-bird.conf",
+            [
+                "DIR": dir, "NAME": n, "INCLUDE": "\(dir)/\(n)-ppctld-bird.conf"
+            ])
+        let bird = try spawn(
+            lb,
+            [
+                "/usr/sbin/bird", "-f", "-c", "\(dir)/\(n)-bird.conf", "-s", "\(dir)/\(n).ctl",
+                "-P", "\(dir)/\(n)-bird.pid"
+            ], log: "\(dir)/\(n)-bird.out")
         return (ppctld, bird)
     }
 
@@ -343,8 +370,12 @@ final class BGPLab {
         let n = "lb\(i + 1)", log = ppctldLog(i)
         func ready() -> Int { text(log).components(separatedBy: "event=ready").count - 1 }
         let before = ready()
-        let pid = try spawn(balancers[i], [Lab.ppctldPath, "--config", "\(dir)/\(n)-ppctld.yaml",
-                                           "--metrics", "127.0.0.1:\(Self.metricsPort)"], log: log)
+        let pid = try spawn(
+            balancers[i],
+            [
+                Lab.ppctldPath, "--config", "\(dir)/\(n)-ppctld.yaml",
+                "--metrics", "127.0.0.1:\(Self.metricsPort)"
+            ], log: log)
         try waitFor("ppctld of \(n) ready:\n\(text(log))") { ready() > before }
         return pid
     }
@@ -389,8 +420,12 @@ final class BGPLab {
     /// Starts Scripts/ecmp_load.py in the client namespace; `finish` waits for it.
     func startLoad(count: Int, rate: Double, timeout: Double, vip: String = BGPLab.vip) throws -> (pid: pid_t, out: String) {
         let out = "\(dir)/load-\(UUID().uuidString).json"
-        let pid = try spawn(client, ["/usr/bin/python3", Self.loadScript, vip, "80", out, "--count", "\(count)",
-                                     "--rate", "\(rate)", "--timeout", "\(timeout)"], log: "\(dir)/load.out")
+        let pid = try spawn(
+            client,
+            [
+                "/usr/bin/python3", Self.loadScript, vip, "80", out, "--count", "\(count)",
+                "--rate", "\(rate)", "--timeout", "\(timeout)"
+            ], log: "\(dir)/load.out")
         return (pid, out)
     }
 

@@ -55,14 +55,16 @@ final class BGPTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(spread[address] ?? 0, 250, "each balancer carries at least 25%: \(spread)")
         }
         XCTAssertEqual(Set(spread.keys), Set(BGPLab.back), "only the balancers' SNAT addresses reach the backends")
-        XCTAssertEqual(conns.filter { $0.ok && $0.proxy != BGPLab.clientAddress }.count, 0,
-                       "every backend read the client's address in the PROXY header")
+        XCTAssertEqual(
+            conns.filter { $0.ok && $0.proxy != BGPLab.clientAddress }.count, 0,
+            "every backend read the client's address in the PROXY header")
         XCTAssertEqual(Set(conns.compactMap(\.backend)), ["be1", "be2"])
         for i in 1...2 {
             XCTAssertFalse(lab.text("\(lab.dir)/be\(i)-error.log").contains("broken header"), lab.text("\(lab.dir)/be\(i)-error.log"))
         }
-        print("BGP-MEASURE spread: 1000 connections, lb1 \(spread[BGPLab.back[0]] ?? 0), lb2 \(spread[BGPLab.back[1]] ?? 0), "
-              + "be1 \(conns.filter { $0.backend == "be1" }.count), be2 \(conns.filter { $0.backend == "be2" }.count)")
+        print(
+            "BGP-MEASURE spread: 1000 connections, lb1 \(spread[BGPLab.back[0]] ?? 0), lb2 \(spread[BGPLab.back[1]] ?? 0), "
+                + "be1 \(conns.filter { $0.backend == "be1" }.count), be2 \(conns.filter { $0.backend == "be2" }.count)")
     }
 
     func testIPv6VIPIsAnnouncedAsA128AndSpreadsToo() throws {
@@ -75,9 +77,12 @@ final class BGPTests: XCTestCase {
         for address in BGPLab.back6 {
             XCTAssertGreaterThanOrEqual(spread[address] ?? 0, 100, "each balancer carries at least 25%: \(spread)")
         }
-        XCTAssertEqual(conns.filter { $0.ok && $0.proxy != BGPLab.clientAddress6 }.count, 0,
-                       "every backend read the client's IPv6 address in the PROXY header")
-        print("BGP-MEASURE spread6: 400 connections to [\(BGPLab.vip6)]:80, lb1 \(spread[BGPLab.back6[0]] ?? 0), lb2 \(spread[BGPLab.back6[1]] ?? 0)")
+        XCTAssertEqual(
+            conns.filter { $0.ok && $0.proxy != BGPLab.clientAddress6 }.count, 0,
+            "every backend read the client's IPv6 address in the PROXY header")
+        print(
+            "BGP-MEASURE spread6: 400 connections to [\(BGPLab.vip6)]:80, lb1 \(spread[BGPLab.back6[0]] ?? 0), lb2 \(spread[BGPLab.back6[1]] ?? 0)"
+        )
     }
 
     // MARK: - A balancer dies
@@ -117,11 +122,13 @@ final class BGPTests: XCTestCase {
         let words = try lab.request(survivor)
         XCTAssertEqual(words[1], BGPLab.clientAddress)
         XCTAssertEqual(words[2], BGPLab.back[1], "still through lb2")
-        print(String(format: "BGP-MEASURE kill: route to lb1 removed at the router %.3f s after the link went; "
-                     + "%d of %d connections failed (started from %.3f to %.3f s after the kill); "
-                     + "the long-lived connection through lb2 kept working",
-                     routeChanged, failed.count, conns.count, failed.map(\.start).min().map { $0 - killed } ?? 0,
-                     lastFailure ?? 0))
+        print(
+            String(
+                format: "BGP-MEASURE kill: route to lb1 removed at the router %.3f s after the link went; "
+                    + "%d of %d connections failed (started from %.3f to %.3f s after the kill); "
+                    + "the long-lived connection through lb2 kept working",
+                routeChanged, failed.count, conns.count, failed.map(\.start).min().map { $0 - killed } ?? 0,
+                lastFailure ?? 0))
     }
 
     // MARK: - Health withdraws, stop withdraws
@@ -130,7 +137,8 @@ final class BGPTests: XCTestCase {
     func time(in log: String, of words: [String], last: Bool = false) -> Double? {
         let lines = lab.text(log).split(separator: "\n").filter { line in words.allSatisfy { line.contains($0) } }
         guard let line = last ? lines.last : lines.first,
-              let ts = line.split(separator: " ").first(where: { $0.hasPrefix("ts=") }) else { return nil }
+            let ts = line.split(separator: " ").first(where: { $0.hasPrefix("ts=") })
+        else { return nil }
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.date(from: String(ts.dropFirst(3)))?.timeIntervalSince1970
@@ -153,8 +161,9 @@ final class BGPTests: XCTestCase {
         XCTAssertLessThan(delay, 1.0, "withdrawn within 1 s of the last backend going down")
         XCTAssertEqual(try lab.announcedMetric(0), 0)
         XCTAssertEqual(try lab.announcedMetric(1), 1)
-        XCTAssertTrue(try lab.exec(lab.router, ["birdc", "-s", "\(lab.dir)/r.ctl", "show", "route", "\(BGPLab.vip)/32"])
-            .stdout.contains("[lb2 "), "bird's route is lb2's")
+        XCTAssertTrue(
+            try lab.exec(lab.router, ["birdc", "-s", "\(lab.dir)/r.ctl", "show", "route", "\(BGPLab.vip)/32"])
+                .stdout.contains("[lb2 "), "bird's route is lb2's")
 
         let conns = try lab.load(count: 200, rate: 200)
         XCTAssertEqual(conns.filter { !$0.ok }.count, 0)
@@ -200,9 +209,11 @@ final class BGPTests: XCTestCase {
         let reloadWithdrawn = BGPLab.monotonic() - reloaded
         XCTAssertTrue(lab.text(log).contains("no longer in the file"), lab.text(log))
         XCTAssertEqual(try lab.announcedMetric(0), nil, "a VIP the file no longer declares has no metric")
-        print(String(format: "BGP-MEASURE health: route to lb1 removed %.3f s after its backends were cut off "
-                     + "(withdraw logged %.3f s after the last backend went down); announced again %.3f s after they "
-                     + "came back; SIGTERM of ppctld: route removed in %.3f s; SIGHUP without the service: %.3f s",
-                     routeChanged, delay, back, stopWithdrawn, reloadWithdrawn))
+        print(
+            String(
+                format: "BGP-MEASURE health: route to lb1 removed %.3f s after its backends were cut off "
+                    + "(withdraw logged %.3f s after the last backend went down); announced again %.3f s after they "
+                    + "came back; SIGTERM of ppctld: route removed in %.3f s; SIGHUP without the service: %.3f s",
+                routeChanged, delay, back, stopWithdrawn, reloadWithdrawn))
     }
 }

@@ -68,8 +68,10 @@ final class ControlPlaneTests: XCTestCase {
             first += f.ids
         }
         XCTAssertEqual(Set(first).count, 1, "the same program on both")
-        try lab.ppctl(["service", "add", "198.18.0.10:80", "--proxyv2", "--backend", "198.18.2.2:8080,weight=2",
-                       "--backend", "198.18.2.3:8080"])
+        try lab.ppctl([
+            "service", "add", "198.18.0.10:80", "--proxyv2", "--backend", "198.18.2.2:8080,weight=2",
+            "--backend", "198.18.2.3:8080"
+        ])
         try lab.ppctl(["service", "add", "198.18.0.11:443", "--snat", "198.18.2.1", "--backend", "198.18.2.2:8443"])
         let before = try snapshot()
 
@@ -143,9 +145,11 @@ final class ControlPlaneTests: XCTestCase {
         try config.update(0, pinned)
         let attach = try lab.attach(check: false)
         XCTAssertEqual(attach.status, 1)
-        XCTAssertEqual(attach.stderr, "error: the pinned maps have layout version \(PPCTL_ABI_VERSION + 1), newer than "
-                       + "this ppctl's (\(PPCTL_ABI_VERSION)); attach with the newer ppctl, or `ppctl detach` first "
-                       + "(this drops its services and connections)\n")
+        XCTAssertEqual(
+            attach.stderr,
+            "error: the pinned maps have layout version \(PPCTL_ABI_VERSION + 1), newer than "
+                + "this ppctl's (\(PPCTL_ABI_VERSION)); attach with the newer ppctl, or `ppctl detach` first "
+                + "(this drops its services and connections)\n")
         XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("198.18.0.10:80"), "the services are untouched")
         try lab.ppctl(["detach"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: lab.instanceDirectory))
@@ -157,18 +161,23 @@ final class ControlPlaneTests: XCTestCase {
         try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
         let pin = lab.instanceDirectory + "/ppctl_backends"
         unlink(pin)
-        try lab.run(["/usr/sbin/bpftool", "map", "create", pin, "type", "hash", "key", "4", "value", "8",
-                     "entries", "16", "name", "ppctl_backends"])
+        try lab.run([
+            "/usr/sbin/bpftool", "map", "create", pin, "type", "hash", "key", "4", "value", "8",
+            "entries", "16", "name", "ppctl_backends"
+        ])
         let attach = try lab.attach(check: false)
         XCTAssertEqual(attach.status, 1)
-        XCTAssertTrue(attach.stderr.hasPrefix("error: the pinned map ppctl_backends does not match this datapath (value size 8, not "),
-                      attach.stderr)
+        XCTAssertTrue(
+            attach.stderr.hasPrefix("error: the pinned map ppctl_backends does not match this datapath (value size 8, not "),
+            attach.stderr)
         XCTAssertTrue(attach.stderr.contains("`ppctl detach` first"), attach.stderr)
         let list = try lab.ppctl(["service", "list"], check: false)
         XCTAssertEqual(list.status, 1)
-        XCTAssertEqual(list.stderr, "error: the pinned map ppctl_backends does not match this datapath "
-                       + "(value size 8, not \(MemoryLayout<ppctl_backend>.size)); "
-                       + "`ppctl detach` first (this drops its services and connections)\n")
+        XCTAssertEqual(
+            list.stderr,
+            "error: the pinned map ppctl_backends does not match this datapath "
+                + "(value size 8, not \(MemoryLayout<ppctl_backend>.size)); "
+                + "`ppctl detach` first (this drops its services and connections)\n")
 
         // ppctl_ifaces forgetting l1 does not leave its filter behind either.
         let index = try lab.exec(lab.balancer, ["cat", "/sys/class/net/l1/ifindex"]).stdout
@@ -188,8 +197,10 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual(stats["live_connections"], 0)
         XCTAssertEqual(stats["connections"], 0)
         XCTAssertEqual(stats.count, 30, "\(stats.keys.sorted())")
-        for reason in ["dropped_rewrite_error", "dropped_header_error", "dropped_no_route", "dropped_redirect_error",
-                       "passed_local_untracked", "fwd_errors"] {
+        for reason in [
+            "dropped_rewrite_error", "dropped_header_error", "dropped_no_route", "dropped_redirect_error",
+            "passed_local_untracked", "fwd_errors"
+        ] {
             XCTAssertEqual(stats[reason], 0, "\(reason) is shown")
         }
         XCTAssertEqual(stats["local_headers_pushed"], 0, "the socket path's counters are there from the first attach")
@@ -202,12 +213,16 @@ final class ControlPlaneTests: XCTestCase {
 
     /// `header decode -o json` gives the cloud TLVs' typed values beside their hex.
     func testHeaderDecodeShowsTheCloudTLVsTyped() throws {
-        let hex = try lab.run([Lab.ppctlPath, "header", "encode", "--source", "198.18.1.2:4000",
-                               "--destination", "198.18.0.10:80", "--aws-vpce-id", "vpce-08d2bf15fac5001c9",
-                               "--azure-link-id", "305419896", "--gcp-psc-id", "72623859790382856",
-                               "--tlv", "0xE5=tenant-42", "-o", "hex"]).stdout
-        let json = try lab.run([Lab.ppctlPath, "header", "decode", "-o", "json",
-                                hex.trimmingCharacters(in: .whitespacesAndNewlines)]).stdout
+        let hex = try lab.run([
+            Lab.ppctlPath, "header", "encode", "--source", "198.18.1.2:4000",
+            "--destination", "198.18.0.10:80", "--aws-vpce-id", "vpce-08d2bf15fac5001c9",
+            "--azure-link-id", "305419896", "--gcp-psc-id", "72623859790382856",
+            "--tlv", "0xE5=tenant-42", "-o", "hex"
+        ]).stdout
+        let json = try lab.run([
+            Lab.ppctlPath, "header", "decode", "-o", "json",
+            hex.trimmingCharacters(in: .whitespacesAndNewlines)
+        ]).stdout
         let decoded = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], json)
         let tlvs = try XCTUnwrap(decoded["tlvs"] as? [[String: Any]], json)
         func tlv(_ type: Int) throws -> [String: Any] { try XCTUnwrap(tlvs.first { $0["type"] as? Int == type }, json) }
@@ -217,7 +232,13 @@ final class ControlPlaneTests: XCTestCase {
         XCTAssertEqual(azure["azureLinkID"] as? Int, 305_419_896)
         XCTAssertEqual(azure["hex"] as? String, "0178563412", "subtype 1, then the id little-endian")
         // Decoded as a UInt64 (JSONSerialization's numbers are Doubles past 2^53).
-        struct Typed: Decodable { struct TLV: Decodable { var type: Int; var pscConnectionID: UInt64? }; var tlvs: [TLV] }
+        struct Typed: Decodable {
+            struct TLV: Decodable {
+                var type: Int
+                var pscConnectionID: UInt64?
+            }
+            var tlvs: [TLV]
+        }
         let typed = try JSONDecoder().decode(Typed.self, from: Data(json.utf8))
         XCTAssertEqual(typed.tlvs.first { $0.type == 0xE0 }?.pscConnectionID, 72_623_859_790_382_856, "every bit of the u64: \(json)")
         XCTAssertNotNil(gcp["pscConnectionID"])
@@ -232,9 +253,11 @@ final class ControlPlaneTests: XCTestCase {
     }
 
     func testEveryCommandHasHelp() throws {
-        for path in [[], ["attach"], ["detach"], ["service"], ["service", "add"], ["service", "apply"], ["service", "delete"],
-                     ["service", "list"], ["backend"], ["backend", "add"], ["backend", "delete"], ["conntrack"],
-                     ["conntrack", "list"], ["stats"], ["header"]] {
+        for path in [
+            [], ["attach"], ["detach"], ["service"], ["service", "add"], ["service", "apply"], ["service", "delete"],
+            ["service", "list"], ["backend"], ["backend", "add"], ["backend", "delete"], ["conntrack"],
+            ["conntrack", "list"], ["stats"], ["header"]
+        ] {
             let r = try lab.run([Lab.ppctlPath] + path + ["--help"], check: false)
             XCTAssertEqual(r.status, 0, "\(path)")
             XCTAssertTrue(r.stdout.hasPrefix("OVERVIEW:"), "\(path): \(r.stdout.prefix(80))")
@@ -246,25 +269,27 @@ final class ControlPlaneTests: XCTestCase {
     func testBadInputIsRefusedAndLeavesTheMapsUnchanged() throws {
         try lab.attach()
         try lab.ppctl(["service", "add", "198.18.0.10:80", "--proxyv2", "--backend", "198.18.2.2:8080"])
-        try lab.ppctl(["service", "add", "[2001:2::10]:80", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
-                       "--backend", "[2001:2:0:2::2]:8080"])
+        try lab.ppctl([
+            "service", "add", "[2001:2::10]:80", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
+            "--backend", "[2001:2:0:2::2]:8080"
+        ])
         try lab.ppctl(["service", "add", "198.18.0.12:80", "--backend", "198.18.2.3:8080"])
         let before = try snapshot()
         let cases: [[String]] = [
-            ["service", "add"],                                                            // missing VIP
-            ["service", "add", "198.18.0.11:80"],                                          // missing backend
-            ["service", "add", "198.18.0.11", "--backend", "198.18.2.2:80"],               // no port
-            ["service", "add", "198.18.0.11:0", "--backend", "198.18.2.2:80"],             // port 0
-            ["service", "add", "198.18.0.11:65536", "--backend", "198.18.2.2:80"],         // port too big
-            ["service", "add", "198.18.0.256:80", "--backend", "198.18.2.2:80"],           // bad address
-            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=0"],   // weight 0
-            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=x"],   // weight text
+            ["service", "add"],  // missing VIP
+            ["service", "add", "198.18.0.11:80"],  // missing backend
+            ["service", "add", "198.18.0.11", "--backend", "198.18.2.2:80"],  // no port
+            ["service", "add", "198.18.0.11:0", "--backend", "198.18.2.2:80"],  // port 0
+            ["service", "add", "198.18.0.11:65536", "--backend", "198.18.2.2:80"],  // port too big
+            ["service", "add", "198.18.0.256:80", "--backend", "198.18.2.2:80"],  // bad address
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=0"],  // weight 0
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=x"],  // weight text
             ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,color=red"],  // unknown option
-            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80", "--backend", "198.18.2.2:80"], // duplicate
-            ["service", "add", "198.18.0.11:80", "--backend", "198.18.0.11:80"],           // backend is VIP
-            ["service", "add", "198.18.0.11:80", "--backend", "[2001:2::2]:80"],           // mixed families
-            ["service", "add", "224.0.0.1:80", "--backend", "198.18.2.2:80"],              // multicast VIP
-            ["service", "add", "198.18.0.11:80", "--backend", "127.0.0.1:80"],             // loopback backend
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80", "--backend", "198.18.2.2:80"],  // duplicate
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.0.11:80"],  // backend is VIP
+            ["service", "add", "198.18.0.11:80", "--backend", "[2001:2::2]:80"],  // mixed families
+            ["service", "add", "224.0.0.1:80", "--backend", "198.18.2.2:80"],  // multicast VIP
+            ["service", "add", "198.18.0.11:80", "--backend", "127.0.0.1:80"],  // loopback backend
             ["service", "add", "198.18.0.11:80", "--proxy", "v3", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--proxy", "v1", "--proxyv2", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--tlv", "0xE5=x", "--backend", "198.18.2.2:80"],  // TLV without v2
@@ -272,42 +297,42 @@ final class ControlPlaneTests: XCTestCase {
             ["service", "add", "198.18.0.11:80", "--proxyv2", "--tlv", "0xE5=hex:zz", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--snat", "nope", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--snat", "255.255.255.255", "--backend", "198.18.2.2:80"],
-            ["service", "add", "198.18.0.11:80", "--snat", "2001:2::1", "--backend", "198.18.2.2:80"],   // family
-            ["service", "add", "198.18.0.11:80", "--backend", "0.0.0.0:80"],               // unspecified
-            ["service", "add", "[198.18.0.11]:80", "--backend", "198.18.2.2:80"],          // brackets on IPv4
+            ["service", "add", "198.18.0.11:80", "--snat", "2001:2::1", "--backend", "198.18.2.2:80"],  // family
+            ["service", "add", "198.18.0.11:80", "--backend", "0.0.0.0:80"],  // unspecified
+            ["service", "add", "[198.18.0.11]:80", "--backend", "198.18.2.2:80"],  // brackets on IPv4
             ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=1,weight=2"],
-            ["service", "add", "198.18.0.11:80"] + (0...256).flatMap { ["--backend", "198.18.2.2:\(1000 + $0)"] }, // 257
+            ["service", "add", "198.18.0.11:80"] + (0...256).flatMap { ["--backend", "198.18.2.2:\(1000 + $0)"] },  // 257
             ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80", "--azure-link-id", "-1"],
             ["service", "add", "198.18.0.11:80", "--proxy", "v2", "--proxy", "v1", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--proxyv2", "--proxy", "v2", "--backend", "198.18.2.2:80"],
             ["service", "add", "198.18.0.11:80", "--proxyv2", "--proxyv2", "--backend", "198.18.2.2:80"],
-            ["service", "add", "198.18.0.11:80", "--backend", "[::ffff:127.0.0.1]:8080"],    // IPv4-mapped
+            ["service", "add", "198.18.0.11:80", "--backend", "[::ffff:127.0.0.1]:8080"],  // IPv4-mapped
             ["service", "add", "[::ffff:198.18.0.11]:80", "--backend", "[2001:2:0:2::2]:80"],
             ["service", "add", "[2001:2::11]:80", "--snat", "::ffff:198.18.2.1", "--backend", "[2001:2:0:2::2]:80"],
-            ["service", "add", "198.18.0.11:80", "--backend", "169.254.1.1:80"],           // link-local
+            ["service", "add", "198.18.0.11:80", "--backend", "169.254.1.1:80"],  // link-local
             ["service", "add", "[2001:2::11]:80", "--backend", "[fe80::1]:80"],
             ["service", "add", "198.18.0.11:80", "--snat", "198.18.0.11", "--backend", "198.18.2.2:80"],  // SNAT is the VIP
-            ["service", "add", "198.18.0.11:80", "--backend", "198.18.0.10:80"],           // another service's VIP
-            ["service", "add", "198.18.2.2:8080", "--backend", "198.18.2.3:80"],           // a backend as VIP
-            ["service", "add", "198.18.0.10:80", "--backend", "198.18.2.3:80"],            // exists
-            ["service", "delete", "198.18.0.99:80"],                                       // unknown
+            ["service", "add", "198.18.0.11:80", "--backend", "198.18.0.10:80"],  // another service's VIP
+            ["service", "add", "198.18.2.2:8080", "--backend", "198.18.2.3:80"],  // a backend as VIP
+            ["service", "add", "198.18.0.10:80", "--backend", "198.18.2.3:80"],  // exists
+            ["service", "delete", "198.18.0.99:80"],  // unknown
             ["service", "delete", "banana"],
             ["service", "delete", "198.18.0.10"],
-            ["backend", "add", "198.18.0.99:80", "198.18.2.3:80"],                         // unknown service
-            ["backend", "add", "198.18.0.10:80", "198.18.2.2:8080"],                       // duplicate backend
-            ["backend", "delete", "198.18.0.10:80", "198.18.2.9:80"],                      // unknown backend
-            ["backend", "add", "198.18.0.10:80"],                                          // missing backend
-            ["backend", "add", "198.18.0.12:80", "198.18.0.10:80"],                        // another service's VIP
-            ["attach"],                                                                    // no interface
-            ["attach", "--iface", "l0", "--iface", "l0"],                                  // duplicate interface
-            ["attach", "--iface", "l0", "--max-conns", "1"],                               // out of range
+            ["backend", "add", "198.18.0.99:80", "198.18.2.3:80"],  // unknown service
+            ["backend", "add", "198.18.0.10:80", "198.18.2.2:8080"],  // duplicate backend
+            ["backend", "delete", "198.18.0.10:80", "198.18.2.9:80"],  // unknown backend
+            ["backend", "add", "198.18.0.10:80"],  // missing backend
+            ["backend", "add", "198.18.0.12:80", "198.18.0.10:80"],  // another service's VIP
+            ["attach"],  // no interface
+            ["attach", "--iface", "l0", "--iface", "l0"],  // duplicate interface
+            ["attach", "--iface", "l0", "--max-conns", "1"],  // out of range
             ["attach", "--iface", "l0", "--max-conns", "lots"],
-            ["attach", "--iface", "l0", "--iface", "l1", "--max-conns", "1000"],            // size is fixed
-            ["attach", "--iface", "l0", "--iface", "nope0"],                               // unknown interface
+            ["attach", "--iface", "l0", "--iface", "l1", "--max-conns", "1000"],  // size is fixed
+            ["attach", "--iface", "l0", "--iface", "nope0"],  // unknown interface
             ["detach", "--iface", "l0", "--iface", "l0"],
-            ["detach", "--iface", "nope0"],                                                // not attached
+            ["detach", "--iface", "nope0"],  // not attached
             ["conntrack", "list", "-o", "yaml"],
-            ["frobnicate"],
+            ["frobnicate"]
         ]
         var rows = ["| command | exit | error |", "| --- | --- | --- |"]
         for args in cases {
@@ -318,7 +343,8 @@ final class ControlPlaneTests: XCTestCase {
             XCTAssertEqual(try snapshot(), before, "ppctl \(args.joined(separator: " ")) changed the maps")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
             let shown = args.count > 20 ? args.prefix(6) + ["...(257 backends)"] : args[...]
-            rows.append("| `ppctl \(shown.joined(separator: " "))` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
+            rows.append(
+                "| `ppctl \(shown.joined(separator: " "))` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
         }
         print(rows.joined(separator: "\n"))
     }
@@ -328,14 +354,18 @@ final class ControlPlaneTests: XCTestCase {
         try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
         let before = try snapshot()
         for args in [["service", "list"], ["service", "add", "198.18.0.12:80", "--backend", "198.18.2.2:1"]] {
-            let r = try lab.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Lab.ppctlPath] + args,
-                                check: false)
+            let r = try lab.run(
+                ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Lab.ppctlPath] + args,
+                check: false)
             XCTAssertEqual(r.status, 77, r.stderr)
             XCTAssertEqual(r.stderr, "error: ppctl needs root (CAP_BPF and CAP_NET_ADMIN) for this command\n")
         }
         let pins = lab.instanceDirectory
-        let dump = try lab.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                "/usr/sbin/bpftool", "map", "dump", "pinned", pins + "/ppctl_services"], check: false)
+        let dump = try lab.run(
+            [
+                "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "/usr/sbin/bpftool", "map", "dump", "pinned", pins + "/ppctl_services"
+            ], check: false)
         XCTAssertNotEqual(dump.status, 0, "a non-root user cannot open the pinned maps")
         var st = stat()
         XCTAssertEqual(stat(pins, &st), 0)
@@ -350,8 +380,10 @@ final class ControlPlaneTests: XCTestCase {
 
     func testServiceListRoundTripsThroughJSON() throws {
         try lab.attach()
-        try lab.ppctl(["service", "add", "198.18.0.10:80", "--proxy", "v2", "--unique-id", "--crc32c",
-                       "--aws-vpce-id", "vpce-0123", "--backend", "198.18.2.2:8080", "--backend", "198.18.2.3:8080,weight=3"])
+        try lab.ppctl([
+            "service", "add", "198.18.0.10:80", "--proxy", "v2", "--unique-id", "--crc32c",
+            "--aws-vpce-id", "vpce-0123", "--backend", "198.18.2.2:8080", "--backend", "198.18.2.3:8080,weight=3"
+        ])
         try lab.ppctl(["backend", "add", "198.18.0.10:80", "198.18.2.3:9090"])
         try lab.ppctl(["backend", "delete", "198.18.0.10:80", "198.18.2.2:8080"])
         let json = try lab.ppctl(["service", "list", "-o", "json"]).stdout
@@ -372,8 +404,12 @@ final class ControlPlaneTests: XCTestCase {
         // pins of the previous command (it reaches the host's bpffs) under the
         // namespace's own instance.
         try lab.exec(lab.balancer, [Lab.ppctlPath, "attach", "--iface", "l0", "--iface", "l1"])
-        try lab.exec(lab.balancer, [Lab.ppctlPath, "service", "add", "198.18.0.10:80", "--proxyv2",
-                                    "--backend", "198.18.2.2:8080"])
+        try lab.exec(
+            lab.balancer,
+            [
+                Lab.ppctlPath, "service", "add", "198.18.0.10:80", "--proxyv2",
+                "--backend", "198.18.2.2:8080"
+            ])
         let viaExec = try lab.exec(lab.balancer, [Lab.ppctlPath, "service", "list", "-o", "json"]).stdout
         XCTAssertTrue(viaExec.contains("198.18.0.10:80"), viaExec)
         let viaFlag = try lab.ppctl(["service", "list", "-o", "json"]).stdout
@@ -405,7 +441,7 @@ final class ControlPlaneTests: XCTestCase {
             "198.18.0.21:80\t--backend=198.18.2.2:8080   --proxy v1",
             "198.18.0.22:80 --proxy v2 --unique-id --crc32c --tlv 0xE5=hex:0a0b --aws-vpce-id vpce-1 --backend 198.18.2.2:1",
             "--backend 198.18.2.2:2 198.18.0.23:80 --snat 198.18.2.1 --azure-link-id 7 --proxyv2",
-            "[2001:2::10]:80 --backend [2001:2:0:2::2]:8080 --gcp-psc-id 9 --proxyv2",
+            "[2001:2::10]:80 --backend [2001:2:0:2::2]:8080 --gcp-psc-id 9 --proxyv2"
         ]
         try lab.attach()
         let file = NSTemporaryDirectory() + "ppctl-apply-same-\(getpid()).txt"
@@ -420,14 +456,18 @@ final class ControlPlaneTests: XCTestCase {
         }
         XCTAssertEqual(try lab.ppctl(["service", "list", "-o", "json"]).stdout, applied)
 
-        for bad in ["198.18.0.30:80 --backend 198.18.2.2:0", "198.18.0.30:80 --backend=198.18.2.2:0",
-                    "198.18.0.30:80 --proxy v3 --backend 198.18.2.2:1", "198.18.0.30:80 --proxy=v3 --backend 198.18.2.2:1",
-                    "198.18.0.30:80 198.18.0.31:80 --backend 198.18.2.2:1", "198.18.0.30:80 --bogus --backend 198.18.2.2:1"] {
+        for bad in [
+            "198.18.0.30:80 --backend 198.18.2.2:0", "198.18.0.30:80 --backend=198.18.2.2:0",
+            "198.18.0.30:80 --proxy v3 --backend 198.18.2.2:1", "198.18.0.30:80 --proxy=v3 --backend 198.18.2.2:1",
+            "198.18.0.30:80 198.18.0.31:80 --backend 198.18.2.2:1", "198.18.0.30:80 --bogus --backend 198.18.2.2:1"
+        ] {
             try bad.write(toFile: file, atomically: true, encoding: .utf8)
             let viaApply = try lab.ppctl(["service", "apply", file], check: false)
             let viaAdd = try lab.ppctl(["service", "add"] + bad.split(separator: " ").map(String.init), check: false)
             XCTAssertEqual(viaApply.status, 64, bad)
-            let reason = { (text: String) in text.replacingOccurrences(of: "line 1: ", with: "").components(separatedBy: " (see").first ?? text }
+            let reason = { (text: String) in
+                text.replacingOccurrences(of: "line 1: ", with: "").components(separatedBy: " (see").first ?? text
+            }
             XCTAssertEqual(reason(viaApply.stderr), reason(viaAdd.stderr), bad)
         }
     }
@@ -453,8 +493,9 @@ final class ControlPlaneTests: XCTestCase {
         try lab.attach()
         let file = NSTemporaryDirectory() + "ppctl-apply-crlf-\(getpid()).txt"
         defer { unlink(file) }
-        try ("# services\r\n198.18.0.20:80 --proxyv2 --backend 198.18.2.2:8080 # the first\r\n\r\n"
-             + "198.18.0.21:80 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080\t#two\r\n")
+        try
+            ("# services\r\n198.18.0.20:80 --proxyv2 --backend 198.18.2.2:8080 # the first\r\n\r\n"
+            + "198.18.0.21:80 --backend 198.18.2.2:8080 --backend 198.18.2.3:8080\t#two\r\n")
             .write(toFile: file, atomically: true, encoding: .utf8)
         XCTAssertEqual(try lab.ppctl(["service", "apply", file]).stdout, "added 2 services\n")
         let list = try lab.ppctl(["service", "list"]).stdout
@@ -469,21 +510,33 @@ final class ControlPlaneTests: XCTestCase {
         defer { unlink(file) }
         let many = (0..<5000).map { "198.18.\(100 + $0 / 250).\($0 % 250 + 1):80 --backend 198.18.2.2:8080" }
         let cases: [(shown: String, text: String, error: String)] = [
-            ("198.18.0.20:80 --backend 198.18.2.2:8080 --netns other", "198.18.0.20:80 --backend 198.18.2.2:8080 --netns other\n",
-             "error: line 1: --netns does not belong in a line; give it to `ppctl service apply` itself"),
-            ("198.18.0.20:80 --proxyv2\\0 --backend 198.18.2.2:8080", "198.18.0.20:80 --proxyv2\0 --backend 198.18.2.2:8080\n",
-             "error: line 1: the line holds a NUL byte (\\0)"),
-            ("198.18.202.1:1000 --backend 198.18.2.2:80 / [::ffff:198.18.202.1]:1000 --backend [2001:2:0:2::2]:80",
-             "198.18.202.1:1000 --backend 198.18.2.2:80\n[::ffff:198.18.202.1]:1000 --backend [2001:2:0:2::2]:80\n",
-             "error: line 2: address ::ffff:198.18.202.1 is IPv4-mapped: write the IPv4 address 198.18.202.1"),
-            ("198.18.0.20:80 --proxy v2 --proxy v1 --backend 198.18.2.2:8080",
-             "198.18.0.20:80 --proxy v2 --proxy v1 --backend 198.18.2.2:8080\n",
-             "error: line 1: give the PROXY version once, not --proxy v2 and --proxy v1"),
-            ("(5000 services, then the third again)", (many + [many[2]]).joined(separator: "\n"),
-             "error: line 5001: service 198.18.100.3:80 is given twice (first on line 3)"),
-            ("198.18.0.20:80 --backend 198.18.2.2:8080 / 198.18.0.10:80 --backend 198.18.2.3:8080",
-             "198.18.0.20:80 --backend 198.18.2.2:8080\n198.18.0.10:80 --backend 198.18.2.3:8080\n",
-             "error: line 2: service 198.18.0.10:80 already exists"),
+            (
+                "198.18.0.20:80 --backend 198.18.2.2:8080 --netns other", "198.18.0.20:80 --backend 198.18.2.2:8080 --netns other\n",
+                "error: line 1: --netns does not belong in a line; give it to `ppctl service apply` itself"
+            ),
+            (
+                "198.18.0.20:80 --proxyv2\\0 --backend 198.18.2.2:8080", "198.18.0.20:80 --proxyv2\0 --backend 198.18.2.2:8080\n",
+                "error: line 1: the line holds a NUL byte (\\0)"
+            ),
+            (
+                "198.18.202.1:1000 --backend 198.18.2.2:80 / [::ffff:198.18.202.1]:1000 --backend [2001:2:0:2::2]:80",
+                "198.18.202.1:1000 --backend 198.18.2.2:80\n[::ffff:198.18.202.1]:1000 --backend [2001:2:0:2::2]:80\n",
+                "error: line 2: address ::ffff:198.18.202.1 is IPv4-mapped: write the IPv4 address 198.18.202.1"
+            ),
+            (
+                "198.18.0.20:80 --proxy v2 --proxy v1 --backend 198.18.2.2:8080",
+                "198.18.0.20:80 --proxy v2 --proxy v1 --backend 198.18.2.2:8080\n",
+                "error: line 1: give the PROXY version once, not --proxy v2 and --proxy v1"
+            ),
+            (
+                "(5000 services, then the third again)", (many + [many[2]]).joined(separator: "\n"),
+                "error: line 5001: service 198.18.100.3:80 is given twice (first on line 3)"
+            ),
+            (
+                "198.18.0.20:80 --backend 198.18.2.2:8080 / 198.18.0.10:80 --backend 198.18.2.3:8080",
+                "198.18.0.20:80 --backend 198.18.2.2:8080\n198.18.0.10:80 --backend 198.18.2.3:8080\n",
+                "error: line 2: service 198.18.0.10:80 already exists"
+            )
         ]
         var rows: [String] = []
         for c in cases {
@@ -494,7 +547,8 @@ final class ControlPlaneTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
             XCTAssertEqual(try snapshot(), before, "\(c.shown) changed the maps")
             let firstLine = r.stderr.split(separator: "\n").first.map(String.init) ?? ""
-            rows.append("| `ppctl service apply FILE` with `\(c.shown)` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
+            rows.append(
+                "| `ppctl service apply FILE` with `\(c.shown)` | \(r.status) | \(firstLine.replacingOccurrences(of: "|", with: "\\|")) |")
         }
         print(rows.joined(separator: "\n"))
     }
@@ -504,8 +558,10 @@ final class ControlPlaneTests: XCTestCase {
         try lab.run(nobody + ["mkdir", "-m", "0777", lab.pinRoot, lab.instanceDirectory])
         let r = try lab.attach(check: false)
         XCTAssertEqual(r.status, 77, r.stderr)
-        XCTAssertEqual(r.stderr, "error: refusing to pin under \(lab.pinRoot): it is owned by uid 65534, not root; remove it "
-                       + "(ppctl creates its pin directories itself, owned by root, mode 0700)\n")
+        XCTAssertEqual(
+            r.stderr,
+            "error: refusing to pin under \(lab.pinRoot): it is owned by uid 65534, not root; remove it "
+                + "(ppctl creates its pin directories itself, owned by root, mode 0700)\n")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: lab.instanceDirectory), [], "nothing pinned")
         XCTAssertEqual(try filters("l0").ids, [], "no filter on l0")
 
@@ -554,8 +610,9 @@ final class ControlPlaneTests: XCTestCase {
         let outside = "/tmp/ppctl-test-\(getpid())-notbpffs"
         let root = outside + "/pins"
         defer { unlink(Instance(netns: lab.balancer, pinRoot: root).lockPath) }
-        let r = try lab.run([Lab.ppctlPath, "--netns", lab.balancer, "attach", "--iface", "l0"], env: ["PPCTL_PIN_ROOT": root],
-                            check: false)
+        let r = try lab.run(
+            [Lab.ppctlPath, "--netns", lab.balancer, "attach", "--iface", "l0"], env: ["PPCTL_PIN_ROOT": root],
+            check: false)
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertEqual(r.stderr, "error: the pin root \(root) is not on a bpffs (choose a PPCTL_PIN_ROOT under /sys/fs/bpf)\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: outside), "no directory left behind")
@@ -566,14 +623,20 @@ final class ControlPlaneTests: XCTestCase {
         try lab.attach()
         try lab.ppctl(["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"])
         let before = try snapshot()
-        let withoutCaps = ["/usr/bin/setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-net_admin,-sys_admin",
-                           Lab.ppctlPath, "--netns", lab.balancer]
-        for args in [["service", "list"], ["service", "add", "198.18.0.12:80", "--backend", "198.18.2.2:1"],
-                     ["attach", "--iface", "l0"], ["detach"]] {
+        let withoutCaps = [
+            "/usr/bin/setpriv", "--inh-caps=-all", "--bounding-set=-bpf,-net_admin,-sys_admin",
+            Lab.ppctlPath, "--netns", lab.balancer
+        ]
+        for args in [
+            ["service", "list"], ["service", "add", "198.18.0.12:80", "--backend", "198.18.2.2:1"],
+            ["attach", "--iface", "l0"], ["detach"]
+        ] {
             let r = try lab.run(withoutCaps + args, check: false)
             XCTAssertEqual(r.status, 77, "\(args): \(r.stderr)")
-            XCTAssertEqual(r.stderr, "error: ppctl needs CAP_BPF and CAP_NET_ADMIN, and CAP_SYS_ADMIN for --netns, for this command; "
-                           + "it runs without CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN\n")
+            XCTAssertEqual(
+                r.stderr,
+                "error: ppctl needs CAP_BPF and CAP_NET_ADMIN, and CAP_SYS_ADMIN for --netns, for this command; "
+                    + "it runs without CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN\n")
         }
         XCTAssertEqual(try snapshot(), before)
     }
@@ -582,9 +645,11 @@ final class ControlPlaneTests: XCTestCase {
         let file = NSTemporaryDirectory() + "ppctl-apply-lock-\(getpid()).txt"
         defer { unlink(file) }
         try "198.18.0.20:80 --backend 198.18.2.2:8080\n".write(toFile: file, atomically: true, encoding: .utf8)
-        for args in [["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"], ["service", "apply", file],
-                     ["service", "delete", "198.18.0.10:80"], ["backend", "add", "198.18.0.10:80", "198.18.2.2:80"],
-                     ["backend", "delete", "198.18.0.10:80", "198.18.2.2:80"]] {
+        for args in [
+            ["service", "add", "198.18.0.10:80", "--backend", "198.18.2.2:8080"], ["service", "apply", file],
+            ["service", "delete", "198.18.0.10:80"], ["backend", "add", "198.18.0.10:80", "198.18.2.2:80"],
+            ["backend", "delete", "198.18.0.10:80", "198.18.2.2:80"]
+        ] {
             let r = try lab.ppctl(args, check: false)
             XCTAssertEqual(r.status, 1, "\(args)")
             XCTAssertTrue(r.stderr.contains("not attached"), r.stderr)

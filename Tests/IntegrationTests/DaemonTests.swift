@@ -57,7 +57,8 @@ final class DaemonTests: XCTestCase {
 
     /// `service list -o json`, by VIP.
     func services() throws -> [String: [String: Any]] {
-        let list = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["service", "list", "-o", "json"]).stdout.utf8)) as! [[String: Any]]
+        let list =
+            try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["service", "list", "-o", "json"]).stdout.utf8)) as! [[String: Any]]
         return Dictionary(uniqueKeysWithValues: list.map { ($0["vip"] as! String, $0) })
     }
 
@@ -69,22 +70,23 @@ final class DaemonTests: XCTestCase {
     // MARK: - Start and stop
 
     func testStartAppliesTheFileAndMarksItsServicesAndStopLeavesThemRunning() throws {
-        try writeConfig("attach: {interfaces: [l0, l1], maxConnections: 4096, snatPorts: 20000-20009, hashSeed: 4242}\n" + """
-            snat: [198.18.2.1]
-            services:
-              - name: web
-                vip: 198.18.0.10:80
-                proxy: v2
-                tlvs: {uniqueId: true, custom: {"0xE5": tenant-42}}
-                backends:
-                  - {address: 198.18.2.2:8080, weight: 2}
-                  - {address: 198.18.2.3:8080}
-              - name: mail
-                vip: 198.18.0.11:25
-                proxy: v1
-                serverFirst: true
-                backends: [{address: 198.18.2.2:2525}]
-            """)
+        try writeConfig(
+            "attach: {interfaces: [l0, l1], maxConnections: 4096, snatPorts: 20000-20009, hashSeed: 4242}\n" + """
+                snat: [198.18.2.1]
+                services:
+                  - name: web
+                    vip: 198.18.0.10:80
+                    proxy: v2
+                    tlvs: {uniqueId: true, custom: {"0xE5": tenant-42}}
+                    backends:
+                      - {address: 198.18.2.2:8080, weight: 2}
+                      - {address: 198.18.2.3:8080}
+                  - name: mail
+                    vip: 198.18.0.11:25
+                    proxy: v1
+                    serverFirst: true
+                    backends: [{address: 198.18.2.2:2525}]
+                """)
         let pid = try startDaemon()
         let s = try services()
         XCTAssertEqual(Set(s.keys), ["198.18.0.10:80", "198.18.0.11:25"])
@@ -94,8 +96,9 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual((s["198.18.0.10:80"]?["tlvs"] as? [[String: Any]])?.first?["hex"] as? String, "74656e616e742d3432")
         XCTAssertEqual(weights(s["198.18.0.10:80"]), ["198.18.2.2:8080": 2, "198.18.2.3:8080": 1])
         XCTAssertEqual(s["198.18.0.11:25"]?["serverFirst"] as? Bool, true)
-        XCTAssertEqual(try Maps(Instance(netns: lab.balancer, pinRoot: lab.pinRoot)).config.lookup(0)?.hash_seed, 4242,
-                       "attach.hashSeed")
+        XCTAssertEqual(
+            try Maps(Instance(netns: lab.balancer, pinRoot: lab.pinRoot)).config.lookup(0)?.hash_seed, 4242,
+            "attach.hashSeed")
         XCTAssertEqual(s["198.18.0.10:80"]?["tableSize"] as? Int, 2003)
         XCTAssertTrue(try lab.ppctl(["service", "list"]).stdout.contains("OWNER"))
         XCTAssertEqual(count("event=attach"), 1, log)
@@ -135,14 +138,15 @@ final class DaemonTests: XCTestCase {
     // MARK: - Refusals
 
     func testBadFilesAreRefusedWithFileLineAndKeyAndChangeNothing() throws {
-        let good = Self.attach + """
-            services:
-              - name: web
-                vip: 198.18.0.10:80
-                proxy: v2
-                backends:
-                  - {address: 198.18.2.2:8080, weight: 1}
-            """
+        let good =
+            Self.attach + """
+                services:
+                  - name: web
+                    vip: 198.18.0.10:80
+                    proxy: v2
+                    backends:
+                      - {address: 198.18.2.2:8080, weight: 1}
+                """
         try writeConfig(good)
         try startDaemon()
         try lab.ppctl(["service", "add", "198.18.0.20:80", "--backend", "198.18.2.3:8090"])
@@ -150,35 +154,62 @@ final class DaemonTests: XCTestCase {
         let f = config
         // Each file, and the lines its refusal must log (all of them, at once).
         let cases: [(String, [String])] = [
-            (good.replacingOccurrences(of: "weight: 1", with: "weigth: 1"),
-             ["\(f):7: services[0].backends[0].weigth: unknown key (expected one of: address, weight, health, drain)"]),
-            (good.replacingOccurrences(of: "weight: 1", with: "weight: heavy"),
-             ["\(f):7: services[0].backends[0].weight: expected a whole number, not 'heavy'"]),
-            (good.replacingOccurrences(of: "weight: 1", with: "weight: 0"),
-             ["\(f):7: services[0].backends[0].weight: 0 is not in 1...10000"]),
-            (good.replacingOccurrences(of: "198.18.0.10:80", with: "198.18.0.300:80"),
-             ["\(f):4: services[0].vip: invalid endpoint '198.18.0.300:80'"]),
-            (good.replacingOccurrences(of: "proxy: v2", with: "proxy: v3"),
-             ["\(f):5: services[0].proxy: 'v3' is not v1, v2 or none"]),
-            (good.replacingOccurrences(of: "attach: {interfaces: [l0, l1], maxConnections: 4096}",
-                                       with: "attach: {interfaces: [l0, l1], maxConnections: 8}"),
-             ["\(f):1: attach.maxConnections: 8 is not in 16...4000000"]),
-            (good + "\n  - {name: web2, vip: 198.18.0.10:80, backends: [{address: 198.18.2.3:8080}]}\n",
-             ["\(f):8: services[1].vip: 198.18.0.10:80 is given twice (first as services[0].vip, line 4)"]),
-            (good + "\n  - {name: cli, vip: 198.18.0.20:80, backends: [{address: 198.18.2.3:8080}]}\n",
-             ["\(f):8: services[1].vip: service 198.18.0.20:80 was added with `ppctl service add` (owner cli)"]),
-            (good.replacingOccurrences(of: "proxy: v2", with: "proxy: none\n    tlvs: {crc32c: true}"),
-             ["\(f):3: services[0]: TLVs, --unique-id and --crc32c need a PROXY v2 service"]),
-            (good + "\n  - {name: loop, vip: 198.18.0.11:80, backends: [{address: 198.18.0.10:80}]}\n",
-             ["\(f):8: services[1].backends[0].address: backend 198.18.0.10:80 is the VIP of a service"]),
+            (
+                good.replacingOccurrences(of: "weight: 1", with: "weigth: 1"),
+                ["\(f):7: services[0].backends[0].weigth: unknown key (expected one of: address, weight, health, drain)"]
+            ),
+            (
+                good.replacingOccurrences(of: "weight: 1", with: "weight: heavy"),
+                ["\(f):7: services[0].backends[0].weight: expected a whole number, not 'heavy'"]
+            ),
+            (
+                good.replacingOccurrences(of: "weight: 1", with: "weight: 0"),
+                ["\(f):7: services[0].backends[0].weight: 0 is not in 1...10000"]
+            ),
+            (
+                good.replacingOccurrences(of: "198.18.0.10:80", with: "198.18.0.300:80"),
+                ["\(f):4: services[0].vip: invalid endpoint '198.18.0.300:80'"]
+            ),
+            (
+                good.replacingOccurrences(of: "proxy: v2", with: "proxy: v3"),
+                ["\(f):5: services[0].proxy: 'v3' is not v1, v2 or none"]
+            ),
+            (
+                good.replacingOccurrences(
+                    of: "attach: {interfaces: [l0, l1], maxConnections: 4096}",
+                    with: "attach: {interfaces: [l0, l1], maxConnections: 8}"),
+                ["\(f):1: attach.maxConnections: 8 is not in 16...4000000"]
+            ),
+            (
+                good + "\n  - {name: web2, vip: 198.18.0.10:80, backends: [{address: 198.18.2.3:8080}]}\n",
+                ["\(f):8: services[1].vip: 198.18.0.10:80 is given twice (first as services[0].vip, line 4)"]
+            ),
+            (
+                good + "\n  - {name: cli, vip: 198.18.0.20:80, backends: [{address: 198.18.2.3:8080}]}\n",
+                ["\(f):8: services[1].vip: service 198.18.0.20:80 was added with `ppctl service add` (owner cli)"]
+            ),
+            (
+                good.replacingOccurrences(of: "proxy: v2", with: "proxy: none\n    tlvs: {crc32c: true}"),
+                ["\(f):3: services[0]: TLVs, --unique-id and --crc32c need a PROXY v2 service"]
+            ),
+            (
+                good + "\n  - {name: loop, vip: 198.18.0.11:80, backends: [{address: 198.18.0.10:80}]}\n",
+                ["\(f):8: services[1].backends[0].address: backend 198.18.0.10:80 is the VIP of a service"]
+            ),
             // Several problems: every one is reported.
-            (good.replacingOccurrences(of: "weight: 1", with: "weight: -1, port: 1")
-                .replacingOccurrences(of: "name: web", with: "name: web\n    colour: blue"),
-             ["\(f):4: services[0].colour: unknown key", "\(f):8: services[0].backends[0].port: unknown key",
-              "\(f):8: services[0].backends[0].weight: -1 is not in 1...10000"]),
+            (
+                good.replacingOccurrences(of: "weight: 1", with: "weight: -1, port: 1")
+                    .replacingOccurrences(of: "name: web", with: "name: web\n    colour: blue"),
+                [
+                    "\(f):4: services[0].colour: unknown key", "\(f):8: services[0].backends[0].port: unknown key",
+                    "\(f):8: services[0].backends[0].weight: -1 is not in 1...10000"
+                ]
+            ),
             ("services: [\n", ["\(f):2: not valid YAML"]),
-            (good.replacingOccurrences(of: "proxy: v2", with: "proxy: v2\n    proxy: v1"),
-             ["\(f):5: the key 'proxy' is given twice in one mapping (first here)"]),
+            (
+                good.replacingOccurrences(of: "proxy: v2", with: "proxy: v2\n    proxy: v1"),
+                ["\(f):5: the key 'proxy' is given twice in one mapping (first here)"]
+            )
         ]
         for (yaml, expected) in cases {
             let refusals = count("event=refused")
@@ -244,19 +275,27 @@ final class DaemonTests: XCTestCase {
 
             """
         // The default table size: a connection per request fills a small one with TIME_WAITs.
-        try writeConfig("attach: {interfaces: [l0, l1]}\n" + services + """
-              - name: old
-                vip: 198.18.0.12:80
-                backends: [{address: 198.18.2.2:8081}]
-            """)
+        try writeConfig(
+            "attach: {interfaces: [l0, l1]}\n" + services + """
+                  - name: old
+                    vip: 198.18.0.12:80
+                    backends: [{address: 198.18.2.2:8081}]
+                """)
         let pid = try startDaemon()
         try lab.ppctl(["service", "add", "198.18.0.20:80", "--backend", "198.18.2.3:8090"])
-        let responder = Responder([try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080),
-                                   try lab.listen(in: lab.backend, on: Lab.backendAddress2, 8080)], reply: "pong")
+        let responder = Responder(
+            [
+                try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080),
+                try lab.listen(in: lab.backend, on: Lab.backendAddress2, 8080)
+            ], reply: "pong")
         defer { responder.close() }
 
         // A connection per request, until told to stop; every failure is kept.
-        final class Loop { var stop = false; var done = 0; var failures: [String] = [] }
+        final class Loop {
+            var stop = false
+            var done = 0
+            var failures: [String] = []
+        }
         let loop = Loop()
         let lab = self.lab!
         let requests = Background<Void> {
@@ -280,11 +319,13 @@ final class DaemonTests: XCTestCase {
         try bulk.sendPattern(seed: 7, total: 32 << 20)
 
         let reloads = count("event=reconciled")
-        try writeConfig("attach: {interfaces: [l0, l1]}\n" + services.replacingOccurrences(of: "198.18.2.3:8080, weight: 1", with: "198.18.2.3:8080, weight: 3") + """
-              - name: new
-                vip: 198.18.0.13:80
-                backends: [{address: 198.18.2.3:8082}]
-            """)
+        try writeConfig(
+            "attach: {interfaces: [l0, l1]}\n"
+                + services.replacingOccurrences(of: "198.18.2.3:8080, weight: 1", with: "198.18.2.3:8080, weight: 3") + """
+                      - name: new
+                        vip: 198.18.0.13:80
+                        backends: [{address: 198.18.2.3:8082}]
+                    """)
         Glibc.kill(pid, SIGHUP)
         try waitFor("the reload") { count("event=reconciled") > reloads }
         usleep(1_500_000)  // and the file watcher's reload of the same file, which changes nothing
@@ -304,7 +345,8 @@ final class DaemonTests: XCTestCase {
         XCTAssertEqual(weights(s["198.18.0.10:80"]), ["198.18.2.2:8080": 1, "198.18.2.3:8080": 3])
         XCTAssertEqual(s["198.18.0.20:80"]?["owner"] as? String, "cli", "the CLI's service survives the reload")
         XCTAssertEqual(s["198.18.0.13:80"]?["owner"] as? String, "ppctld")
-        XCTAssertTrue(log.contains("reason=SIGHUP") && log.contains("added=1") && log.contains("changed=1") && log.contains("removed=1"), log)
+        XCTAssertTrue(
+            log.contains("reason=SIGHUP") && log.contains("added=1") && log.contains("changed=1") && log.contains("removed=1"), log)
     }
 
     // MARK: - kill -9
@@ -342,18 +384,22 @@ final class DaemonTests: XCTestCase {
     }
 
     func testMetricsAgreeWithTheTraffic() throws {
-        try writeConfig(Self.attach + """
-            services:
-              - name: web
-                vip: 198.18.0.10:80
-                backends: [{address: 198.18.2.2:8080}, {address: 198.18.2.3:8080}]
-              - name: held
-                vip: 198.18.0.11:80
-                backends: [{address: 198.18.2.2:9000}]
-            """)
+        try writeConfig(
+            Self.attach + """
+                services:
+                  - name: web
+                    vip: 198.18.0.10:80
+                    backends: [{address: 198.18.2.2:8080}, {address: 198.18.2.3:8080}]
+                  - name: held
+                    vip: 198.18.0.11:80
+                    backends: [{address: 198.18.2.2:9000}]
+                """)
         try startDaemon(["--metrics", "127.0.0.1:9464"])
-        let responder = Responder([try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080),
-                                   try lab.listen(in: lab.backend, on: Lab.backendAddress2, 8080)], reply: "pong")
+        let responder = Responder(
+            [
+                try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080),
+                try lab.listen(in: lab.backend, on: Lab.backendAddress2, 8080)
+            ], reply: "pong")
         defer { responder.close() }
         let before = try scrape(9464)
         XCTAssertEqual(before["ppctl_conntrack_capacity"], 8192, "two entries per connection")
@@ -383,7 +429,8 @@ final class DaemonTests: XCTestCase {
         let web = ["198.18.2.2:8080", "198.18.2.3:8080"].map { "backend=\($0),service=web" }
         let webConnections = web.map { after["ppctl_connections_total{\($0)}"]! - before["ppctl_connections_total{\($0)}"]! }
         XCTAssertEqual(webConnections.reduce(0, +), Double(n), "the web backends were given \(n) connections: \(webConnections)")
-        XCTAssertEqual(after["ppctl_service_connections_total{service=web}"]! - before["ppctl_service_connections_total{service=web}"]!, Double(n))
+        XCTAssertEqual(
+            after["ppctl_service_connections_total{service=web}"]! - before["ppctl_service_connections_total{service=web}"]!, Double(n))
         XCTAssertEqual(after["ppctl_connections_total{backend=198.18.2.2:9000,service=held}"], 2)
         XCTAssertEqual(after["ppctl_active_connections{backend=198.18.2.2:9000,service=held}"], 2)
         // 'ping' (4 bytes) and 'pong' each way: at least the payload, plus headers.
@@ -394,10 +441,11 @@ final class DaemonTests: XCTestCase {
         let toBackend = webBytes("to_backend"), toClient = webBytes("to_client")
         XCTAssertGreaterThan(toBackend, Double(n * 4), "bytes to the web backends")
         XCTAssertGreaterThan(toClient, Double(n * 4), "bytes to web's clients")
-        XCTAssertEqual(sum("ppctl_bytes_total", after) - sum("ppctl_bytes_total", before),
-                       (after["ppctl_datapath_bytes_total{direction=to_backend}"]! + after["ppctl_datapath_bytes_total{direction=to_client}"]!)
-                       - (before["ppctl_datapath_bytes_total{direction=to_backend}"]! + before["ppctl_datapath_bytes_total{direction=to_client}"]!),
-                       "per-backend bytes add up to the datapath's")
+        XCTAssertEqual(
+            sum("ppctl_bytes_total", after) - sum("ppctl_bytes_total", before),
+            (after["ppctl_datapath_bytes_total{direction=to_backend}"]! + after["ppctl_datapath_bytes_total{direction=to_client}"]!)
+                - (before["ppctl_datapath_bytes_total{direction=to_backend}"]! + before["ppctl_datapath_bytes_total{direction=to_client}"]!),
+            "per-backend bytes add up to the datapath's")
         XCTAssertGreaterThanOrEqual(after["ppctl_conntrack_entries"]!, 4, "the held connections, two entries each")
         XCTAssertNotNil(after["ppctl_headers_injected_total{service=web}"])
         XCTAssertNotNil(after["ppctl_headers_resent_total{service=web}"])

@@ -61,7 +61,7 @@ final class DatapathTests: XCTestCase {
         let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8080)
         let accepted = Background { () throws -> (ProxyHeader, [UInt8]) in
             let c = try server.accept()
-            try c.write("220 smtp.example ESMTP\r\n")      // banner first, before reading anything
+            try c.write("220 smtp.example ESMTP\r\n")  // banner first, before reading anything
             let (h, rest) = try c.readHeader()
             var body = rest
             while !body.contains(0x0A) { body += try c.read() }
@@ -91,8 +91,10 @@ final class DatapathTests: XCTestCase {
 
     func testSNATAddressChosenByTheService() throws {
         try lab.exec(lab.balancer, ["ip", "addr", "add", "198.18.2.100/32", "dev", "l1"])
-        try lab.ppctl(["service", "add", "\(Lab.vip):85", "--proxyv2", "--snat", "198.18.2.100",
-                       "--backend", "\(Lab.backendAddress):8085"])
+        try lab.ppctl([
+            "service", "add", "\(Lab.vip):85", "--proxyv2", "--snat", "198.18.2.100",
+            "--backend", "\(Lab.backendAddress):8085"
+        ])
         let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8085)
         let accepted = Background { () throws -> (ProxyHeader, String) in
             let c = try server.accept()
@@ -116,13 +118,19 @@ final class DatapathTests: XCTestCase {
             var header: ProxyHeader?
             var prefix: [UInt8] = []
             if expectHeader { (header, prefix) = try c.readHeader() }
-            let sender = Background { try c.sendPattern(seed: 2, total: size); c.shutdownWrite() }
+            let sender = Background {
+                try c.sendPattern(seed: 2, total: size)
+                c.shutdownWrite()
+            }
             let (n, ok) = try c.receivePattern(seed: 1, prefix: prefix)
             try sender.wait(timeout: 120)
             return (n, ok, header)
         }
         let client = try TCP.connect(lab, from: lab.client, to: Lab.vip, port, timeout: 60)
-        let sender = Background { try client.sendPattern(seed: 1, total: size); client.shutdownWrite() }
+        let sender = Background {
+            try client.sendPattern(seed: 1, total: size)
+            client.shutdownWrite()
+        }
         let (received, intact) = try client.receivePattern(seed: 2)
         try sender.wait(timeout: 120)
         let (backendReceived, backendIntact, header) = try backend.wait(timeout: 120)

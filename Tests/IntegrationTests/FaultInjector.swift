@@ -29,7 +29,7 @@ final class FaultInjector {
         self.ns = ns
         self.iface = iface
         self.hook = hook
-        libbpf_set_print(nil)   // "clsact exists" is not news
+        libbpf_set_print(nil)  // "clsact exists" is not news
         let bytes = Data(base64Encoded: TestBPFObjectBytes.fault)!
         skeleton = try bytes.withUnsafeBytes { raw in
             guard let skeleton = ppctl_fault_open(raw.baseAddress, raw.count) else {
@@ -43,8 +43,10 @@ final class FaultInjector {
             throw LabError.system("loading the fault injector", e)
         }
         rulesFD = bpf_map__fd(skeleton.pointee.maps.fault_rules)
-        let programFD = bpf_program__fd(hook == .ingress ? skeleton.pointee.progs.fault_ingress
-                                                         : skeleton.pointee.progs.fault_egress)
+        let programFD = bpf_program__fd(
+            hook == .ingress
+                ? skeleton.pointee.progs.fault_ingress
+                : skeleton.pointee.progs.fault_egress)
         try FaultInjector.inNamespace(ns) {
             var h = bpf_tc_hook()
             h.sz = MemoryLayout<bpf_tc_hook>.size

@@ -50,7 +50,9 @@ final class HealthTests: XCTestCase {
     func backends(_ vip: String) throws -> [String: [String: Any]] {
         let out = try lab.ppctl(["backend", "list", vip, "-o", "json"]).stdout
         let list = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [[String: Any]]
-        return Dictionary(uniqueKeysWithValues: list.map { ($0["backend"] as! String, $0) })
+        let byBackend = Dictionary(grouping: list) { $0["backend"] as! String }
+        for (backend, rows) in byBackend where rows.count > 1 { XCTFail("\(backend) is listed \(rows.count) times: \(out)") }
+        return byBackend.compactMapValues(\.first)
     }
 
     func state(_ vip: String, _ backend: String) throws -> String? { try backends(vip)[backend]?["state"] as? String }
@@ -58,9 +60,11 @@ final class HealthTests: XCTestCase {
     /// An nginx of its own (one process: killing its PID stops it) on address:8080,
     /// HTTP with `proxy_protocol`: /healthz answers 200, / answers its name.
     func startNginx(_ name: String, on address: String) throws -> pid_t {
-        try Peers.render("nginx-http-echo.conf", to: "\(dir!)/\(name).conf", [
-            "DIR": dir, "NAME": name, "LISTEN": "listen \(address):8080 proxy_protocol;", "BODY": "\(name) $proxy_protocol_addr",
-        ])
+        try Peers.render(
+            "nginx-http-echo.conf", to: "\(dir!)/\(name).conf",
+            [
+                "DIR": dir, "NAME": name, "LISTEN": "listen \(address):8080 proxy_protocol;", "BODY": "\(name) $proxy_protocol_addr"
+            ])
         let pid = try Peers.nginx(lab, in: lab.backend, config: "\(dir!)/\(name).conf", dir: dir)
         try waitFor("nginx \(name) listening") {
             try lab.exec(lab.backend, ["ss", "-Hltn", "src \(address):8080"]).stdout.contains("LISTEN")
@@ -73,8 +77,9 @@ final class HealthTests: XCTestCase {
     /// One HTTP/1.0 request on a new connection: the body, or nil if it failed.
     func request(_ vip: String, _ port: UInt16) -> String? {
         guard let c = try? lab.connect(from: lab.client, to: vip, port, timeout: 2),
-              (try? c.write("GET / HTTP/1.0\r\n\r\n")) != nil,
-              let answer = try? c.readAll(limit: 4096) else { return nil }
+            (try? c.write("GET / HTTP/1.0\r\n\r\n")) != nil,
+            let answer = try? c.readAll(limit: 4096)
+        else { return nil }
         let text = String(decoding: answer, as: UTF8.self)
         guard text.hasPrefix("HTTP/1.1 200") else { return nil }
         return text.components(separatedBy: "\r\n\r\n").last
@@ -87,14 +92,15 @@ final class HealthTests: XCTestCase {
     // MARK: - The file
 
     func testBadHealthKeysAreRefusedWithFileLineAndKey() throws {
-        try ("""
-            attach: {interfaces: [l0, l1]}
-            services:
-              - name: web
-                vip: 198.18.0.10:80
-                health: {type: udp, path: healthz, interval: 2 s, rise: 0, onDown: drop}
-                backends: [{address: 198.18.2.2:8080, drain: yes, health: {status: 700}}]
-            """).write(toFile: config, atomically: true, encoding: .utf8)
+        try
+            ("""
+        attach: {interfaces: [l0, l1]}
+        services:
+          - name: web
+            vip: 198.18.0.10:80
+            health: {type: udp, path: healthz, interval: 2 s, rise: 0, onDown: drop}
+            backends: [{address: 198.18.2.2:8080, drain: yes, health: {status: 700}}]
+        """).write(toFile: config, atomically: true, encoding: .utf8)
         let r = try lab.exec(lab.balancer, [Lab.ppctldPath, "--config", config], check: false)
         XCTAssertEqual(r.status, 64, r.stderr)
         for expected in [
@@ -104,7 +110,7 @@ final class HealthTests: XCTestCase {
             "\(config):5: services[0].health.rise: 0 is not in 1...100",
             "\(config):5: services[0].health.onDown: 'drop' is not keep or reset",
             "\(config):6: services[0].backends[0].drain: expected true or false",
-            "\(config):6: services[0].backends[0].health.status: 700 is not in 100...599",
+            "\(config):6: services[0].backends[0].health.status: 700 is not in 100...599"
         ] {
             XCTAssertTrue(r.stderr.contains(expected), "expected '\(expected)' in:\n\(r.stderr)")
         }
@@ -115,7 +121,8 @@ final class HealthTests: XCTestCase {
     func testFailedBackendLeavesWithinFallTimesIntervalAndReturnsAfterRise() throws {
         _ = try startNginx("n1", on: Lab.backendAddress)
         var n2 = try startNginx("n2", on: Lab.backendAddress2)
-        try startDaemon("""
+        try startDaemon(
+            """
             services:
               - name: web
                 vip: 198.18.0.10:80
@@ -131,8 +138,16 @@ final class HealthTests: XCTestCase {
             let lock = NSLock()
             var items: [(time: Date, body: String?)] = []
             var stop = false
-            func add(_ body: String?) { lock.lock(); items.append((Date(), body)); lock.unlock() }
-            var all: [(time: Date, body: String?)] { lock.lock(); defer { lock.unlock() }; return items }
+            func add(_ body: String?) {
+                lock.lock()
+                items.append((Date(), body))
+                lock.unlock()
+            }
+            var all: [(time: Date, body: String?)] {
+                lock.lock()
+                defer { lock.unlock() }
+                return items
+            }
         }
         let results = Results()
         let load = Background { [self] in
@@ -154,7 +169,9 @@ final class HealthTests: XCTestCase {
         let window = results.all.filter { $0.time >= stopped && $0.time < bound }
         let failedInWindow = window.filter { $0.body == nil }.count
         let failedAfter = results.all.filter { $0.time >= bound && $0.body == nil }.count
-        print("n2 stopped: marked down after \(String(format: "%.2f", detected)) s; \(failedInWindow) of \(window.count) requests failed in the first 1.6 s, \(failedAfter) after")
+        print(
+            "n2 stopped: marked down after \(String(format: "%.2f", detected)) s; \(failedInWindow) of \(window.count) requests failed in the first 1.6 s, \(failedAfter) after"
+        )
         XCTAssertLessThan(detected, 3 * 0.2 + 1)
         XCTAssertEqual(failedAfter, 0, "no request fails once fall × interval + 1 s have passed")
 
@@ -193,13 +210,16 @@ final class HealthTests: XCTestCase {
         _ = try startNginx("n1", on: Lab.backendAddress)
         // The control: n2 gets probes without a header, which it must call broken.
         _ = try startNginx("n2", on: Lab.backendAddress2)
-        try Peers.render("haproxy-echo.cfg", to: dir + "/haproxy.cfg", [
-            "BIND": "bind 198.18.2.3:8081 accept-proxy", "FORMAT": "haproxy %[src]",
-        ])
+        try Peers.render(
+            "haproxy-echo.cfg", to: dir + "/haproxy.cfg",
+            [
+                "BIND": "bind 198.18.2.3:8081 accept-proxy", "FORMAT": "haproxy %[src]"
+            ])
         try Peers.haproxy(lab, in: lab.backend, config: dir + "/haproxy.cfg", dir: dir)
         try lab.waitForListener(lab.backend, 8081)
         let check = "health: {type: http, path: /healthz, interval: 200ms, timeout: 500ms}"
-        try startDaemon("""
+        try startDaemon(
+            """
             services:
               - {name: nginx-v1, vip: 198.18.0.10:80, proxy: v1, \(check), backends: [{address: 198.18.2.2:8080}]}
               - {name: nginx-v2, vip: 198.18.0.10:81, proxy: v2, \(check), backends: [{address: 198.18.2.2:8080}]}
@@ -236,7 +256,8 @@ final class HealthTests: XCTestCase {
     // MARK: - Every backend down
 
     func testEveryBackendDownRefusesSYNsWithARSTAtOnce() throws {
-        try startDaemon("""
+        try startDaemon(
+            """
             services:
               - name: dead
                 vip: 198.18.0.10:80
@@ -245,7 +266,9 @@ final class HealthTests: XCTestCase {
             """)
         let started = Date()
         try waitFor("both backends down") { try backends("198.18.0.10:80").values.allSatisfy { $0["state"] as? String == "down" } }
-        print("every backend down: both marked down \(String(format: "%.2f", Date().timeIntervalSince(started))) s after ppctld applied its file (fall 2 × 200 ms, active checks only)")
+        print(
+            "every backend down: both marked down \(String(format: "%.2f", Date().timeIntervalSince(started))) s after ppctld applied its file (fall 2 × 200 ms, active checks only)"
+        )
         let before = try stats()
         var times: [Double] = []
         for _ in 0..<10 {
@@ -266,9 +289,12 @@ final class HealthTests: XCTestCase {
     // MARK: - Draining
 
     func testDrainedBackendKeepsItsTransferGetsNoNewConnectionAndIsRemovedAfterIt() throws {
-        let listeners = [Lab.backendAddress: try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080),
-                         Lab.backendAddress2: try lab.listen(in: lab.backend, on: Lab.backendAddress2, 8080)]
-        try startDaemon("""
+        let listeners = [
+            Lab.backendAddress: try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080),
+            Lab.backendAddress2: try lab.listen(in: lab.backend, on: Lab.backendAddress2, 8080)
+        ]
+        try startDaemon(
+            """
             services:
               - name: files
                 vip: 198.18.0.10:80
@@ -280,7 +306,10 @@ final class HealthTests: XCTestCase {
         let drained = "\(address):8080"
         let server = try listener.accept()
         let total = 64 << 20
-        let sender = Background { try server.sendPattern(seed: 7, total: total); server.shutdownWrite() }
+        let sender = Background {
+            try server.sendPattern(seed: 7, total: total)
+            server.shutdownWrite()
+        }
 
         let drainStart = Date()
         XCTAssertTrue(try lab.ppctl(["backend", "drain", "198.18.0.10:80", drained, "--timeout", "60s"]).stdout.contains("draining"))
@@ -305,8 +334,11 @@ final class HealthTests: XCTestCase {
         client = nil
         try waitFor("the drained backend removed") { try state("198.18.0.10:80", drained) == "drained" }
         let removedAfter = Date().timeIntervalSince(ended)
-        print("drain: transfer of 64 MiB ended \(String(format: "%.2f", ended.timeIntervalSince(drainStart))) s after the drain began; backend removed \(String(format: "%.2f", removedAfter)) s after it ended")
-        let services = try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["service", "list", "-o", "json"]).stdout.utf8)) as! [[String: Any]]
+        print(
+            "drain: transfer of 64 MiB ended \(String(format: "%.2f", ended.timeIntervalSince(drainStart))) s after the drain began; backend removed \(String(format: "%.2f", removedAfter)) s after it ended"
+        )
+        let services =
+            try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["service", "list", "-o", "json"]).stdout.utf8)) as! [[String: Any]]
         let left = (services.first?["backends"] as? [[String: Any]])?.map { "\($0["address"]!):\($0["port"]!)" }
         XCTAssertEqual(left, [Lab.backendAddress2 == address ? "198.18.2.2:8080" : "198.18.2.3:8080"])
         XCTAssertTrue(log.contains("state=drained"), log)
@@ -323,7 +355,8 @@ final class HealthTests: XCTestCase {
 
     func testBackendRefusingSYNsIsMarkedDownBeforeItsChecksWouldSay() throws {
         let up = try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080)
-        try startDaemon("""
+        try startDaemon(
+            """
             services:
               - name: web
                 vip: 198.18.0.10:80

@@ -57,7 +57,10 @@ final class Lab {
         backend = base + "-b"
         pinRoot = "/sys/fs/bpf/ppctl-test-\(getpid())-\(Lab.counter)"
         if Lab.counter == 1 { Lab.removeLabsOfDeadProcesses() }
-        do { try build() } catch { close(); throw error }
+        do { try build() } catch {
+            close()
+            throw error
+        }
     }
 
     /// The balancer's pin directory (the instance is the namespace's name).
@@ -103,7 +106,7 @@ final class Lab {
     deinit { close() }
 
     private func build() throws {
-        try sh("rm -rf \(pinRoot)")      // a crashed run of a process with the same pid
+        try sh("rm -rf \(pinRoot)")  // a crashed run of a process with the same pid
         try sh("\(Lab.labScript) up \(client) \(balancer) \(backend)")
     }
 
@@ -113,7 +116,10 @@ final class Lab {
         guard !closed else { return }
         closed = true
         for pid in pids { Glibc.kill(pid, SIGTERM) }
-        for pid in pids { var status: Int32 = 0; waitpid(pid, &status, 0) }
+        for pid in pids {
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
         _ = try? ppctl(["detach"], check: false)
         for cg in cgroups.reversed() { rmdir(cg) }
         for ns in [client, balancer, backend] { _ = try? sh("ip netns del \(ns) 2>/dev/null", check: false) }
@@ -165,8 +171,9 @@ final class Lab {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         stderrDone.wait()
         p.waitUntilExit()
-        let r = Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                       stderr: String(decoding: e.data, as: UTF8.self))
+        let r = Result(
+            status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+            stderr: String(decoding: e.data, as: UTF8.self))
         if check && r.status != 0 {
             throw LabError.commandFailed(argv.joined(separator: " "), r.status, r.stderr + r.stdout)
         }
@@ -289,8 +296,10 @@ final class Lab {
     /// a u32) of the balancer.
     func lookup(_ map: Maps.Name, _ key: UInt32) throws -> String {
         let bytes = withUnsafeBytes(of: key.littleEndian) { $0.map { String($0) } }
-        return try run(["/usr/sbin/bpftool", "map", "lookup", "pinned", instanceDirectory + "/" + map.rawValue, "key"] + bytes,
-                       check: false).stdout
+        return try run(
+            ["/usr/sbin/bpftool", "map", "lookup", "pinned", instanceDirectory + "/" + map.rawValue, "key"] + bytes,
+            check: false
+        ).stdout
     }
 
     /// Runs several bpftool commands (each as on its command line, without
@@ -318,8 +327,11 @@ final class Lab {
     /// test process is).
     @discardableResult
     func run(_ argv: [String], in ns: String, cgroup: String, check: Bool = true) throws -> Result {
-        try run(["/bin/sh", "-c", "echo $$ > \"$0\"/cgroup.procs && exec \"$@\"", cgroup,
-                 "/usr/sbin/ip", "netns", "exec", ns] + argv, check: check)
+        try run(
+            [
+                "/bin/sh", "-c", "echo $$ > \"$0\"/cgroup.procs && exec \"$@\"", cgroup,
+                "/usr/sbin/ip", "netns", "exec", ns
+            ] + argv, check: check)
     }
 
     // MARK: - Sockets in namespaces

@@ -23,8 +23,10 @@ final class LossTests: XCTestCase {
     /// One connection through the PROXY service: (server-first: a banner first), then
     /// `size` bytes each way. Asserts the header and the bytes; returns the seconds it took.
     @discardableResult
-    func exchange(_ name: String, serverFirst: Bool, size: Int = 256 << 10,
-                  file: StaticString = #filePath, line: UInt = #line) throws -> Double {
+    func exchange(
+        _ name: String, serverFirst: Bool, size: Int = 256 << 10,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Double {
         let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8080)
         // Stop listening on return, whatever still holds the socket (the accepting
         // thread may release it a moment later): the next exchange listens again.
@@ -34,7 +36,10 @@ final class LossTests: XCTestCase {
             let c = try server.accept()
             if serverFirst { try c.write("220 ready\r\n") }
             let (h, prefix) = try c.readHeader()
-            let sender = Background { try c.sendPattern(seed: 4, total: size); c.shutdownWrite() }
+            let sender = Background {
+                try c.sendPattern(seed: 4, total: size)
+                c.shutdownWrite()
+            }
             let (n, ok) = try c.receivePattern(seed: 3, prefix: prefix)
             try sender.wait(timeout: 60)
             return (h, n, ok)
@@ -43,13 +48,19 @@ final class LossTests: XCTestCase {
         if serverFirst {
             XCTAssertEqual(String(decoding: try client.readExactly(11), as: UTF8.self), "220 ready\r\n", file: file, line: line)
         }
-        let sender = Background { try client.sendPattern(seed: 3, total: size); client.shutdownWrite() }
+        let sender = Background {
+            try client.sendPattern(seed: 3, total: size)
+            client.shutdownWrite()
+        }
         let (received, intact) = try client.receivePattern(seed: 4, prefix: [])
         try sender.wait(timeout: 60)
         let (header, backendReceived, backendIntact) = try backend.wait(timeout: 60)
         let seconds = Date().timeIntervalSince(start)
         print("recovery \(name) \(serverFirst ? "server-first" : "client-first"): \(String(format: "%.3f", seconds)) s")
-        guard case .ipv4(let s, let sp, _, _, _) = header.addresses else { XCTFail("no TCP4 header", file: file, line: line); return seconds }
+        guard case .ipv4(let s, let sp, _, _, _) = header.addresses else {
+            XCTFail("no TCP4 header", file: file, line: line)
+            return seconds
+        }
         XCTAssertEqual("\(s):\(sp)", client.localEndpoint, "the header names the client", file: file, line: line)
         XCTAssertEqual(received, size, "client got every byte", file: file, line: line)
         XCTAssertTrue(intact, "client's stream is exact", file: file, line: line)
@@ -79,8 +90,11 @@ final class LossTests: XCTestCase {
     func testHeaderSurvivesLossOfTheHandshakeACKBeforeTheBalancer() throws {
         try both("handshake-ack-lost") {
             let f = try FaultInjector(ns: lab.client, iface: "c0", hook: .egress)
-            try f.set(0, .init(destinationPort: 80, flagsMask: Self.SYN | Self.ACK | Self.FIN | Self.RST, flagsValue: Self.ACK,
-                               payload: FAULT_PAYLOAD_NONE, action: FAULT_DROP))
+            try f.set(
+                0,
+                .init(
+                    destinationPort: 80, flagsMask: Self.SYN | Self.ACK | Self.FIN | Self.RST, flagsValue: Self.ACK,
+                    payload: FAULT_PAYLOAD_NONE, action: FAULT_DROP))
             return f
         }
     }
@@ -124,8 +138,11 @@ final class LossTests: XCTestCase {
     func testBackendsPureACKLost() throws {
         try both("backend-ack-lost") {
             let f = try FaultInjector(ns: lab.backend, iface: "b0", hook: .egress)
-            try f.set(0, .init(sourcePort: 8080, flagsMask: Self.SYN | Self.FIN | Self.RST, flagsValue: 0,
-                               payload: FAULT_PAYLOAD_NONE, action: FAULT_DROP, nth: 2))
+            try f.set(
+                0,
+                .init(
+                    sourcePort: 8080, flagsMask: Self.SYN | Self.FIN | Self.RST, flagsValue: 0,
+                    payload: FAULT_PAYLOAD_NONE, action: FAULT_DROP, nth: 2))
             return f
         }
     }
@@ -171,7 +188,7 @@ final class LossTests: XCTestCase {
             XCTAssertEqual(sp, 40_123)
             ports.append(client.localEndpoint)
             XCTAssertEqual(try client.read(), Array("ok".utf8))
-            var linger = linger(l_onoff: 1, l_linger: 0)     // close with a RST
+            var linger = linger(l_onoff: 1, l_linger: 0)  // close with a RST
             setsockopt(client.fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
         }
         XCTAssertEqual(ports[0], ports[1])
@@ -219,10 +236,11 @@ final class LossTests: XCTestCase {
         let clients = try (0..<16).map { _ in try TCP.connect(lab, from: lab.client, to: Lab.vip, 80) }
         let backends = try accepted.wait()
         // The 17th: its SYN is dropped; connect gives up.
-        XCTAssertThrowsError(try TCP.connect(lab, from: lab.client, to: Lab.vip, 80, timeout: 2) { fd in
-            var tv = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        })
+        XCTAssertThrowsError(
+            try TCP.connect(lab, from: lab.client, to: Lab.vip, 80, timeout: 2) { fd in
+                var tv = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            })
         for (i, (c, b)) in zip(clients, backends).enumerated() {
             try c.write("still here \(i)")
             let (h, rest) = try b.readHeader()
@@ -252,14 +270,20 @@ final class LossTests: XCTestCase {
             let backend = Background { () throws -> (Int, Bool) in
                 let c = try server.accept()
                 let (_, prefix) = try c.readHeader()
-                let sender = Background { try c.sendPattern(seed: 6, total: size); c.shutdownWrite() }
+                let sender = Background {
+                    try c.sendPattern(seed: 6, total: size)
+                    c.shutdownWrite()
+                }
                 let r = try c.receivePattern(seed: 5, prefix: prefix)
                 try sender.wait(timeout: 120)
                 return r
             }
-            let sender = Background { try client.sendPattern(seed: 5, total: size); client.shutdownWrite() }
+            let sender = Background {
+                try client.sendPattern(seed: 5, total: size)
+                client.shutdownWrite()
+            }
             usleep(50_000)
-            try lab.attach()                                             // upgrade in place
+            try lab.attach()  // upgrade in place
             try lab.ppctl(["backend", "delete", "\(Lab.vip):80", "\(Lab.backendAddress2):9090"])
             let (received, intact) = try client.receivePattern(seed: 6)
             try sender.wait(timeout: 120)

@@ -37,8 +37,9 @@ final class MaglevPacketTests: XCTestCase {
     /// The SYN of client tuple `i` (addresses 198.18.1.2-51, ports from `base`).
     func syn(_ i: Int, base: Int) -> (frame: [UInt8], client: Endpoint) {
         let address = "198.18.1.\(2 + i % 50)", port = UInt16(base + i)
-        let s = Segment(srcMAC: MAC.client, dstMAC: MAC.l0, src: address, dst: Self.vip, sport: port, dport: 80,
-                        seq: 1000, flags: TCPFlag.syn, options: PacketTests.mss)
+        let s = Segment(
+            srcMAC: MAC.client, dstMAC: MAC.l0, src: address, dst: Self.vip, sport: port, dport: 80,
+            seq: 1000, flags: TCPFlag.syn, options: PacketTests.mss)
         return (s.frame, Endpoint(address: IPAddress(address)!, port: port))
     }
 

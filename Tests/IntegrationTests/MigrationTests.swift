@@ -39,8 +39,10 @@ final class MigrationTests: XCTestCase {
         var attached: [String] = []
         try FaultInjector.inNamespace(lab.balancer) {
             // No interface named: a migration moves every recorded one.
-            attached = try Loader.attach(instance: instance, interfaces: [], maxConnections: nil,
-                                         migrations: migrations).map(\.name)
+            attached = try Loader.attach(
+                instance: instance, interfaces: [], maxConnections: nil,
+                migrations: migrations
+            ).map(\.name)
         }
         XCTAssertEqual(attached.sorted(), ["l0", "l1"])
         for name in renamed {
@@ -67,8 +69,10 @@ final class MigrationTests: XCTestCase {
     /// instance an ABI 1 build left keeps every counter and starts the new ones at 0.
     func testAttachMigratesTheABI1StatsMapKeepingItsCounters() throws {
         let dir = lab.instanceDirectory, old = dir + "/ppctl_stats"
-        try lab.run(["/usr/sbin/bpftool", "map", "create", old, "type", "percpu_array", "key", "4", "value", "160",
-                     "entries", "1", "name", "ppctl_stats"])
+        try lab.run([
+            "/usr/sbin/bpftool", "map", "create", old, "type", "percpu_array", "key", "4", "value", "160",
+            "entries", "1", "name", "ppctl_stats"
+        ])
         // packets_to_backend (the first counter) 7 and fwd_errors (the 16th) 3, on every CPU.
         var value = [String](repeating: "0", count: 160)
         value[0] = "7"
@@ -109,12 +113,17 @@ final class MigrationTests: XCTestCase {
         current.timeout_established = 1234
         current.abi_version = 2
         let old = withUnsafeBytes(of: current) { Array($0.prefix(40)) }
-        try lab.run(["/usr/sbin/bpftool", "map", "create", dir + "/ppctl_config", "type", "array", "key", "4", "value", "40",
-                     "entries", "1", "name", "ppctl_config"])
-        try lab.run(["/usr/sbin/bpftool", "map", "update", "pinned", dir + "/ppctl_config", "key", "0", "0", "0", "0", "value"]
-                    + old.map(String.init))
-        try lab.run(["/usr/sbin/bpftool", "map", "create", dir + "/ppctl_rings", "type", "array", "key", "4", "value", "1024",
-                     "entries", "16384", "name", "ppctl_rings"])
+        try lab.run([
+            "/usr/sbin/bpftool", "map", "create", dir + "/ppctl_config", "type", "array", "key", "4", "value", "40",
+            "entries", "1", "name", "ppctl_config"
+        ])
+        try lab.run(
+            ["/usr/sbin/bpftool", "map", "update", "pinned", dir + "/ppctl_config", "key", "0", "0", "0", "0", "value"]
+                + old.map(String.init))
+        try lab.run([
+            "/usr/sbin/bpftool", "map", "create", dir + "/ppctl_rings", "type", "array", "key", "4", "value", "1024",
+            "entries", "16384", "name", "ppctl_rings"
+        ])
         for name in [Maps.Name.config, .maglev] { XCTAssertEqual(unlink(dir + "/" + name.rawValue), 0, name.rawValue) }
 
         try lab.attach(["--hash-seed", "77"])

@@ -47,10 +47,12 @@ final class PacketBenchmark: XCTestCase {
 
         // One real connection, established through the program with its header acked.
         let c = PacketTests.Conn(cport: 20000, vport: 81)
-        for (seg, side) in [(c.fromClient(TCPFlag.syn, seq: 1000), PacketLab.Side.client),
-                            (c.fromBackend(TCPFlag.syn | TCPFlag.ack, seq: 5000, ack: 1001), .backend),
-                            (c.fromClient(TCPFlag.ack, seq: 1001, ack: 5001), .client),
-                            (c.fromBackend(TCPFlag.ack, seq: 5001, ack: 1029), .backend)] {
+        for (seg, side) in [
+            (c.fromClient(TCPFlag.syn, seq: 1000), PacketLab.Side.client),
+            (c.fromBackend(TCPFlag.syn | TCPFlag.ack, seq: 5000, ack: 1001), .backend),
+            (c.fromClient(TCPFlag.ack, seq: 1001, ack: 5001), .client),
+            (c.fromBackend(TCPFlag.ack, seq: 5001, ack: 1029), .backend)
+        ] {
             XCTAssertEqual(try lab.run(seg.frame, from: side).action, TCAction.redirect.rawValue)
         }
         XCTAssertNotEqual((lab.entry(c.client, c.cport, c.vip, c.vport)?.state ?? 0) & UInt32(PPCTL_CT_HDR_ACKED), 0)
@@ -110,10 +112,12 @@ final class PacketBenchmark: XCTestCase {
         }
 
         typealias Row = (name: String, ns: [Double])
-        var rows: [Row] = [("miss (no service)", []), ("SYN (new connection)", []), ("established, client -> backend", []),
-                           ("established, backend -> client", []), ("bare forwarder", []), ("empty program", []),
-                           ("miss, repeat 1,000,000", []), ("bare forwarder, repeat 1,000,000", []),
-                           ("empty program, repeat 1,000,000", [])]
+        var rows: [Row] = [
+            ("miss (no service)", []), ("SYN (new connection)", []), ("established, client -> backend", []),
+            ("established, backend -> client", []), ("bare forwarder", []), ("empty program", []),
+            ("miss, repeat 1,000,000", []), ("bare forwarder, repeat 1,000,000", []),
+            ("empty program, repeat 1,000,000", [])
+        ]
         func measure() throws {
             var results: [Double] = []
             try FaultInjector.inNamespace(lab.lab.balancer) {
@@ -127,7 +131,7 @@ final class PacketBenchmark: XCTestCase {
                     try median { try perCall(empty, { direct.frame }, l0, n, expect: .ok) },
                     try median { try repeated(p, miss.frame, l0) },
                     try median { try repeated(forwarder, direct.frame, l0) },
-                    try median { try repeated(empty, direct.frame, l0) },
+                    try median { try repeated(empty, direct.frame, l0) }
                 ]
             }
             for i in rows.indices { rows[i].ns.append(results[i]) }
@@ -148,9 +152,11 @@ final class PacketBenchmark: XCTestCase {
         md += "| --- |" + String(repeating: " ---: | ---: |", count: columns.count) + "\n"
         let fwd = rows[4].ns
         for r in rows {
-            md += "| \(r.name) | " + r.ns.enumerated().map { i, v in
-                String(format: "%.0f | %.2f", v, v / fwd[i])
-            }.joined(separator: " | ") + " |\n"
+            md +=
+                "| \(r.name) | "
+                + r.ns.enumerated().map { i, v in
+                    String(format: "%.0f | %.2f", v, v / fwd[i])
+                }.joined(separator: " | ") + " |\n"
         }
         print(md)
         try md.write(toFile: outPath, atomically: true, encoding: .utf8)
@@ -179,7 +185,7 @@ final class PacketBenchmark: XCTestCase {
             o.hdr_flags = UInt16(PPCTL_SVC_PROXY_V2)
             o.ifindex = lab.l1
             o.created_ns = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-            o.last_seen_ns = o.created_ns     // established: idle for hours before the sweeper takes them
+            o.last_seen_ns = o.created_ns  // established: idle for hours before the sweeper takes them
             var r = o
             r.nat_saddr = vip
             r.nat_daddr = PacketLab.addr(client)

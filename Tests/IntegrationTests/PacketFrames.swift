@@ -8,7 +8,9 @@ import Foundation
 
 /// tc verdicts as BPF_PROG_TEST_RUN reports them (linux/pkt_cls.h).
 enum TCAction: Int32, CustomStringConvertible {
-    case ok = 0, shot = 2, redirect = 7
+    case ok = 0
+    case shot = 2
+    case redirect = 7
     var description: String { ["ok": "TC_ACT_OK", "shot": "TC_ACT_SHOT", "redirect": "TC_ACT_REDIRECT"]["\(self)"]! }
 }
 
@@ -20,10 +22,10 @@ enum TCPFlag {
 /// The MAC addresses of the packet lab (PacketLab sets the balancer's interfaces and
 /// the neighbours to these).
 enum MAC {
-    static let client: [UInt8] = [0x02, 0, 0, 0, 0x01, 0x02]     // c0, as the balancer sees it
-    static let l0: [UInt8] = [0x02, 0, 0, 0, 0x01, 0x01]         // balancer, client side
-    static let l1: [UInt8] = [0x02, 0, 0, 0, 0x02, 0x01]         // balancer, backend side
-    static let backend: [UInt8] = [0x02, 0, 0, 0, 0x02, 0x02]    // b0 (a permanent neighbour)
+    static let client: [UInt8] = [0x02, 0, 0, 0, 0x01, 0x02]  // c0, as the balancer sees it
+    static let l0: [UInt8] = [0x02, 0, 0, 0, 0x01, 0x01]  // balancer, client side
+    static let l1: [UInt8] = [0x02, 0, 0, 0, 0x02, 0x01]  // balancer, backend side
+    static let backend: [UInt8] = [0x02, 0, 0, 0, 0x02, 0x02]  // b0 (a permanent neighbour)
 }
 
 // MARK: - Segment
@@ -108,15 +110,19 @@ func bytes(hex text: String) -> [UInt8] {
 func checksum(_ data: [UInt8]) -> UInt16 {
     var sum: UInt32 = 0
     var i = 0
-    while i + 1 < data.count { sum += UInt32(data[i]) << 8 | UInt32(data[i + 1]); i += 2 }
+    while i + 1 < data.count {
+        sum += UInt32(data[i]) << 8 | UInt32(data[i + 1])
+        i += 2
+    }
     if i < data.count { sum += UInt32(data[i]) << 8 }
     while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
     return ~UInt16(sum)
 }
 
 func pseudoHeader(_ s: [UInt8], _ d: [UInt8], _ tcpLength: Int) -> [UInt8] {
-    s.count == 4 ? s + d + [0, 6] + be16(UInt16(tcpLength))
-                 : s + d + be32(UInt32(tcpLength)) + [0, 0, 0, 6]
+    s.count == 4
+        ? s + d + [0, 6] + be16(UInt16(tcpLength))
+        : s + d + be32(UInt32(tcpLength)) + [0, 0, 0, 6]
 }
 
 /// Parses a frame on its own terms: where TCP starts and whether the IPv4 header

@@ -33,7 +33,8 @@ final class PacketLab {
         lab = try Lab()
         try lab.attach(extra)
         let b = lab.balancer
-        try lab.sh("""
+        try lab.sh(
+            """
             ip -n \(b) link set l0 address \(mac(MAC.l0)) && ip -n \(b) link set l1 address \(mac(MAC.l1)) &&
             ip -n \(b) neigh replace 198.18.2.2 lladdr \(mac(MAC.backend)) dev l1 nud permanent &&
             ip -n \(b) neigh replace 198.18.2.3 lladdr \(mac(MAC.backend)) dev l1 nud permanent &&
@@ -125,14 +126,18 @@ final class PacketLab {
     /// (`expected` nil: the input unchanged); then checks the checksums of what came
     /// out with an independent computation.
     @discardableResult
-    func check(_ input: Segment, from side: Side, action: TCAction, expected: Segment?,
-               _ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
+    func check(
+        _ input: Segment, from side: Side, action: TCAction, expected: Segment?,
+        _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Outcome {
         try check(input.frame, from: side, action: action, expected: (expected ?? input).frame, what, file: file, line: line)
     }
 
     @discardableResult
-    func check(_ input: [UInt8], from side: Side, action: TCAction, expected: [UInt8]?,
-               _ what: String, file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
+    func check(
+        _ input: [UInt8], from side: Side, action: TCAction, expected: [UInt8]?,
+        _ what: String, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Outcome {
         let out = try run(input, from: side)
         XCTAssertEqual(out.action, action.rawValue, "\(what): verdict \(out.action), not \(action)", file: file, line: line)
         let want = expected ?? input

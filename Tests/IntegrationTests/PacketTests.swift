@@ -54,20 +54,24 @@ final class PacketTests: XCTestCase {
         var snat: String { v6 ? "2001:2:0:2::1" : "198.18.2.1" }
 
         func fromClient(_ flags: UInt8, seq: UInt32, ack: UInt32 = 0, _ payload: [UInt8] = [], options: [UInt8] = []) -> Segment {
-            Segment(srcMAC: MAC.client, dstMAC: MAC.l0, src: client, dst: vip, sport: cport, dport: vport,
-                    seq: seq, ack: ack, flags: flags, options: options, payload: payload)
+            Segment(
+                srcMAC: MAC.client, dstMAC: MAC.l0, src: client, dst: vip, sport: cport, dport: vport,
+                seq: seq, ack: ack, flags: flags, options: options, payload: payload)
         }
         func toBackend(_ flags: UInt8, seq: UInt32, ack: UInt32 = 0, _ payload: [UInt8] = [], options: [UInt8] = []) -> Segment {
-            Segment(srcMAC: MAC.l1, dstMAC: MAC.backend, src: snat, dst: backend, sport: cport, dport: 8080,
-                    seq: seq, ack: ack, flags: flags, options: options, payload: payload)
+            Segment(
+                srcMAC: MAC.l1, dstMAC: MAC.backend, src: snat, dst: backend, sport: cport, dport: 8080,
+                seq: seq, ack: ack, flags: flags, options: options, payload: payload)
         }
         func fromBackend(_ flags: UInt8, seq: UInt32, ack: UInt32, _ payload: [UInt8] = [], options: [UInt8] = []) -> Segment {
-            Segment(srcMAC: MAC.backend, dstMAC: MAC.l1, src: backend, dst: snat, sport: 8080, dport: cport,
-                    seq: seq, ack: ack, flags: flags, options: options, payload: payload)
+            Segment(
+                srcMAC: MAC.backend, dstMAC: MAC.l1, src: backend, dst: snat, sport: 8080, dport: cport,
+                seq: seq, ack: ack, flags: flags, options: options, payload: payload)
         }
         func toClient(_ flags: UInt8, seq: UInt32, ack: UInt32, _ payload: [UInt8] = [], options: [UInt8] = []) -> Segment {
-            Segment(srcMAC: MAC.l0, dstMAC: MAC.client, src: vip, dst: client, sport: vport, dport: cport,
-                    seq: seq, ack: ack, flags: flags, options: options, payload: payload)
+            Segment(
+                srcMAC: MAC.l0, dstMAC: MAC.client, src: vip, dst: client, sport: vport, dport: cport,
+                seq: seq, ack: ack, flags: flags, options: options, payload: payload)
         }
 
         /// The v2 header of this connection without TLVs.
@@ -81,19 +85,22 @@ final class PacketTests: XCTestCase {
 
     /// SYN and SYN-ACK through the program, checked on the way.
     func open(_ c: Conn, file: StaticString = #filePath, line: UInt = #line) throws {
-        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "SYN", file: file, line: line)
+        try lab.check(
+            c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "SYN", file: file, line: line)
         let synAck = TCPFlag.syn | TCPFlag.ack
-        try lab.check(c.fromBackend(synAck, seq: c.bisn, ack: c.isn + 1, options: Self.mss), from: .backend, action: .redirect,
-                      expected: c.toClient(synAck, seq: c.bisn, ack: c.isn + 1, options: Self.mss), "SYN-ACK", file: file, line: line)
+        try lab.check(
+            c.fromBackend(synAck, seq: c.bisn, ack: c.isn + 1, options: Self.mss), from: .backend, action: .redirect,
+            expected: c.toClient(synAck, seq: c.bisn, ack: c.isn + 1, options: Self.mss), "SYN-ACK", file: file, line: line)
     }
 
     /// open, then the handshake ACK, which must come out as the header segment.
     func establish(_ c: Conn, header: [UInt8], file: StaticString = #filePath, line: UInt = #line) throws {
         try open(c, file: file, line: line)
-        try lab.check(c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, header),
-                      "handshake ACK grown into the header segment", file: file, line: line)
+        try lab.check(
+            c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, header),
+            "handshake ACK grown into the header segment", file: file, line: line)
     }
 
     func state(_ c: Conn) -> UInt32 { lab.entry(c.client, c.cport, c.vip, c.vport)?.state ?? 0 }
@@ -103,8 +110,9 @@ final class PacketTests: XCTestCase {
     func testSynToServiceIsTranslatedAndTracked() throws {
         let c = Conn(cport: 12001, vport: 81)
         let before = try lab.stats()
-        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "SYN to the VIP")
+        try lab.check(
+            c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "SYN to the VIP")
 
         let orig = try XCTUnwrap(lab.entry(c.client, c.cport, c.vip, c.vport), "ORIGINAL entry")
         XCTAssertEqual(orig.dir, UInt8(PPCTL_DIR_ORIGINAL))
@@ -140,8 +148,9 @@ final class PacketTests: XCTestCase {
         try lab.service("198.18.0.10:84 --backend 203.0.113.9:8080")
         let c = Conn(cport: 12901, vport: 84)
         let before = try lab.stats()
-        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .shot,
-                      expected: nil, "SYN towards a backend the balancer has no route to")
+        try lab.check(
+            c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .shot,
+            expected: nil, "SYN towards a backend the balancer has no route to")
         XCTAssertNil(lab.entry(c.client, c.cport, c.vip, c.vport), "no connection")
         let after = try lab.stats()
         XCTAssertEqual(after.dropped_no_route - before.dropped_no_route, 1)
@@ -155,14 +164,17 @@ final class PacketTests: XCTestCase {
     func testPlainServiceTranslatesAddressesOnly() throws {
         let c = Conn(cport: 12015, vport: 80)
         try open(c)
-        try lab.check(c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), "handshake ACK, no header")
+        try lab.check(
+            c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), "handshake ACK, no header")
         let data = Array("hello".utf8)
-        try lab.check(c.fromClient(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, data), from: .client,
-                      action: .redirect, expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, data),
-                      "data, seq unchanged")
-        try lab.check(c.fromBackend(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 6), from: .backend, action: .redirect,
-                      expected: c.toClient(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 6), "ack unchanged")
+        try lab.check(
+            c.fromClient(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, data), from: .client,
+            action: .redirect, expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, data),
+            "data, seq unchanged")
+        try lab.check(
+            c.fromBackend(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 6), from: .backend, action: .redirect,
+            expected: c.toClient(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 6), "ack unchanged")
     }
 
     // MARK: - The header segment
@@ -172,9 +184,10 @@ final class PacketTests: XCTestCase {
         try open(c)
         // With timestamps: the header goes after the TCP options, which stay.
         let ts: [UInt8] = [1, 1, 8, 10] + be32(77) + be32(99)
-        try lab.check(c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1, options: ts), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, c.v2Header, options: ts),
-                      "handshake ACK + v2 header")
+        try lab.check(
+            c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1, options: ts), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, c.v2Header, options: ts),
+            "handshake ACK + v2 header")
         XCTAssertEqual(c.v2Header.count, 28)
         let s = state(c)
         XCTAssertNotEqual(s & UInt32(PPCTL_CT_ESTABLISHED), 0)
@@ -196,14 +209,16 @@ final class PacketTests: XCTestCase {
         XCTAssertNotEqual(e.unique_id, 0)
         let uid = Array(String(format: "%016llx", e.unique_id).utf8)
         let tlvs = [0xE5] + be16(9) + Array("tenant-42".utf8) + [0x05] + be16(16) + uid + [0x03, 0, 4, 0, 0, 0, 0]
-        var header = bytes(hex: "0d0a0d0a000d0a515549540a 21 11") + be16(UInt16(12 + tlvs.count))
+        var header =
+            bytes(hex: "0d0a0d0a000d0a515549540a 21 11") + be16(UInt16(12 + tlvs.count))
             + ipBytes(c.client) + ipBytes(c.vip) + be16(c.cport) + be16(c.vport) + tlvs
         header.replaceSubrange(header.count - 4..<header.count, with: be32(crc32c(header)))
         XCTAssertEqual(crc32c(Array("123456789".utf8)), 0xE306_9283, "the reference CRC32C")
         XCTAssertEqual(Int(e.hdr_len), header.count)
-        try lab.check(c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, header),
-                      "v2 header with a custom TLV, UNIQUE_ID and CRC32C")
+        try lab.check(
+            c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, header),
+            "v2 header with a custom TLV, UNIQUE_ID and CRC32C")
     }
 
     // MARK: - Sequence translation
@@ -212,10 +227,12 @@ final class PacketTests: XCTestCase {
         let c = Conn(cport: 12005, vport: 81)
         try establish(c, header: c.v2Header)
         let pa = TCPFlag.psh | TCPFlag.ack
-        try lab.check(c.fromClient(pa, seq: c.isn + 1, ack: c.bisn + 1, Array("hello".utf8)), from: .client, action: .redirect,
-                      expected: c.toBackend(pa, seq: c.isn + 29, ack: c.bisn + 1, Array("hello".utf8)), "first data: seq + 28")
-        try lab.check(c.fromClient(pa, seq: c.isn + 6, ack: c.bisn + 1, Array("world".utf8)), from: .client, action: .redirect,
-                      expected: c.toBackend(pa, seq: c.isn + 34, ack: c.bisn + 1, Array("world".utf8)), "next data: seq + 28")
+        try lab.check(
+            c.fromClient(pa, seq: c.isn + 1, ack: c.bisn + 1, Array("hello".utf8)), from: .client, action: .redirect,
+            expected: c.toBackend(pa, seq: c.isn + 29, ack: c.bisn + 1, Array("hello".utf8)), "first data: seq + 28")
+        try lab.check(
+            c.fromClient(pa, seq: c.isn + 6, ack: c.bisn + 1, Array("world".utf8)), from: .client, action: .redirect,
+            expected: c.toBackend(pa, seq: c.isn + 34, ack: c.bisn + 1, Array("world".utf8)), "next data: seq + 28")
         XCTAssertEqual(lab.entry(c.client, c.cport, c.vip, c.vport)?.snd_end, c.isn + 11)
     }
 
@@ -223,21 +240,26 @@ final class PacketTests: XCTestCase {
         let c = Conn(cport: 12006, vport: 81)
         try establish(c, header: c.v2Header)
         let pa = TCPFlag.psh | TCPFlag.ack, a = TCPFlag.ack
-        try lab.check(c.fromClient(pa, seq: 1001, ack: 5001, Array("hello".utf8)), from: .client, action: .redirect,
-                      expected: c.toBackend(pa, seq: 1029, ack: 5001, Array("hello".utf8)), "data")
+        try lab.check(
+            c.fromClient(pa, seq: 1001, ack: 5001, Array("hello".utf8)), from: .client, action: .redirect,
+            expected: c.toBackend(pa, seq: 1029, ack: 5001, Array("hello".utf8)), "data")
         func sack(_ l: UInt32, _ r: UInt32) -> [UInt8] { [1, 1, 5, 10] + be32(l) + be32(r) }
 
-        try lab.check(c.fromBackend(a, seq: 5001, ack: 1015), from: .backend, action: .redirect,
-                      expected: c.toClient(a, seq: 5001, ack: 1001), "an ack of part of the header is clamped to ISN+1")
-        try lab.check(c.fromBackend(a, seq: 5001, ack: 1001, options: sack(1005, 1010)), from: .backend, action: .redirect,
-                      expected: c.toClient(a, seq: 5001, ack: 1001, options: [1, 1, 1, 1] + [UInt8](repeating: 1, count: 8)),
-                      "a SACK block inside the header becomes NOPs")
+        try lab.check(
+            c.fromBackend(a, seq: 5001, ack: 1015), from: .backend, action: .redirect,
+            expected: c.toClient(a, seq: 5001, ack: 1001), "an ack of part of the header is clamped to ISN+1")
+        try lab.check(
+            c.fromBackend(a, seq: 5001, ack: 1001, options: sack(1005, 1010)), from: .backend, action: .redirect,
+            expected: c.toClient(a, seq: 5001, ack: 1001, options: [1, 1, 1, 1] + [UInt8](repeating: 1, count: 8)),
+            "a SACK block inside the header becomes NOPs")
         XCTAssertEqual(state(c) & UInt32(PPCTL_CT_HDR_ACKED), 0)
-        try lab.check(c.fromBackend(a, seq: 5001, ack: 1029, options: sack(1031, 1034)), from: .backend, action: .redirect,
-                      expected: c.toClient(a, seq: 5001, ack: 1001, options: sack(1003, 1006)), "header acked; SACK - 28")
+        try lab.check(
+            c.fromBackend(a, seq: 5001, ack: 1029, options: sack(1031, 1034)), from: .backend, action: .redirect,
+            expected: c.toClient(a, seq: 5001, ack: 1001, options: sack(1003, 1006)), "header acked; SACK - 28")
         XCTAssertNotEqual(state(c) & UInt32(PPCTL_CT_HDR_ACKED), 0)
-        try lab.check(c.fromBackend(pa, seq: 5001, ack: 1034, Array("hi".utf8)), from: .backend, action: .redirect,
-                      expected: c.toClient(pa, seq: 5001, ack: 1006, Array("hi".utf8)), "ack - 28, data untouched")
+        try lab.check(
+            c.fromBackend(pa, seq: 5001, ack: 1034, Array("hi".utf8)), from: .backend, action: .redirect,
+            expected: c.toClient(pa, seq: 5001, ack: 1006, Array("hi".utf8)), "ack - 28, data untouched")
     }
 
     func testOutOfWindowBackendAckBeforeHeaderAckedChangesNothing() throws {
@@ -267,12 +289,14 @@ final class PacketTests: XCTestCase {
         try establish(c, header: c.v2Header)
         let before = try lab.stats()
         let s = state(c)
-        try lab.check(c.fromClient(TCPFlag.rst, seq: 1500), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.rst, seq: 1528), "RST off the next sequence: passed on, translated")
+        try lab.check(
+            c.fromClient(TCPFlag.rst, seq: 1500), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.rst, seq: 1528), "RST off the next sequence: passed on, translated")
         XCTAssertEqual(state(c), s, "state unchanged")
         XCTAssertEqual(try lab.stats().ignored_rst - before.ignored_rst, 1)
-        try lab.check(c.fromClient(TCPFlag.rst, seq: 1001), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.rst, seq: 1029), "RST at the next sequence")
+        try lab.check(
+            c.fromClient(TCPFlag.rst, seq: 1001), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.rst, seq: 1029), "RST at the next sequence")
         XCTAssertNotEqual(state(c) & UInt32(PPCTL_CT_RST), 0)
         XCTAssertNotEqual(lab.entry(c.backend, 8080, c.snat, c.cport)!.state & UInt32(PPCTL_CT_RST), 0, "mirrored")
     }
@@ -281,11 +305,13 @@ final class PacketTests: XCTestCase {
         let c = Conn(cport: 12008, vport: 81)
         try establish(c, header: c.v2Header)
         let s = state(c)
-        try lab.check(c.fromBackend(TCPFlag.rst, seq: 7000, ack: 0), from: .backend, action: .redirect,
-                      expected: c.toClient(TCPFlag.rst, seq: 7000, ack: 0), "RST off the next sequence")
+        try lab.check(
+            c.fromBackend(TCPFlag.rst, seq: 7000, ack: 0), from: .backend, action: .redirect,
+            expected: c.toClient(TCPFlag.rst, seq: 7000, ack: 0), "RST off the next sequence")
         XCTAssertEqual(state(c), s, "state unchanged")
-        try lab.check(c.fromBackend(TCPFlag.rst, seq: 5001, ack: 0), from: .backend, action: .redirect,
-                      expected: c.toClient(TCPFlag.rst, seq: 5001, ack: 0), "RST at the next sequence")
+        try lab.check(
+            c.fromBackend(TCPFlag.rst, seq: 5001, ack: 0), from: .backend, action: .redirect,
+            expected: c.toClient(TCPFlag.rst, seq: 5001, ack: 0), "RST at the next sequence")
         XCTAssertNotEqual(state(c) & UInt32(PPCTL_CT_RST), 0)
     }
 
@@ -293,17 +319,21 @@ final class PacketTests: XCTestCase {
         let c = Conn(cport: 12009, vport: 81)
         try establish(c, header: c.v2Header)
         let fa = TCPFlag.fin | TCPFlag.ack
-        try lab.check(c.fromBackend(TCPFlag.ack, seq: 5001, ack: 1029), from: .backend, action: .redirect,
-                      expected: c.toClient(TCPFlag.ack, seq: 5001, ack: 1001), "header acked")
-        try lab.check(c.fromClient(fa, seq: 1001, ack: 5001), from: .client, action: .redirect,
-                      expected: c.toBackend(fa, seq: 1029, ack: 5001), "client FIN")
+        try lab.check(
+            c.fromBackend(TCPFlag.ack, seq: 5001, ack: 1029), from: .backend, action: .redirect,
+            expected: c.toClient(TCPFlag.ack, seq: 5001, ack: 1001), "header acked")
+        try lab.check(
+            c.fromClient(fa, seq: 1001, ack: 5001), from: .client, action: .redirect,
+            expected: c.toBackend(fa, seq: 1029, ack: 5001), "client FIN")
         XCTAssertNotEqual(state(c) & UInt32(PPCTL_CT_FIN_CLIENT), 0)
-        try lab.check(c.fromBackend(fa, seq: 5001, ack: 1030), from: .backend, action: .redirect,
-                      expected: c.toClient(fa, seq: 5001, ack: 1002), "backend FIN")
+        try lab.check(
+            c.fromBackend(fa, seq: 5001, ack: 1030), from: .backend, action: .redirect,
+            expected: c.toClient(fa, seq: 5001, ack: 1002), "backend FIN")
         XCTAssertNotEqual(state(c) & UInt32(PPCTL_CT_FIN_BACKEND), 0)
         XCTAssertEqual(state(c) & UInt32(PPCTL_CT_TIME_WAIT), 0, "the client closed first")
-        try lab.check(c.fromClient(TCPFlag.ack, seq: 1002, ack: 5002), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.ack, seq: 1030, ack: 5002), "last ACK")
+        try lab.check(
+            c.fromClient(TCPFlag.ack, seq: 1002, ack: 5002), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.ack, seq: 1030, ack: 5002), "last ACK")
     }
 
     // MARK: - Unusual shapes
@@ -312,21 +342,23 @@ final class PacketTests: XCTestCase {
         let c = Conn(cport: 12011, vport: 81)
         let before = try lab.stats()
         let tfo: [UInt8] = Self.mss + [34, 10] + bytes(hex: "0102030405060708") + [1, 1]
-        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, Array("GET / HTTP/1.0\r\n\r\n".utf8), options: tfo),
-                      from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: tfo), "SYN data removed")
+        try lab.check(
+            c.fromClient(TCPFlag.syn, seq: c.isn, Array("GET / HTTP/1.0\r\n\r\n".utf8), options: tfo),
+            from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: tfo), "SYN data removed")
         XCTAssertEqual(try lab.stats().tfo_trimmed - before.tfo_trimmed, 1)
     }
 
     func testIPv4OptionsStayAndTheHeaderFollowsTCP() throws {
         let c = Conn(cport: 12012, vport: 81)
-        let opts: [UInt8] = [1, 1, 1, 0]   // NOP NOP NOP EOL: IHL 6
+        let opts: [UInt8] = [1, 1, 1, 0]  // NOP NOP NOP EOL: IHL 6
         var syn = c.fromClient(TCPFlag.syn, seq: c.isn), synOut = c.toBackend(TCPFlag.syn, seq: c.isn)
         syn.ipOptions = opts
         synOut.ipOptions = opts
         try lab.check(syn, from: .client, action: .redirect, expected: synOut, "SYN with IP options")
-        try lab.check(c.fromBackend(TCPFlag.syn | TCPFlag.ack, seq: c.bisn, ack: c.isn + 1), from: .backend,
-                      action: .redirect, expected: c.toClient(TCPFlag.syn | TCPFlag.ack, seq: c.bisn, ack: c.isn + 1), "SYN-ACK")
+        try lab.check(
+            c.fromBackend(TCPFlag.syn | TCPFlag.ack, seq: c.bisn, ack: c.isn + 1), from: .backend,
+            action: .redirect, expected: c.toClient(TCPFlag.syn | TCPFlag.ack, seq: c.bisn, ack: c.isn + 1), "SYN-ACK")
         var ack = c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1)
         var ackOut = c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, c.v2Header)
         ack.ipOptions = opts
@@ -343,15 +375,17 @@ final class PacketTests: XCTestCase {
         try lab.check(syn, from: .client, action: .redirect, expected: synOut, "IPv6 SYN with hop-by-hop options")
         XCTAssertEqual(lab.entry(c.client, c.cport, c.vip, c.vport)?.hdr_len, 52)
         let synAck = TCPFlag.syn | TCPFlag.ack
-        try lab.check(c.fromBackend(synAck, seq: c.bisn, ack: c.isn + 1), from: .backend, action: .redirect,
-                      expected: c.toClient(synAck, seq: c.bisn, ack: c.isn + 1), "IPv6 SYN-ACK")
+        try lab.check(
+            c.fromBackend(synAck, seq: c.bisn, ack: c.isn + 1), from: .backend, action: .redirect,
+            expected: c.toClient(synAck, seq: c.bisn, ack: c.isn + 1), "IPv6 SYN-ACK")
         var ack = c.fromClient(TCPFlag.ack, seq: c.isn + 1, ack: c.bisn + 1)
         var ackOut = c.toBackend(TCPFlag.ack | TCPFlag.psh, seq: c.isn + 1, ack: c.bisn + 1, c.v2Header)
         ack.hopByHop = true
         ackOut.hopByHop = true
         try lab.check(ack, from: .client, action: .redirect, expected: ackOut, "IPv6 header segment")
-        try lab.check(c.fromBackend(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 53), from: .backend, action: .redirect,
-                      expected: c.toClient(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 1), "IPv6 ack - 52")
+        try lab.check(
+            c.fromBackend(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 53), from: .backend, action: .redirect,
+            expected: c.toClient(TCPFlag.ack, seq: c.bisn + 1, ack: c.isn + 1), "IPv6 ack - 52")
     }
 
     // MARK: - Not ours
@@ -359,8 +393,9 @@ final class PacketTests: XCTestCase {
     func testPacketForNoServicePassesUntouched() throws {
         let c = Conn(cport: 12014, vport: 9999)
         try lab.check(c.fromClient(TCPFlag.syn, seq: 1), from: .client, action: .ok, expected: nil, "SYN to a port with no service")
-        try lab.check(c.fromClient(TCPFlag.ack, seq: 1, ack: 1, Array("x".utf8)), from: .client, action: .ok, expected: nil,
-                      "data to a port with no service")
+        try lab.check(
+            c.fromClient(TCPFlag.ack, seq: 1, ack: 1, Array("x".utf8)), from: .client, action: .ok, expected: nil,
+            "data to a port with no service")
         var direct = c.fromClient(TCPFlag.syn, seq: 1)
         direct.dst = "198.18.2.2"
         try lab.check(direct, from: .client, action: .ok, expected: nil, "SYN to a backend directly")
@@ -375,8 +410,9 @@ final class PacketTests: XCTestCase {
         syn.dstMAC = [0x02, 0, 0, 0, 0x77, 0x01]
         try lab.check(syn, from: .client, action: .ok, expected: nil, "SYN to the VIP in a frame for another MAC")
         XCTAssertNil(lab.entry(c.client, c.cport, c.vip, c.vport))
-        try lab.check(c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
-                      expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "the same SYN addressed to the balancer is taken")
+        try lab.check(
+            c.fromClient(TCPFlag.syn, seq: c.isn, options: Self.mss), from: .client, action: .redirect,
+            expected: c.toBackend(TCPFlag.syn, seq: c.isn, options: Self.mss), "the same SYN addressed to the balancer is taken")
         XCTAssertNotNil(lab.entry(c.client, c.cport, c.vip, c.vport))
     }
 
@@ -397,8 +433,10 @@ final class PacketTests: XCTestCase {
             ("TCP data offset below 5", edit(syn, 46, [0x40])),
             ("TCP data offset beyond the datagram", edit(syn, 46, [0xF0])),
             ("IPv4 fragment", edit(syn, 20, [0x20, 0x00])),
-            ("IPv6 payload length beyond the frame",
-             edit(Conn(cport: 12016, vport: 81, v6: true).fromClient(TCPFlag.syn, seq: 1).frame, 18, be16(200))),
+            (
+                "IPv6 payload length beyond the frame",
+                edit(Conn(cport: 12016, vport: 81, v6: true).fromClient(TCPFlag.syn, seq: 1).frame, 18, be16(200))
+            )
         ]
         let before = try lab.stats()
         for (what, frame) in cases {

@@ -38,11 +38,13 @@ final class ProtocolTests: XCTestCase {
     // MARK: - nginx
 
     func startNginx() throws {
-        try Peers.render("nginx-stream-echo.conf", to: dir + "/nginx.conf", [
-            "DIR": dir,
-            "LISTEN": "listen 198.18.2.2:8080 proxy_protocol; listen [2001:2:0:2::2]:8080 proxy_protocol;",
-            "FORMAT": "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port",
-        ])
+        try Peers.render(
+            "nginx-stream-echo.conf", to: dir + "/nginx.conf",
+            [
+                "DIR": dir,
+                "LISTEN": "listen 198.18.2.2:8080 proxy_protocol; listen [2001:2:0:2::2]:8080 proxy_protocol;",
+                "FORMAT": "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port"
+            ])
         try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)
         try lab.waitForListener(lab.backend, 8080)
     }
@@ -52,8 +54,10 @@ final class ProtocolTests: XCTestCase {
         try lab.ppctl(["service", "add", "198.18.0.10:80", "--proxy", "v1", "--backend", "198.18.2.2:8080"])
         try lab.ppctl(["service", "add", "198.18.0.10:82", "--proxy", "v2", "--backend", "198.18.2.2:8080"])
         try lab.ppctl(["service", "add", "[2001:2::10]:80", "--proxy", "v1", "--backend", "[2001:2:0:2::2]:8080"])
-        try lab.ppctl(["service", "add", "[2001:2::10]:82", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
-                       "--backend", "[2001:2:0:2::2]:8080"])
+        try lab.ppctl([
+            "service", "add", "[2001:2::10]:82", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
+            "--backend", "[2001:2:0:2::2]:8080"
+        ])
         for (vip, port) in [(Lab.vip, UInt16(80)), (Lab.vip, 82), (Lab.vip6, 80), (Lab.vip6, 82)] {
             let c = try TCP.connect(lab, from: lab.client, to: vip, port)
             let local = c.localEndpoint
@@ -73,10 +77,12 @@ final class ProtocolTests: XCTestCase {
     // MARK: - HAProxy
 
     func startHAProxy() throws {
-        try Peers.render("haproxy-echo.cfg", to: dir + "/haproxy.cfg", [
-            "BIND": "bind 198.18.2.2:8081 accept-proxy\n    bind [2001:2:0:2::2]:8081 accept-proxy",
-            "FORMAT": "%[src] %[src_port] %[dst] %[dst_port] %[fc_pp_unique_id] %[fc_rcvd_proxy]",
-        ])
+        try Peers.render(
+            "haproxy-echo.cfg", to: dir + "/haproxy.cfg",
+            [
+                "BIND": "bind 198.18.2.2:8081 accept-proxy\n    bind [2001:2:0:2::2]:8081 accept-proxy",
+                "FORMAT": "%[src] %[src_port] %[dst] %[dst_port] %[fc_pp_unique_id] %[fc_rcvd_proxy]"
+            ])
         try Peers.haproxy(lab, in: lab.backend, config: dir + "/haproxy.cfg", dir: dir)
         do { try lab.waitForListener(lab.backend, 8081) } catch {
             print((try? String(contentsOfFile: dir + "/haproxy.log", encoding: .utf8)) ?? "")
@@ -86,19 +92,30 @@ final class ProtocolTests: XCTestCase {
 
     func testHAProxyReadsUniqueIDAndCRCAndRefusesABadCRC() throws {
         try startHAProxy()
-        try lab.ppctl(["service", "add", "198.18.0.10:81", "--proxy", "v2", "--unique-id", "--crc32c",
-                       "--aws-vpce-id", "vpce-08d2bf15fac5001c9", "--backend", "198.18.2.2:8081"])
-        try lab.ppctl(["service", "add", "[2001:2::10]:81", "--proxy", "v2", "--unique-id", "--crc32c",
-                       "--backend", "[2001:2:0:2::2]:8081"])
+        try lab.ppctl([
+            "service", "add", "198.18.0.10:81", "--proxy", "v2", "--unique-id", "--crc32c",
+            "--aws-vpce-id", "vpce-08d2bf15fac5001c9", "--backend", "198.18.2.2:8081"
+        ])
+        try lab.ppctl([
+            "service", "add", "[2001:2::10]:81", "--proxy", "v2", "--unique-id", "--crc32c",
+            "--backend", "[2001:2:0:2::2]:8081"
+        ])
         var ids = Set<String>()
         for vip in [Lab.vip, Lab.vip6, Lab.vip] {
             let c = try TCP.connect(lab, from: lab.client, to: vip, 81)
             let local = c.localEndpoint
             try c.write("GET / HTTP/1.0\r\n\r\n")
             var response: [UInt8] = []
-            while true { let chunk = try c.read(); if chunk.isEmpty { break }; response += chunk }
+            while true {
+                let chunk = try c.read()
+                if chunk.isEmpty { break }
+                response += chunk
+            }
             let text = String(decoding: response, as: UTF8.self)
-            guard let body = text.components(separatedBy: "\r\n\r\n").last else { XCTFail(text); continue }
+            guard let body = text.components(separatedBy: "\r\n\r\n").last else {
+                XCTFail(text)
+                continue
+            }
             let f = body.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").map(String.init)
             XCTAssertEqual(f.count, 6, body)
             guard f.count == 6 else { continue }
@@ -114,9 +131,12 @@ final class ProtocolTests: XCTestCase {
         XCTAssertEqual(ids.count, 3, "a different unique id for every connection")
 
         // A header with a wrong CRC, sent straight from the balancer's namespace: HAProxy drops it.
-        var good = try ProxyHeader(addresses: .ipv4(source: IPv4Address(198, 18, 1, 2), sourcePort: 1234,
-                                                    destination: IPv4Address(198, 18, 0, 10), destinationPort: 81,
-                                                    transport: .stream)).encoded(crc32c: true)
+        var good = try ProxyHeader(
+            addresses: .ipv4(
+                source: IPv4Address(198, 18, 1, 2), sourcePort: 1234,
+                destination: IPv4Address(198, 18, 0, 10), destinationPort: 81,
+                transport: .stream)
+        ).encoded(crc32c: true)
         let request = Array("GET / HTTP/1.0\r\n\r\n".utf8)
         func send(_ header: [UInt8]) throws -> String {
             let c = try TCP.connect(lab, from: lab.balancer, to: Lab.backendAddress, 8081)
@@ -134,9 +154,11 @@ final class ProtocolTests: XCTestCase {
     // MARK: - tshark and the codec, byte for byte
 
     func testEveryTLVTypeReachesTheBackendAsTsharkAndTheCodecReadIt() throws {
-        try lab.ppctl(["service", "add", "198.18.0.10:83", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
-                       "--tlv", "0xE7=hex:00ff", "--aws-vpce-id", "vpce-0abc", "--azure-link-id", "305419896",
-                       "--gcp-psc-id", "72623859790382856", "--unique-id", "--crc32c", "--backend", "198.18.2.2:8083"])
+        try lab.ppctl([
+            "service", "add", "198.18.0.10:83", "--proxy", "v2", "--tlv", "0xE5=tenant-42",
+            "--tlv", "0xE7=hex:00ff", "--aws-vpce-id", "vpce-0abc", "--azure-link-id", "305419896",
+            "--gcp-psc-id", "72623859790382856", "--unique-id", "--crc32c", "--backend", "198.18.2.2:8083"
+        ])
         let pcap = dir + "/b0.pcap"
         _ = try lab.spawn(lab.backend, ["/usr/bin/tshark", "-q", "-i", "b0", "-f", "tcp port 8083", "-w", pcap])
         usleep(1_500_000)
@@ -161,14 +183,19 @@ final class ProtocolTests: XCTestCase {
         // Byte for byte: the same header rebuilt by the library.
         guard case .ipv4(let s, let sp, let d, let dp, _) = header.addresses else { return XCTFail() }
         XCTAssertEqual("\(s):\(sp)", client.localEndpoint)
-        let rebuilt = try ProxyHeader(addresses: .ipv4(source: s, sourcePort: sp, destination: d, destinationPort: dp,
-                                                       transport: .stream),
-                                      tlvs: header.tlvs.filter { $0.type != 0x03 }).encoded(crc32c: true)
+        let rebuilt = try ProxyHeader(
+            addresses: .ipv4(
+                source: s, sourcePort: sp, destination: d, destinationPort: dp,
+                transport: .stream),
+            tlvs: header.tlvs.filter { $0.type != 0x03 }
+        ).encoded(crc32c: true)
         XCTAssertEqual(rebuilt, raw)
         usleep(500_000)
         try lab.sh("pkill -INT -f 'tshark -q -i b0 -f tcp port 8083 -w \(pcap)' ; sleep 1", check: false)
-        let fields = try lab.run(["/usr/bin/tshark", "-r", pcap, "-o", "tcp.try_heuristic_first:TRUE", "-T", "fields",
-                                  "-e", "proxy.src.ipv4", "-e", "proxy.v2.tlv.type"]).stdout
+        let fields = try lab.run([
+            "/usr/bin/tshark", "-r", pcap, "-o", "tcp.try_heuristic_first:TRUE", "-T", "fields",
+            "-e", "proxy.src.ipv4", "-e", "proxy.v2.tlv.type"
+        ]).stdout
         XCTAssertTrue(fields.contains("198.18.1.2"), fields)
         // tshark 4.0 lists the TLVs up to the CRC32C one, which it does not show as a
         // TLV; the decoder above verified that CRC.
@@ -181,8 +208,10 @@ final class ProtocolTests: XCTestCase {
 
     func testV1AndIPv6WithTLVsSurviveLossOfTheHeaderSegment() throws {
         try lab.ppctl(["service", "add", "198.18.0.10:84", "--proxy", "v1", "--backend", "198.18.2.2:8084"])
-        try lab.ppctl(["service", "add", "[2001:2::10]:84", "--proxy", "v2", "--tlv", "0xE5=tenant-42", "--unique-id",
-                       "--crc32c", "--backend", "[2001:2:0:2::2]:8084"])
+        try lab.ppctl([
+            "service", "add", "[2001:2::10]:84", "--proxy", "v2", "--tlv", "0xE5=tenant-42", "--unique-id",
+            "--crc32c", "--backend", "[2001:2:0:2::2]:8084"
+        ])
         for (vip, listen) in [(Lab.vip, "198.18.2.2"), (Lab.vip6, Lab.backendAddress6)] {
             for serverFirst in [false, true] {
                 let f = try FaultInjector(ns: lab.backend, iface: "b0", hook: .ingress)
@@ -203,7 +232,9 @@ final class ProtocolTests: XCTestCase {
                 try c.write("hello")
                 let (h, body) = try backend.wait()
                 XCTAssertEqual(try c.read(), Array("bye".utf8))
-                print("recovery header-lost \(vip.contains(":") ? "ipv6-v2-tlv" : "ipv4-v1") \(serverFirst ? "server-first" : "client-first"): \(String(format: "%.3f", Date().timeIntervalSince(start))) s")
+                print(
+                    "recovery header-lost \(vip.contains(":") ? "ipv6-v2-tlv" : "ipv4-v1") \(serverFirst ? "server-first" : "client-first"): \(String(format: "%.3f", Date().timeIntervalSince(start))) s"
+                )
                 XCTAssertEqual(body, Array("hello".utf8), "one header, then the data")
                 XCTAssertEqual(h.version, vip.contains(":") ? .v2 : .v1)
                 switch h.addresses {

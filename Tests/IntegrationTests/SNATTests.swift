@@ -107,10 +107,11 @@ final class SNATTests: XCTestCase {
         XCTAssertEqual(r.ok, 20000, "every connection succeeds and its header names it: \(r); \(stats)")
         XCTAssertEqual(try tcpExt(lab.client, "TCPSynRetrans") - synRetrans, 0, "no SYN retransmitted by the client")
         XCTAssertEqual(try tcpExt(lab.backend, "PAWSTimewait") - paws, 0)
-        let local = 32768...60999    // the lab's ip_local_port_range (Linux's default)
+        let local = 32768...60999  // the lab's ip_local_port_range (Linux's default)
         let snatPorts = try lab.conntrack().compactMap { Int($0.snat.split(separator: ":").last ?? "") }
         XCTAssertFalse(snatPorts.isEmpty)
-        XCTAssertTrue(snatPorts.allSatisfy { !local.contains($0) }, "SNAT on the interface's address keeps out of the host's ephemeral ports")
+        XCTAssertTrue(
+            snatPorts.allSatisfy { !local.contains($0) }, "SNAT on the interface's address keeps out of the host's ephemeral ports")
     }
 
     // MARK: - Pools and exhaustion
@@ -122,8 +123,10 @@ final class SNATTests: XCTestCase {
         let pool = ["198.18.2.10", "198.18.2.11", "198.18.2.12", "198.18.2.13"]
         try addSNATAddresses(pool)
         try lab.attach(["--snat-ports", "20000-20009"])
-        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--snat", "198.18.2.10-198.18.2.13",
-                       "--backend", "\(Lab.backendAddress):8080"])
+        try lab.ppctl([
+            "service", "add", "\(Lab.vip):80", "--proxyv2", "--snat", "198.18.2.10-198.18.2.13",
+            "--backend", "\(Lab.backendAddress):8080"
+        ])
         try startBackend(8080, "v2")
         let r = try load(80, ["--count", "35", "--header"])
         XCTAssertEqual(r.ok, 35, "\(r)")
@@ -168,21 +171,27 @@ final class SNATTests: XCTestCase {
         // local socket must not reuse one (docs/datapath.md, "SNAT and TIME_WAIT").
         for i in 0..<6 {
             let port = UInt16(80 + i), backendPort = UInt16(8080 + i), header = i % 2 == 1
-            try lab.ppctl(["service", "add", "\(Lab.vip):\(port)", "--backend", "\(Lab.backendAddress):\(backendPort)"]
-                          + (header ? ["--proxyv2"] : []))
+            try lab.ppctl(
+                ["service", "add", "\(Lab.vip):\(port)", "--backend", "\(Lab.backendAddress):\(backendPort)"]
+                    + (header ? ["--proxyv2"] : []))
             try startBackend(backendPort, header ? "v2" : "none")
             // The backend closes first: it keeps 198.18.2.10:20000 <-> itself in TIME_WAIT.
             let local = header ? "s.sendall(b'\\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x20\\x00\\x00\\x00')\n" : ""
-            try lab.exec(lab.balancer, ["/usr/bin/python3", "-c", """
-                import socket
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(('198.18.2.10', 20000))
-                s.connect(('\(Lab.backendAddress)', \(backendPort)))
-                \(local)s.sendall(b'local\\n')
-                while s.recv(256): pass
-                s.close()
-                """])
+            try lab.exec(
+                lab.balancer,
+                [
+                    "/usr/bin/python3", "-c",
+                    """
+                    import socket
+                    s = socket.socket()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(('198.18.2.10', 20000))
+                    s.connect(('\(Lab.backendAddress)', \(backendPort)))
+                    \(local)s.sendall(b'local\\n')
+                    while s.recv(256): pass
+                    s.close()
+                    """
+                ])
             // Linux's TIME_WAIT takes a SYN whose sequence number or timestamp is
             // ahead at once; otherwise it answers with an ack, and the client's RST
             // and SYN retransmission (a second later) follow: the dance.

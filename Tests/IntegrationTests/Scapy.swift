@@ -34,39 +34,39 @@ extension Lab {
     }
 
     private static let scapyPrelude = #"""
-import sys, threading, time
-from scapy.all import AsyncSniffer, Ether, IP, Raw, TCP, conf, sendp
-conf.verb = 0
-IFACE, GATEWAY = sys.argv[1], sys.argv[2]
+        import sys, threading, time
+        from scapy.all import AsyncSniffer, Ether, IP, Raw, TCP, conf, sendp
+        conf.verb = 0
+        IFACE, GATEWAY = sys.argv[1], sys.argv[2]
 
-def send(packet):
-    sendp(Ether(dst=GATEWAY) / packet, iface=IFACE, verbose=False)
+        def send(packet):
+            sendp(Ether(dst=GATEWAY) / packet, iface=IFACE, verbose=False)
 
-_seen = []
+        _seen = []
 
-def watch(host, port):
-    """Collects the TCP segments to host:port that arrive on IFACE from now on."""
-    ready = threading.Event()
-    AsyncSniffer(iface=IFACE, store=False, started_callback=ready.set,
-                 lfilter=lambda p: TCP in p and p[IP].dst == host and p[TCP].dport == port,
-                 prn=_seen.append).start()
-    ready.wait(5)
+        def watch(host, port):
+            """Collects the TCP segments to host:port that arrive on IFACE from now on."""
+            ready = threading.Event()
+            AsyncSniffer(iface=IFACE, store=False, started_callback=ready.set,
+                         lfilter=lambda p: TCP in p and p[IP].dst == host and p[TCP].dport == port,
+                         prn=_seen.append).start()
+            ready.wait(5)
 
-def expect(what, condition, timeout=3):
-    """The first watched segment (its TCP layer) that satisfies `condition`."""
-    end = time.time() + timeout
-    while time.time() < end:
-        for p in list(_seen):
-            if condition(p[TCP]):
-                _seen.remove(p)
-                return p[TCP]
-        time.sleep(0.01)
-    sys.exit("scapy: %s did not come within %g s" % (what, timeout))
+        def expect(what, condition, timeout=3):
+            """The first watched segment (its TCP layer) that satisfies `condition`."""
+            end = time.time() + timeout
+            while time.time() < end:
+                for p in list(_seen):
+                    if condition(p[TCP]):
+                        _seen.remove(p)
+                        return p[TCP]
+                time.sleep(0.01)
+            sys.exit("scapy: %s did not come within %g s" % (what, timeout))
 
-def payload(t):
-    return t[Raw].load if Raw in t else b""
+        def payload(t):
+            return t[Raw].load if Raw in t else b""
 
-"""#
+        """#
 
     // MARK: - Conntrack
 
@@ -94,9 +94,11 @@ def payload(t):
     /// the conntrack map itself (`conntrack list` does not show it).
     func clientISN(of c: TrackedConnection) throws -> UInt32 {
         let map = try BPFMap<ppctl_ct_key, ppctl_ct_entry>(pinnedAt: instanceDirectory + "/" + Maps.Name.conntrack.rawValue)
-        guard let e = map.entries().first(where: {
-            $0.value.dir == UInt8(PPCTL_DIR_ORIGINAL) && UInt16(bigEndian: $0.key.sport) == c.clientPort
-        }) else { throw LabError.timeout("the conntrack entry of \(c.client)") }
+        guard
+            let e = map.entries().first(where: {
+                $0.value.dir == UInt8(PPCTL_DIR_ORIGINAL) && UInt16(bigEndian: $0.key.sport) == c.clientPort
+            })
+        else { throw LabError.timeout("the conntrack entry of \(c.client)") }
         return e.value.client_isn
     }
 }

@@ -73,7 +73,7 @@ final class SocketPathTests: XCTestCase {
     /// The ids of the programs attached to the test cgroup.
     func cgroupPrograms() throws -> [String] {
         let out = try lab.run(["/usr/sbin/bpftool", "-j", "cgroup", "show", cgroup]).stdout
-        if out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return [] }   // nothing attached
+        if out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return [] }  // nothing attached
         let list = (try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]]) ?? []
         return list.compactMap { ($0["name"] as? String) }.sorted()
     }
@@ -106,12 +106,14 @@ final class SocketPathTests: XCTestCase {
             XCTAssertEqual(report.peername, expected, "getpeername() reports the VIP, not the backend")
             XCTAssertEqual(report.received, "pong\n")
             XCTAssertEqual(header.command, ProxyHeader.Command.proxy)
-            XCTAssertEqual(header.addresses.endpoints?.source, report.sockname,
-                           "the header's source is the client socket's getsockname()")
+            XCTAssertEqual(
+                header.addresses.endpoints?.source, report.sockname,
+                "the header's source is the client socket's getsockname()")
             XCTAssertEqual(header.addresses.endpoints?.destination, expected, "the header's destination is the VIP")
             XCTAssertEqual(rest, Array("ping".utf8), "the client's bytes follow the header")
-            XCTAssertEqual(first, try header.encoded().count + 4,
-                           "the header arrives whole, with the first send's bytes, in one segment")
+            XCTAssertEqual(
+                first, try header.encoded().count + 4,
+                "the header arrives whole, with the first send's bytes, in one segment")
         }
         try assertHeadersBySkMsg(2)
         XCTAssertEqual(try counters()["local_connects"], 2)
@@ -137,8 +139,9 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(report.peername, "[::ffff:\(Lab.vip)]:80")
         XCTAssertTrue(report.sockname?.hasPrefix("[::ffff:198.18.") ?? false, "a mapped client socket: \(report)")
         let source = header.addresses.endpoints?.source
-        XCTAssertEqual(source.map { "[::ffff:\($0.split(separator: ":")[0])]:\($0.split(separator: ":")[1])" }, report.sockname,
-                       "the IPv4 header names the mapped socket's address and port")
+        XCTAssertEqual(
+            source.map { "[::ffff:\($0.split(separator: ":")[0])]:\($0.split(separator: ":")[1])" }, report.sockname,
+            "the IPv4 header names the mapped socket's address and port")
         XCTAssertEqual(header.addresses.endpoints?.destination, "\(Lab.vip):80")
         XCTAssertEqual(rest, Array("ping".utf8))
         XCTAssertEqual(report.received, "pong\n")
@@ -159,14 +162,16 @@ final class SocketPathTests: XCTestCase {
             try conn.write("pong\n")
             served.signal()
             _ = release.wait(timeout: .now() + 20)
-            return rest                      // the connection closes here
+            return rest  // the connection closes here
         }
         let client = Background { try self.local(["send", Lab.vip, "80", "ping"]) }
         XCTAssertEqual(served.wait(timeout: .now() + 20), .success)
         var entries = -1
-        for _ in 0..<20 {                    // the ack of the header takes a moment
-            let dump = try lab.run(["/usr/sbin/bpftool", "-j", "map", "dump", "pinned",
-                                    lab.instanceDirectory + "/" + Maps.Name.sockhash.rawValue]).stdout
+        for _ in 0..<20 {  // the ack of the header takes a moment
+            let dump = try lab.run([
+                "/usr/sbin/bpftool", "-j", "map", "dump", "pinned",
+                lab.instanceDirectory + "/" + Maps.Name.sockhash.rawValue
+            ]).stdout
             entries = ((try? JSONSerialization.jsonObject(with: Data(dump.utf8))) as? [Any])?.count ?? -1
             if entries == 0 { break }
             usleep(50_000)
@@ -201,14 +206,18 @@ final class SocketPathTests: XCTestCase {
     // MARK: - Real receivers
 
     func testNginxAndHAProxyReadTheLocalClientsAddress() throws {
-        try Peers.render("nginx-http-echo.conf", to: dir + "/nginx.conf", [
-            "DIR": dir, "NAME": "nginx", "LISTEN": "listen 198.18.2.2:8080 proxy_protocol;",
-            "BODY": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port",
-        ])
+        try Peers.render(
+            "nginx-http-echo.conf", to: dir + "/nginx.conf",
+            [
+                "DIR": dir, "NAME": "nginx", "LISTEN": "listen 198.18.2.2:8080 proxy_protocol;",
+                "BODY": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port"
+            ])
         try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)
-        try Peers.render("haproxy-echo.cfg", to: dir + "/haproxy.cfg", [
-            "BIND": "bind 198.18.2.2:8081 accept-proxy", "FORMAT": "%[src]:%[src_port] %[dst]:%[dst_port]",
-        ])
+        try Peers.render(
+            "haproxy-echo.cfg", to: dir + "/haproxy.cfg",
+            [
+                "BIND": "bind 198.18.2.2:8081 accept-proxy", "FORMAT": "%[src]:%[src_port] %[dst]:%[dst_port]"
+            ])
         try Peers.haproxy(lab, in: lab.backend, config: dir + "/haproxy.cfg", dir: dir)
         try lab.waitForListener(lab.backend, 8080)
         try lab.waitForListener(lab.backend, 8081)
@@ -218,12 +227,14 @@ final class SocketPathTests: XCTestCase {
         try lab.ppctl(["service", "add", "\(Lab.vip):81", "--proxy", "v1", "--backend", "\(Lab.backendAddress):8081"])
 
         let n = try local(["send", Lab.vip, "80", "GET / HTTP/1.0\r\n\r\n"])
-        XCTAssertTrue(n.received?.hasSuffix("\r\n\r\n\(n.sockname ?? "?") \(Lab.vip):80\n") ?? false,
-                      "nginx's view of the local client: \(n)")
+        XCTAssertTrue(
+            n.received?.hasSuffix("\r\n\r\n\(n.sockname ?? "?") \(Lab.vip):80\n") ?? false,
+            "nginx's view of the local client: \(n)")
 
         let h = try local(["send", Lab.vip, "81", "GET / HTTP/1.0\r\n\r\n"])
-        XCTAssertTrue(h.received?.hasSuffix("\r\n\r\n\(h.sockname ?? "?") \(Lab.vip):81\n") ?? false,
-                      "HAProxy's view of the local client: \(h.received ?? "nothing")")
+        XCTAssertTrue(
+            h.received?.hasSuffix("\r\n\r\n\(h.sockname ?? "?") \(Lab.vip):81\n") ?? false,
+            "HAProxy's view of the local client: \(h.received ?? "nothing")")
         try assertHeadersBySkMsg(2)
     }
 
@@ -231,8 +242,10 @@ final class SocketPathTests: XCTestCase {
 
     func testSixtyFourMiBEachWayByteExact() throws {
         try attachCgroup()
-        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--unique-id", "--crc32c",
-                       "--backend", "\(Lab.backendAddress):8080"])
+        try lab.ppctl([
+            "service", "add", "\(Lab.vip):80", "--proxyv2", "--unique-id", "--crc32c",
+            "--backend", "\(Lab.backendAddress):8080"
+        ])
         let total = 64 << 20
         let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
         let backend = Background { () throws -> (ProxyHeader, Int, Bool) in
@@ -289,8 +302,10 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(report.received, "221 bye\r\n")
 
         // The same over IPv6.
-        try lab.ppctl(["service", "add", "[\(Lab.vip6)]:25", "--proxyv2",
-                       "--backend", "[\(Lab.backendAddress6)]:2525"])
+        try lab.ppctl([
+            "service", "add", "[\(Lab.vip6)]:25", "--proxyv2",
+            "--backend", "[\(Lab.backendAddress6)]:2525"
+        ])
         let server6 = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress6, 2525)
         let smtp6 = Background { () throws -> (ProxyHeader, [UInt8]) in
             let conn = try server6.accept()
@@ -330,10 +345,12 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(stream.intact, true, "backend → client bytes intact (acks translated)")
 
         // nginx speaks first too once it has the header (stream `return`).
-        try Peers.render("nginx-stream-echo.conf", to: dir + "/nginx.conf", [
-            "DIR": dir, "LISTEN": "listen 198.18.2.2:8025 proxy_protocol;",
-            "FORMAT": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port",
-        ])
+        try Peers.render(
+            "nginx-stream-echo.conf", to: dir + "/nginx.conf",
+            [
+                "DIR": dir, "LISTEN": "listen 198.18.2.2:8025 proxy_protocol;",
+                "FORMAT": "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port"
+            ])
         try Peers.nginx(lab, in: lab.backend, config: dir + "/nginx.conf", dir: dir)
         try lab.waitForListener(lab.backend, 8025)
         // `--server-first` is still accepted and listed; it changes nothing.
@@ -443,8 +460,12 @@ final class SocketPathTests: XCTestCase {
 
     func testDetachLeavesNoProgramAttached() throws {
         try attachCgroup()
-        XCTAssertEqual(try cgroupPrograms(), ["ppctl_connect4", "ppctl_connect6", "ppctl_getpeername4",
-                                              "ppctl_getpeername6", "ppctl_sockops"])
+        XCTAssertEqual(
+            try cgroupPrograms(),
+            [
+                "ppctl_connect4", "ppctl_connect6", "ppctl_getpeername4",
+                "ppctl_getpeername6", "ppctl_sockops"
+            ])
         // Attaching again upgrades in place: still one program per hook.
         try attachCgroup()
         XCTAssertEqual(try cgroupPrograms().count, 5)
@@ -462,8 +483,10 @@ final class SocketPathTests: XCTestCase {
 
         // Detaching everything takes the cgroup programs and every pin with it.
         try attachCgroup()
-        let msgProgram = try lab.run(["/usr/sbin/bpftool", "-j", "map", "show", "pinned",
-                                      lab.instanceDirectory + "/" + Maps.Name.sockhash.rawValue]).stdout
+        let msgProgram = try lab.run([
+            "/usr/sbin/bpftool", "-j", "map", "show", "pinned",
+            lab.instanceDirectory + "/" + Maps.Name.sockhash.rawValue
+        ]).stdout
         XCTAssertTrue(msgProgram.contains("\"id\""), msgProgram)
         try lab.ppctl(["detach"])
         XCTAssertEqual(try cgroupPrograms(), [])

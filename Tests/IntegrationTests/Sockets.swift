@@ -38,8 +38,10 @@ final class TCP {
     }
 
     /// Connects a socket made in `ns` to host:port.
-    static func connect(_ lab: Lab, from ns: String, to host: String, _ port: UInt16, timeout: Int = 20,
-                        configure: (Int32) -> Void = { _ in }) throws -> TCP {
+    static func connect(
+        _ lab: Lab, from ns: String, to host: String, _ port: UInt16, timeout: Int = 20,
+        configure: (Int32) -> Void = { _ in }
+    ) throws -> TCP {
         let fd = try lab.socket(in: ns, family: host.contains(":") ? AF_INET6 : AF_INET)
         configure(fd)
         let conn = TCP(fd: fd, timeout: timeout)
@@ -50,8 +52,10 @@ final class TCP {
     }
 
     /// A listening socket in `ns`.
-    static func listen(_ lab: Lab, in ns: String, on host: String, _ port: UInt16,
-                       configure: (Int32) -> Void = { _ in }) throws -> TCP {
+    static func listen(
+        _ lab: Lab, in ns: String, on host: String, _ port: UInt16,
+        configure: (Int32) -> Void = { _ in }
+    ) throws -> TCP {
         let fd = try lab.socket(in: ns, family: host.contains(":") ? AF_INET6 : AF_INET)
         configure(fd)
         var one: Int32 = 1
@@ -161,7 +165,9 @@ struct Pattern {
     static func block(seed: UInt8, size: Int = 1 << 16) -> [UInt8] {
         var x = UInt32(seed) &* 2_654_435_761 &+ 1
         return (0..<size).map { _ in
-            x ^= x << 13; x ^= x >> 17; x ^= x << 5
+            x ^= x << 13
+            x ^= x >> 17
+            x ^= x << 5
             return UInt8(truncatingIfNeeded: x)
         }
     }
@@ -184,7 +190,10 @@ struct PatternChecker {
             let equal = bytes.withUnsafeBytes { b in
                 block.withUnsafeBytes { p in memcmp(b.baseAddress! + i, p.baseAddress! + at, n) == 0 }
             }
-            if !equal { mismatchAt = offset; return }
+            if !equal {
+                mismatchAt = offset
+                return
+            }
             offset += n
             i += n
         }

@@ -29,13 +29,15 @@ final class WindowTests: XCTestCase {
         let (client, backend) = try connectAndSendABC()
         // 12345 lies outside the window unless the client's ISN happens to be within
         // a window's width below it (a chance of about 1 in 65,000).
-        try lab.scapy(in: lab.client, """
+        try lab.scapy(
+            in: lab.client,
+            """
             send(IP(src='\(Self.clientAddress)', dst='\(Lab.vip)') / TCP(sport=\(port(client)), dport=80, flags='R', seq=12345))
             """)
         usleep(200_000)
         let state = try lab.connection(from: client.localEndpoint)?.state
         XCTAssertFalse(state?.contains("reset") ?? true, "a reset outside the window does not reset the connection: \(state ?? [])")
-        sleep(6)    // more than the reset timeout (2 s) and a sweep (every 2 s)
+        sleep(6)  // more than the reset timeout (2 s) and a sweep (every 2 s)
         assertBytesFlow(client, backend, "after the spoofed reset")
     }
 
@@ -45,13 +47,18 @@ final class WindowTests: XCTestCase {
         // seq 0 (RFC 793: <SEQ=SEG.ACK><CTL=RST>), far from the backend's sequence.
         let backendOut = try FaultInjector(ns: lab.backend, iface: "b0", hook: .egress)
         try backendOut.set(0, .init(sourcePort: 8080, flagsMask: Self.RST, flagsValue: Self.RST, action: FAULT_COUNT))
-        try backendOut.set(1, .init(sourcePort: 8080, flagsMask: Self.SYN | Self.ACK, flagsValue: Self.SYN | Self.ACK,
-                                    action: FAULT_DROP, times: 1000))
+        try backendOut.set(
+            1,
+            .init(
+                sourcePort: 8080, flagsMask: Self.SYN | Self.ACK, flagsValue: Self.SYN | Self.ACK,
+                action: FAULT_DROP, times: 1000))
         let server = try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080)
         let connecting = Background { try self.lab.connect(from: self.lab.client, to: Lab.vip, 80, timeout: 15) }
         let tracked = try lab.waitForConnection()
         let isn = try lab.clientISN(of: tracked)
-        try lab.scapy(in: lab.client, """
+        try lab.scapy(
+            in: lab.client,
+            """
             send(IP(src='\(Self.clientAddress)', dst='\(Lab.vip)') /
                  TCP(sport=\(tracked.clientPort), dport=80, flags='PA', seq=\(isn &+ 1), ack=0) / Raw(b'early'))
             """)
@@ -64,7 +71,9 @@ final class WindowTests: XCTestCase {
         if backendOut.counters(0).seen == 0 {
             let snatPort = tracked.snat.split(separator: ":").last.map(String.init) ?? "0"
             let snatAddress = tracked.snat.split(separator: ":").first.map(String.init) ?? ""
-            try lab.scapy(in: lab.backend, """
+            try lab.scapy(
+                in: lab.backend,
+                """
                 send(IP(src='\(Lab.backendAddress)', dst='\(snatAddress)') /
                      TCP(sport=8080, dport=\(snatPort), flags='R', seq=0))
                 """)
@@ -73,7 +82,7 @@ final class WindowTests: XCTestCase {
         XCTAssertFalse(state?.contains("reset") ?? true, "the backend's reset at seq 0 does not reset the connection: \(state ?? [])")
 
         XCTAssertGreaterThan(backendOut.counters(1).applied, 0, "the backend's SYN-ACK was held back")
-        try backendOut.set(1, .init(action: FAULT_NONE))       // the next SYN-ACK completes the handshake
+        try backendOut.set(1, .init(action: FAULT_NONE))  // the next SYN-ACK completes the handshake
         let client = try connecting.wait()
         let backend = try server.accept()
         let (header, rest) = try backend.readHeader()
@@ -94,10 +103,12 @@ final class WindowTests: XCTestCase {
                 let c = try server.accept()
                 let (bytes, _) = c.receive(headerThen: 3, within: 3)
                 if case .header(_, let n) = ProxyDecoder().decode(bytes), bytes.count == n + 3 { try c.write(reply) }
-                return (c, bytes)       // open until the test ends: no FIN to confuse the reset
+                return (c, bytes)  // open until the test ends: no FIN to confuse the reset
             }
         }
-        let run = try lab.scapy(in: lab.client, check: false, """
+        let run = try lab.scapy(
+            in: lab.client, check: false,
+            """
             A, VIP, P, ISN = '\(Lab.rawClientAddress)', '\(Lab.vip)', 40777, 1000000
             def segment(flags, seq, ack=0, data=b''):
                 send(IP(src=A, dst=VIP) / TCP(sport=P, dport=80, flags=flags, seq=seq, ack=ack) / Raw(data))
@@ -136,21 +147,26 @@ final class WindowTests: XCTestCase {
         // answer that ack with a reset; dropping its resets keeps this test about the
         // ack (resets outside the window are the tests above).
         let backendIn = try FaultInjector(ns: lab.backend, iface: "b0", hook: .ingress)
-        try backendIn.set(0, .init(destinationPort: 8080, flagsMask: Self.SYN | Self.ACK, flagsValue: Self.SYN,
-                                   action: FAULT_DROP, times: 1000))
+        try backendIn.set(
+            0,
+            .init(
+                destinationPort: 8080, flagsMask: Self.SYN | Self.ACK, flagsValue: Self.SYN,
+                action: FAULT_DROP, times: 1000))
         let clientOut = try FaultInjector(ns: lab.client, iface: "c0", hook: .egress)
         try clientOut.set(0, .init(destinationPort: 80, flagsMask: Self.RST, flagsValue: Self.RST, action: FAULT_DROP, times: 1000))
         let server = try lab.listen(in: lab.backend, on: Lab.backendAddress, 8080)
         let connecting = Background { try self.lab.connect(from: self.lab.client, to: Lab.vip, 80, timeout: 12) }
         let tracked = try lab.waitForConnection()
         let isn = try lab.clientISN(of: tracked)
-        try lab.scapy(in: lab.backend, """
+        try lab.scapy(
+            in: lab.backend,
+            """
             send(IP(src='\(Lab.backendAddress)', dst='\(tracked.snatAddress)') /
                  TCP(sport=8080, dport=\(tracked.snatPort), flags='A', seq=777,
                      ack=\(isn &+ 1 &+ UInt32(tracked.headerLength) &+ 1000)))
             """)
         XCTAssertGreaterThan(backendIn.counters(0).applied, 0, "the backend has not seen the client's SYN yet")
-        try backendIn.set(0, .init(action: FAULT_NONE))        // the client's next SYN gets through
+        try backendIn.set(0, .init(action: FAULT_NONE))  // the client's next SYN gets through
 
         guard let client = try? connecting.wait(timeout: 30) else {
             let state = try lab.connection(from: tracked.client)?.state ?? []
@@ -171,15 +187,23 @@ final class WindowTests: XCTestCase {
         let isn: UInt32 = 3_000_000_000
         for (port, what, segment) in [
             (40888, "an ack 1 GiB past the header", { (headerEnd: UInt32) in "flags='A', seq=777, ack=\(headerEnd &+ (1 << 30))" }),
-            (40889, "a SACK block past the header", { (headerEnd: UInt32) in
-                "flags='A', seq=777, ack=\(isn &+ 1), options=[('SAck', (\(headerEnd &+ 100), \(headerEnd &+ 200)))]" }),
+            (
+                40889, "a SACK block past the header",
+                { (headerEnd: UInt32) in
+                    "flags='A', seq=777, ack=\(isn &+ 1), options=[('SAck', (\(headerEnd &+ 100), \(headerEnd &+ 200)))]"
+                }
+            )
         ] {
-            try lab.scapy(in: lab.client, """
+            try lab.scapy(
+                in: lab.client,
+                """
                 send(IP(src='\(Lab.rawClientAddress)', dst='\(Lab.vip)') / TCP(sport=\(port), dport=80, flags='S', seq=\(isn)))
                 """)
             let fresh = try lab.waitForConnection(from: "\(Lab.rawClientAddress):\(port)")
             XCTAssertEqual(fresh.state, ["syn-sent", "header-pending"])
-            try lab.scapy(in: lab.backend, """
+            try lab.scapy(
+                in: lab.backend,
+                """
                 send(IP(src='\(Lab.backendAddress)', dst='\(fresh.snatAddress)') /
                      TCP(sport=8080, dport=\(fresh.snatPort), \(segment(isn &+ 1 &+ UInt32(fresh.headerLength)))))
                 """)
@@ -209,13 +233,15 @@ final class WindowTests: XCTestCase {
         let up = Array("client bytes \(when)".utf8), down = Array("backend bytes \(when)".utf8)
         XCTAssertNoThrow(try client.write(up), file: file, line: line)
         let atBackend = backend.receive(up.count, within: 5)
-        XCTAssertEqual(String(decoding: atBackend.bytes, as: UTF8.self), String(decoding: up, as: UTF8.self),
-                       "the backend got the client's bytes \(when)", file: file, line: line)
+        XCTAssertEqual(
+            String(decoding: atBackend.bytes, as: UTF8.self), String(decoding: up, as: UTF8.self),
+            "the backend got the client's bytes \(when)", file: file, line: line)
         XCTAssertFalse(atBackend.ended, "the backend's stream did not end \(when)", file: file, line: line)
         XCTAssertNoThrow(try backend.write(down), file: file, line: line)
         let atClient = client.receive(down.count, within: 5)
-        XCTAssertEqual(String(decoding: atClient.bytes, as: UTF8.self), String(decoding: down, as: UTF8.self),
-                       "the client got the backend's bytes \(when)", file: file, line: line)
+        XCTAssertEqual(
+            String(decoding: atClient.bytes, as: UTF8.self), String(decoding: down, as: UTF8.self),
+            "the client got the backend's bytes \(when)", file: file, line: line)
         XCTAssertFalse(atClient.ended, "the client's stream did not end \(when)", file: file, line: line)
     }
 

@@ -39,8 +39,9 @@ final class BGPAnnouncerTests: XCTestCase {
     }
 
     func config() -> BGPConfig {
-        var c = BGPConfig(localAS: 65001, routerID: IPv4Address("198.18.3.11")!,
-                          peers: [BGPConfig.Peer(address: IPAddress("198.18.3.1")!, asn: 65000)])
+        var c = BGPConfig(
+            localAS: 65001, routerID: IPv4Address("198.18.3.11")!,
+            peers: [BGPConfig.Peer(address: IPAddress("198.18.3.1")!, asn: 65000)])
         c.birdSocket = dir + "/bird.ctl"
         c.include = dir + "/include.conf"
         c.birdc = dir + "/birdc"
@@ -134,13 +135,21 @@ final class TestLog: @unchecked Sendable {
 
     var logger: Logger { Logger(label: "test") { _ in Handler(log: self) } }
 
-    var text: String { lock.lock(); defer { lock.unlock() }; return lines.joined(separator: "\n") }
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return lines.joined(separator: "\n")
+    }
 
     func contains(_ words: String...) -> Bool { text.split(separator: "\n").contains { l in words.allSatisfy { l.contains($0) } } }
 
     func count(_ word: String) -> Int { text.split(separator: "\n").filter { $0.contains(word) }.count }
 
-    func append(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
+    func append(_ line: String) {
+        lock.lock()
+        lines.append(line)
+        lock.unlock()
+    }
 
     struct Handler: LogHandler {
         let log: TestLog
@@ -152,8 +161,10 @@ final class TestLog: @unchecked Sendable {
         }
         func log(event: LogEvent) {
             let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            log.append("msg=\(KeyValueLogHandler.quoted("\(event.message)")) " + all.sorted { $0.key < $1.key }
-                .map { "\($0.key)=\(KeyValueLogHandler.quoted("\($0.value)"))" }.joined(separator: " "))
+            log.append(
+                "msg=\(KeyValueLogHandler.quoted("\(event.message)")) "
+                    + all.sorted { $0.key < $1.key }
+                    .map { "\($0.key)=\(KeyValueLogHandler.quoted("\($0.value)"))" }.joined(separator: " "))
         }
     }
 }

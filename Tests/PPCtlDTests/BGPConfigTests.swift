@@ -18,13 +18,17 @@ final class BGPConfigTests: XCTestCase {
 
     /// The issues of a refused file, as `f.yaml:LINE: PATH: MESSAGE` lines.
     func refusal(_ yaml: String) -> [String] {
-        do { _ = try parse(yaml); return [] } catch { return error.issues.map(\.description) }
+        do {
+            _ = try parse(yaml)
+            return []
+        } catch { return error.issues.map(\.description) }
     }
 
     // MARK: - Parsing
 
     func testFullSectionParses() throws {
-        let c = try parse("""
+        let c = try parse(
+            """
             bgp:
               localAS: 65001
               routerId: 198.18.3.11
@@ -62,27 +66,49 @@ final class BGPConfigTests: XCTestCase {
 
     func testBadSectionsAreRefusedWithLineAndKey() {
         let cases: [(String, [String])] = [
-            ("bgp: {routerId: 198.18.3.11, peers: [{address: 198.18.3.1, as: 65000}]}\n",
-             ["f.yaml:5: bgp.localAS: is missing"]),
-            ("bgp:\n  localAS: 0\n  routerId: 198.18.3.11\n  peers: [{address: 198.18.3.1, as: 65000}]\n",
-             ["f.yaml:6: bgp.localAS: 0 is not an AS number (1...4294967295)"]),
-            ("bgp:\n  localAS: 65001\n  routerId: 2001:2::1\n  peers: [{address: 198.18.3.1, as: 65000}]\n",
-             ["f.yaml:7: bgp.routerId: '2001:2::1' is not an IPv4 address (bird's router id is one)"]),
-            ("bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers: []\n",
-             ["f.yaml:8: bgp.peers: give at least one peer: {address: IP, as: N}"]),
-            ("bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers:\n    - {address: 198.18.3.1, as: 65000}\n    - {address: 198.18.3.1, as: 65002}\n",
-             ["f.yaml:10: bgp.peers[1].address: 198.18.3.1 is given twice (first as bgp.peers[0], line 9)"]),
-            ("bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers:\n    - {address: 198.18.3.300, as: 65000, password: x}\n",
-             ["f.yaml:9: bgp.peers[0].address: '198.18.3.300' is not an IP address",
-              "f.yaml:9: bgp.peers[0].password: unknown key (expected one of: address, as)"]),
-            ("bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers: [{address: 198.18.3.1, as: big}]\n  bfd: {interval: 1ms, multiplier: 300}\n",
-             ["f.yaml:8: bgp.peers[0].as: expected a whole number, not 'big'",
-              "f.yaml:9: bgp.bfd.interval: '1ms' is not a duration from 10ms to 10s (such as 100ms)",
-              "f.yaml:9: bgp.bfd.multiplier: 300 is not in 1...255"]),
-            ("bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers: [{address: 198.18.3.1, as: 65000}]\n  holdTime: 1\n  include: bird/x.conf\n  colour: blue\n",
-             ["f.yaml:9: bgp.holdTime: 1 is not in 3...65535",
-              "f.yaml:10: bgp.include: 'bird/x.conf' is not an absolute path (starting with '/', without quotes)",
-              "f.yaml:11: bgp.colour: unknown key (expected one of: localAS, routerId, peers, bfd, holdTime, birdSocket, include, birdc)"]),
+            (
+                "bgp: {routerId: 198.18.3.11, peers: [{address: 198.18.3.1, as: 65000}]}\n",
+                ["f.yaml:5: bgp.localAS: is missing"]
+            ),
+            (
+                "bgp:\n  localAS: 0\n  routerId: 198.18.3.11\n  peers: [{address: 198.18.3.1, as: 65000}]\n",
+                ["f.yaml:6: bgp.localAS: 0 is not an AS number (1...4294967295)"]
+            ),
+            (
+                "bgp:\n  localAS: 65001\n  routerId: 2001:2::1\n  peers: [{address: 198.18.3.1, as: 65000}]\n",
+                ["f.yaml:7: bgp.routerId: '2001:2::1' is not an IPv4 address (bird's router id is one)"]
+            ),
+            (
+                "bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers: []\n",
+                ["f.yaml:8: bgp.peers: give at least one peer: {address: IP, as: N}"]
+            ),
+            (
+                "bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers:\n    - {address: 198.18.3.1, as: 65000}\n    - {address: 198.18.3.1, as: 65002}\n",
+                ["f.yaml:10: bgp.peers[1].address: 198.18.3.1 is given twice (first as bgp.peers[0], line 9)"]
+            ),
+            (
+                "bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers:\n    - {address: 198.18.3.300, as: 65000, password: x}\n",
+                [
+                    "f.yaml:9: bgp.peers[0].address: '198.18.3.300' is not an IP address",
+                    "f.yaml:9: bgp.peers[0].password: unknown key (expected one of: address, as)"
+                ]
+            ),
+            (
+                "bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers: [{address: 198.18.3.1, as: big}]\n  bfd: {interval: 1ms, multiplier: 300}\n",
+                [
+                    "f.yaml:8: bgp.peers[0].as: expected a whole number, not 'big'",
+                    "f.yaml:9: bgp.bfd.interval: '1ms' is not a duration from 10ms to 10s (such as 100ms)",
+                    "f.yaml:9: bgp.bfd.multiplier: 300 is not in 1...255"
+                ]
+            ),
+            (
+                "bgp:\n  localAS: 65001\n  routerId: 198.18.3.11\n  peers: [{address: 198.18.3.1, as: 65000}]\n  holdTime: 1\n  include: bird/x.conf\n  colour: blue\n",
+                [
+                    "f.yaml:9: bgp.holdTime: 1 is not in 3...65535",
+                    "f.yaml:10: bgp.include: 'bird/x.conf' is not an absolute path (starting with '/', without quotes)",
+                    "f.yaml:11: bgp.colour: unknown key (expected one of: localAS, routerId, peers, bfd, holdTime, birdSocket, include, birdc)"
+                ]
+            )
         ]
         for (yaml, expected) in cases {
             XCTAssertEqual(Set(refusal(yaml)), Set(expected), yaml)
@@ -93,16 +119,21 @@ final class BGPConfigTests: XCTestCase {
     // MARK: - The bird text
 
     func config(bfd: Bool = true) -> BGPConfig {
-        BGPConfig(localAS: 65001, routerID: IPv4Address("198.18.3.11")!,
-                  peers: [BGPConfig.Peer(address: IPAddress("198.18.3.1")!, asn: 65000),
-                          BGPConfig.Peer(address: IPAddress("2001:2:0:3::1")!, asn: 65000)],
-                  bfd: BGPConfig.BFD(enabled: bfd, interval: 0.1, multiplier: 3), holdTime: 9,
-                  include: "/run/ppg/ppctld-bird.conf")
+        BGPConfig(
+            localAS: 65001, routerID: IPv4Address("198.18.3.11")!,
+            peers: [
+                BGPConfig.Peer(address: IPAddress("198.18.3.1")!, asn: 65000),
+                BGPConfig.Peer(address: IPAddress("2001:2:0:3::1")!, asn: 65000)
+            ],
+            bfd: BGPConfig.BFD(enabled: bfd, interval: 0.1, multiplier: 3), holdTime: 9,
+            include: "/run/ppg/ppctld-bird.conf")
     }
 
     func testGeneratedTextAnnouncesTheVIPsToThePeersOfTheirFamily() {
         let vips: Set<IPAddress> = [IPAddress("198.18.0.11")!, IPAddress("2001:2::10")!, IPAddress("198.18.0.10")!]
-        XCTAssertEqual(BirdConfig.render(config(), announcing: vips, source: "f.yaml"), """
+        XCTAssertEqual(
+            BirdConfig.render(config(), announcing: vips, source: "f.yaml"),
+            """
             # Written by ppctld from f.yaml; ppctld rewrites it at every change
             # (docs/config.md, "BGP"). bird.conf includes it: include "/run/ppg/ppctld-bird.conf";
             router id 198.18.3.11;

@@ -24,9 +24,11 @@ final class ParsingTests: XCTestCase {
     }
 
     func testServiceAddValuesArriveParsedAndTyped() throws {
-        let command = try parse(["service", "add", "[2001:2::10]:80", "--proxy", "v2", "--backend", "[2001:2:0:2::2]:8080,weight=3",
-                                 "--backend", "[2001:2:0:2::3]:8080", "--snat", "2001:2:0:2::a-2001:2:0:2::b",
-                                 "--tlv", "0xE5=hex:0a0b", "--unique-id"])
+        let command = try parse([
+            "service", "add", "[2001:2::10]:80", "--proxy", "v2", "--backend", "[2001:2:0:2::2]:8080,weight=3",
+            "--backend", "[2001:2:0:2::3]:8080", "--snat", "2001:2:0:2::a-2001:2:0:2::b",
+            "--tlv", "0xE5=hex:0a0b", "--unique-id"
+        ])
         let add = try XCTUnwrap(command as? Service.Add)
         XCTAssertEqual(add.vip, try Endpoint(parsing: "[2001:2::10]:80"))
         XCTAssertEqual(add.backends.map(\.weight), [3, 1])
@@ -41,8 +43,10 @@ final class ParsingTests: XCTestCase {
     }
 
     func testNetnsIsTheRootsWhereverItIsGiven() throws {
-        for arguments in [["--netns", "lb1", "service", "list"], ["service", "--netns", "lb1", "list"],
-                          ["service", "list", "--netns", "lb1"], ["service", "list", "--netns=lb1"]] {
+        for arguments in [
+            ["--netns", "lb1", "service", "list"], ["service", "--netns", "lb1", "list"],
+            ["service", "list", "--netns", "lb1"], ["service", "list", "--netns=lb1"]
+        ] {
             let list = try XCTUnwrap(try parse(arguments) as? Service.List, "\(arguments)")
             XCTAssertEqual(list.root.netns, "lb1", "\(arguments)")
         }
@@ -61,23 +65,39 @@ final class ParsingTests: XCTestCase {
 
     func testABadValueIsRefusedWithItsReasonAndExit64() {
         let cases: [([String], String)] = [
-            (["service", "add", "198.18.0.11:0", "--backend", "198.18.2.2:80"],
-             "The value '198.18.0.11:0' is invalid for '<VIP:PORT>': port '0' is not in 1...65535"),
-            (["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=x"],
-             "The value '198.18.2.2:80,weight=x' is invalid for '--backend <IP:PORT[,weight=N]>': weight 'x' is not a number in 1...10000"),
-            (["service", "add", "198.18.0.11:80", "--proxy", "v3", "--backend", "198.18.2.2:80"],
-             "The value 'v3' is invalid for '--proxy <v1|v2>'. Please provide one of 'v1' and 'v2'."),
-            (["service", "add", "198.18.0.11:80", "--proxy", "none", "--backend", "198.18.2.2:80"],
-             "The value 'none' is invalid for '--proxy <v1|v2>'. Please provide one of 'v1' and 'v2'."),
-            (["service", "add", "198.18.0.11:80", "--proxy", "v1", "--proxyv2", "--backend", "198.18.2.2:80"],
-             "give the PROXY version once, not --proxyv2 and --proxy v1"),
-            (["service", "add", "198.18.0.11:80", "--snat", "224.0.0.1", "--backend", "198.18.2.2:80"],
-             "The value '224.0.0.1' is invalid for '--snat <IP[-IP][,...]>': address 224.0.0.1 cannot be used: it is a multicast address"),
-            (["attach", "--iface", "l0", "--snat-ports", "80-90"],
-             "The value '80-90' is invalid for '--snat-ports <MIN-MAX>': SNAT ports are MIN-MAX with 1024 <= MIN <= MAX <= 65535"),
+            (
+                ["service", "add", "198.18.0.11:0", "--backend", "198.18.2.2:80"],
+                "The value '198.18.0.11:0' is invalid for '<VIP:PORT>': port '0' is not in 1...65535"
+            ),
+            (
+                ["service", "add", "198.18.0.11:80", "--backend", "198.18.2.2:80,weight=x"],
+                "The value '198.18.2.2:80,weight=x' is invalid for '--backend <IP:PORT[,weight=N]>': weight 'x' is not a number in 1...10000"
+            ),
+            (
+                ["service", "add", "198.18.0.11:80", "--proxy", "v3", "--backend", "198.18.2.2:80"],
+                "The value 'v3' is invalid for '--proxy <v1|v2>'. Please provide one of 'v1' and 'v2'."
+            ),
+            (
+                ["service", "add", "198.18.0.11:80", "--proxy", "none", "--backend", "198.18.2.2:80"],
+                "The value 'none' is invalid for '--proxy <v1|v2>'. Please provide one of 'v1' and 'v2'."
+            ),
+            (
+                ["service", "add", "198.18.0.11:80", "--proxy", "v1", "--proxyv2", "--backend", "198.18.2.2:80"],
+                "give the PROXY version once, not --proxyv2 and --proxy v1"
+            ),
+            (
+                ["service", "add", "198.18.0.11:80", "--snat", "224.0.0.1", "--backend", "198.18.2.2:80"],
+                "The value '224.0.0.1' is invalid for '--snat <IP[-IP][,...]>': address 224.0.0.1 cannot be used: it is a multicast address"
+            ),
+            (
+                ["attach", "--iface", "l0", "--snat-ports", "80-90"],
+                "The value '80-90' is invalid for '--snat-ports <MIN-MAX>': SNAT ports are MIN-MAX with 1024 <= MIN <= MAX <= 65535"
+            ),
             (["attach", "--iface", "a/b"], "The value 'a/b' is invalid for '--iface <IF>': not an interface name"),
-            (["backend", "add", "198.18.0.10:80", "198.18.2.2"],
-             "The value '198.18.2.2' is invalid for '<IP:PORT[,weight=N]>': expected IP:PORT"),
+            (
+                ["backend", "add", "198.18.0.10:80", "198.18.2.2"],
+                "The value '198.18.2.2' is invalid for '<IP:PORT[,weight=N]>': expected IP:PORT"
+            )
         ]
         for (arguments, message) in cases {
             let f = failure(arguments)
@@ -111,7 +131,7 @@ final class ParsingTests: XCTestCase {
             "198.18.0.30:80 --bogus --backend 198.18.2.2:1",
             "198.18.0.30:80 --snat nope --backend 198.18.2.2:1",
             "198.18.0.30:80 --tlv 0x01=x --proxyv2 --backend 198.18.2.2:1",
-            "198.18.0.30:80 --backend 198.18.2.2:1 --backend 198.18.2.2:1",
+            "198.18.0.30:80 --backend 198.18.2.2:1 --backend 198.18.2.2:1"
         ]
         for line in lines {
             let words = line.split(separator: " ").map(String.init)

@@ -37,25 +37,30 @@ final class InvalidHeaderTests: XCTestCase {
     }
 
     func testLengthTooShortForFamily() {
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: Array(ipv4Body[..<8]))),
-                       .lengthTooShortForFamily(family: 0x11, length: 8))
-        XCTAssertEqual(decodeError(v2(0x21, 0x21, body: ipv4Body)),
-                       .lengthTooShortForFamily(family: 0x21, length: 12))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: Array(ipv4Body[..<8]))),
+            .lengthTooShortForFamily(family: 0x11, length: 8))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x21, body: ipv4Body)),
+            .lengthTooShortForFamily(family: 0x21, length: 12))
     }
 
     func testTLVHeaderRunningPastTheEnd() {
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00])),
-                       .truncatedTLVHeader(offset: 28))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00])),
+            .truncatedTLVHeader(offset: 28))
     }
 
     func testTLVValueRunningPastTheEnd() {
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00, 0x05, 0, 0])),
-                       .tlvOverrunsHeader(type: 0x04, length: 5))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00, 0x05, 0, 0])),
+            .tlvOverrunsHeader(type: 0x04, length: 5))
     }
 
     func testTLVEndingShortOfTheEnd() {
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00, 0x01, 0, 0xE5])),
-                       .truncatedTLVHeader(offset: 32))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00, 0x01, 0, 0xE5])),
+            .truncatedTLVHeader(offset: 32))
     }
 
     func testBadCRC() {
@@ -67,25 +72,30 @@ final class InvalidHeaderTests: XCTestCase {
     }
 
     func testCRCTLVWhoseLengthIsNotFour() {
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0x03, 0x00, 0x03, 1, 2, 3])),
-                       .badCRC32CLength(3))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0x03, 0x00, 0x03, 1, 2, 3])),
+            .badCRC32CLength(3))
     }
 
     func testOversizedTLVAndHeader() {
         var config = ProxyDecoder.Configuration()
         config.maxTLVValueLength = 16
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0xE5, 0x00, 17] + Array(repeating: 0x41, count: 17)), config),
-                       .tlvTooLong(type: 0xE5, length: 17, limit: 16))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0xE5, 0x00, 17] + Array(repeating: 0x41, count: 17)), config),
+            .tlvTooLong(type: 0xE5, length: 17, limit: 16))
         config.maxHeaderLength = 64
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00, 40] + Array(repeating: 0, count: 40)), config),
-                       .headerTooLong(length: 71, limit: 64))
-        XCTAssertEqual(decodeError(v2(0x21, 0x11, body: ipv4Body + [0x05, 0x00, 129] + Array(repeating: 0x41, count: 129))),
-                       .uniqueIDTooLong(129))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0x04, 0x00, 40] + Array(repeating: 0, count: 40)), config),
+            .headerTooLong(length: 71, limit: 64))
+        XCTAssertEqual(
+            decodeError(v2(0x21, 0x11, body: ipv4Body + [0x05, 0x00, 129] + Array(repeating: 0x41, count: 129))),
+            .uniqueIDTooLong(129))
     }
 
     func testHugeLengthIsRejectedBeforeItArrives() {
-        XCTAssertEqual(decodeError(proxyV2Signature + [0x21, 0x11, 0xFF, 0xFF]),
-                       .headerTooLong(length: 65551, limit: 4096))
+        XCTAssertEqual(
+            decodeError(proxyV2Signature + [0x21, 0x11, 0xFF, 0xFF]),
+            .headerTooLong(length: 65551, limit: 4096))
     }
 
     func testV1WithoutCRLFWithin107Bytes() {

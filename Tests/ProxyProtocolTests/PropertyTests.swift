@@ -11,10 +11,18 @@ final class PropertyTests: XCTestCase {
         if Bool.random(using: &g) {
             switch Int.random(in: 0..<3, using: &g) {
             case 0: return ProxyHeader(version: .v1, command: .local, addresses: .unspecified)
-            case 1: return ProxyHeader(version: .v1, addresses: .ipv4(source: v4(), sourcePort: port(), destination: v4(),
-                                                                      destinationPort: port(), transport: .stream))
-            default: return ProxyHeader(version: .v1, addresses: .ipv6(source: v6(), sourcePort: port(), destination: v6(),
-                                                                       destinationPort: port(), transport: .stream))
+            case 1:
+                return ProxyHeader(
+                    version: .v1,
+                    addresses: .ipv4(
+                        source: v4(), sourcePort: port(), destination: v4(),
+                        destinationPort: port(), transport: .stream))
+            default:
+                return ProxyHeader(
+                    version: .v1,
+                    addresses: .ipv6(
+                        source: v6(), sourcePort: port(), destination: v6(),
+                        destinationPort: port(), transport: .stream))
             }
         }
         let transport: ProxyHeader.Transport = Bool.random(using: &g) ? .stream : .datagram
@@ -63,7 +71,7 @@ final class PropertyTests: XCTestCase {
         var headers: [[UInt8]] = [
             Array("PROXY TCP4 198.18.1.2 198.18.0.10 43976 80\r\n".utf8),
             Array("PROXY TCP6 2001:2::1 2001:2::10 65535 443\r\n".utf8),
-            Array("PROXY UNKNOWN\r\n".utf8),
+            Array("PROXY UNKNOWN\r\n".utf8)
         ]
         for _ in 0..<40 { headers.append(try Self.randomHeader(&g).encoded(crc32c: Bool.random(using: &g))) }
         let after: [UInt8] = Array("after".utf8)

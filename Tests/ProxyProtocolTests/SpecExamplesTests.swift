@@ -29,9 +29,12 @@ final class SpecExamplesTests: XCTestCase {
     func testProxyTCP4WithCRCVerifies() throws {
         let h = bytes(hex: "0D0A0D0A000D0A515549540A 21 11 0013 00000000 7f000001 0000 0019 030004 25c91172")
         let (header, _) = try XCTUnwrap(decodeHeader(h))
-        XCTAssertEqual(header.addresses, .ipv4(source: IPv4Address(0, 0, 0, 0), sourcePort: 0,
-                                              destination: IPv4Address(127, 0, 0, 1), destinationPort: 25,
-                                              transport: .stream))
+        XCTAssertEqual(
+            header.addresses,
+            .ipv4(
+                source: IPv4Address(0, 0, 0, 0), sourcePort: 0,
+                destination: IPv4Address(127, 0, 0, 1), destinationPort: 25,
+                transport: .stream))
     }
 
     func testProxyUnspecWithCRCVerifies() throws {
@@ -42,14 +45,18 @@ final class SpecExamplesTests: XCTestCase {
     }
 
     func testEncoderReproducesCRCVector() throws {
-        let header = ProxyHeader(command: .proxy, addresses: .ipv4(
-            source: IPv4Address(0, 0, 0, 0), sourcePort: 0, destination: IPv4Address(127, 0, 0, 1),
-            destinationPort: 25, transport: .stream))
-        XCTAssertEqual(try header.encoded(crc32c: true),
-                       bytes(hex: "0D0A0D0A000D0A515549540A 21 11 0013 00000000 7f000001 0000 0019 030004 25c91172"))
+        let header = ProxyHeader(
+            command: .proxy,
+            addresses: .ipv4(
+                source: IPv4Address(0, 0, 0, 0), sourcePort: 0, destination: IPv4Address(127, 0, 0, 1),
+                destinationPort: 25, transport: .stream))
+        XCTAssertEqual(
+            try header.encoded(crc32c: true),
+            bytes(hex: "0D0A0D0A000D0A515549540A 21 11 0013 00000000 7f000001 0000 0019 030004 25c91172"))
         let local = ProxyHeader(command: .local, addresses: .unspecified)
-        XCTAssertEqual(try local.encoded(crc32c: true),
-                       bytes(hex: "0D0A0D0A000D0A515549540A 20 00 0007 030004 a9b87e8f"))
+        XCTAssertEqual(
+            try local.encoded(crc32c: true),
+            bytes(hex: "0D0A0D0A000D0A515549540A 20 00 0007 030004 a9b87e8f"))
     }
 
     func testV1TCP4Example() throws {
@@ -57,9 +64,12 @@ final class SpecExamplesTests: XCTestCase {
         let (header, n) = try XCTUnwrap(decodeHeader(line))
         XCTAssertEqual(n, 47)
         XCTAssertEqual(header.version, .v1)
-        XCTAssertEqual(header.addresses, .ipv4(source: IPv4Address(192, 168, 0, 1), sourcePort: 56324,
-                                              destination: IPv4Address(192, 168, 0, 11), destinationPort: 443,
-                                              transport: .stream))
+        XCTAssertEqual(
+            header.addresses,
+            .ipv4(
+                source: IPv4Address(192, 168, 0, 1), sourcePort: 56324,
+                destination: IPv4Address(192, 168, 0, 11), destinationPort: 443,
+                transport: .stream))
     }
 
     func testV1TCP6Example() throws {
@@ -81,9 +91,11 @@ final class SpecExamplesTests: XCTestCase {
     }
 
     func testLocalIsWrittenAsUnspecWithLengthZero() throws {
-        let header = ProxyHeader(command: .local, addresses: .ipv4(
-            source: IPv4Address(1, 2, 3, 4), sourcePort: 1, destination: IPv4Address(5, 6, 7, 8),
-            destinationPort: 2, transport: .stream))
+        let header = ProxyHeader(
+            command: .local,
+            addresses: .ipv4(
+                source: IPv4Address(1, 2, 3, 4), sourcePort: 1, destination: IPv4Address(5, 6, 7, 8),
+                destinationPort: 2, transport: .stream))
         XCTAssertEqual(try header.encoded(), proxyV2Signature + [0x20, 0x00, 0x00, 0x00])
     }
 
@@ -93,21 +105,30 @@ final class SpecExamplesTests: XCTestCase {
     }
 
     func testTCP4HeaderBytesAreExact() throws {
-        let header = ProxyHeader(addresses: .ipv4(source: IPv4Address(198, 18, 1, 2), sourcePort: 43976,
-                                                  destination: IPv4Address(198, 18, 0, 10), destinationPort: 80,
-                                                  transport: .stream))
-        XCTAssertEqual(try header.encoded(),
-                       bytes(hex: "0d0a0d0a000d0a515549540a 21 11 000c c6120102 c612000a abc8 0050"))
+        let header = ProxyHeader(
+            addresses: .ipv4(
+                source: IPv4Address(198, 18, 1, 2), sourcePort: 43976,
+                destination: IPv4Address(198, 18, 0, 10), destinationPort: 80,
+                transport: .stream))
+        XCTAssertEqual(
+            try header.encoded(),
+            bytes(hex: "0d0a0d0a000d0a515549540a 21 11 000c c6120102 c612000a abc8 0050"))
     }
 
     func testTypedTLVsRoundTrip() throws {
-        let ssl = ProxySSLInfo(clientFlags: 0x07, verify: 0, subTLVs: [
-            ProxyTLV(type: 0x21, value: Array("TLSv1.3".utf8)), ProxyTLV(type: 0x22, value: Array("client".utf8)),
-            ProxyTLV(type: 0x23, value: Array("TLS_AES_128_GCM_SHA256".utf8))])
-        let header = ProxyHeader(addresses: .unspecified, tlvs: [
-            .alpn("h2"), .authority("example.com"), .uniqueID(Array("abc".utf8)), .ssl(ssl), .netns("blue"),
-            .awsVPCEndpointID("vpce-08d2bf15fac5001c9"), .azureLinkID(0x1234_5678), .gcpPSCConnectionID(0x0102_0304_0506_0708),
-            .noop(3), ProxyTLV(type: 0xE5, value: Array("tenant-42".utf8))])
+        let ssl = ProxySSLInfo(
+            clientFlags: 0x07, verify: 0,
+            subTLVs: [
+                ProxyTLV(type: 0x21, value: Array("TLSv1.3".utf8)), ProxyTLV(type: 0x22, value: Array("client".utf8)),
+                ProxyTLV(type: 0x23, value: Array("TLS_AES_128_GCM_SHA256".utf8))
+            ])
+        let header = ProxyHeader(
+            addresses: .unspecified,
+            tlvs: [
+                .alpn("h2"), .authority("example.com"), .uniqueID(Array("abc".utf8)), .ssl(ssl), .netns("blue"),
+                .awsVPCEndpointID("vpce-08d2bf15fac5001c9"), .azureLinkID(0x1234_5678), .gcpPSCConnectionID(0x0102_0304_0506_0708),
+                .noop(3), ProxyTLV(type: 0xE5, value: Array("tenant-42".utf8))
+            ])
         let (decoded, _) = try XCTUnwrap(decodeHeader(try header.encoded(crc32c: true)))
         XCTAssertEqual(decoded.alpn, Array("h2".utf8))
         XCTAssertEqual(decoded.authority, "example.com")
