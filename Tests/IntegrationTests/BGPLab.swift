@@ -18,10 +18,9 @@ import XCTest
 ///                                        |  back bridge (namespace sw)
 ///                      backends e0 198.18.4.21 (nginx be1), 198.18.4.22 (nginx be2)
 ///
-/// The balancers' ports of the front bridge do not flood unknown unicast: when lb1
-/// is gone, the frames the router still sends to its MAC are not delivered to lb2
-/// (whose tc program would take them: it does not check the frame's destination MAC,
-/// docs/scale-out.md), so the lab measures what BFD and BGP do.
+/// The front bridge floods unknown unicast, as a switch does: when lb1 is gone, the
+/// frames the router still sends to its MAC reach lb2, whose tc program must leave
+/// them alone (they are lb1's), so the lab measures what BFD and BGP do.
 ///
 /// Every address has an IPv6 twin (2001:2:0:10::/64 client side, 2001:2:0:3::/64
 /// front, 2001:2:0:4::/64 back, VIP 2001:2::10 announced as a /128 over IPv6 sessions).
@@ -109,7 +108,6 @@ final class BGPLab {
             ip link add b0 netns \(lb2) type veth peer name l2b netns \(switchNS) &&
             ip link add e0 netns \(backends) type veth peer name e0p netns \(switchNS) &&
             for p in r0p l1f l2f; do ip -n \(switchNS) link set $p master front up || exit 1; done &&
-            ip -n \(switchNS) link set l1f type bridge_slave flood off && ip -n \(switchNS) link set l2f type bridge_slave flood off &&
             for p in l1b l2b e0p; do ip -n \(switchNS) link set $p master back up || exit 1; done &&
             ip -n \(client) addr add \(Self.clientAddress)/24 dev c0 && ip -n \(client) link set c0 up &&
             ip -n \(client) route add default via 198.18.10.1 &&

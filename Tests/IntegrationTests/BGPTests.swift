@@ -112,6 +112,10 @@ final class BGPTests: XCTestCase {
         let lastFailure = failed.map(\.start).max().map { $0 - killed }
         let after = conns.filter { $0.start > killed + 1 }
         XCTAssertLessThan(lastFailure ?? 0, 1.0, "new connections succeed again within 1 s of the kill")
+        // Until the router drops lb1, its flows go to lb1's MAC, which the bridge now
+        // floods to lb2: lb2 must not take them (they fail), or two balancers would
+        // answer one SYN whenever a switch floods.
+        XCTAssertGreaterThan(failed.count, 0, "lb2 took frames addressed to lb1's MAC")
         XCTAssertFalse(after.isEmpty)
         XCTAssertEqual(after.filter { !$0.ok }.count, 0, "every connection started 1 s after the kill succeeds")
         XCTAssertEqual(Set(after.compactMap(\.snat)), [BGPLab.back[1]], "through lb2")

@@ -11,7 +11,13 @@ enum TCAction: Int32, CustomStringConvertible {
     case ok = 0
     case shot = 2
     case redirect = 7
-    var description: String { ["ok": "TC_ACT_OK", "shot": "TC_ACT_SHOT", "redirect": "TC_ACT_REDIRECT"]["\(self)"]! }
+    var description: String {
+        switch self {
+        case .ok: return "TC_ACT_OK"
+        case .shot: return "TC_ACT_SHOT"
+        case .redirect: return "TC_ACT_REDIRECT"
+        }
+    }
 }
 
 /// TCP flags.
