@@ -154,15 +154,18 @@ public final class BPFTableMap: TableMap {
         }
     }
 
+    /// A service that had no table gets the size-0 one (no table to the datapath,
+    /// to `size` and to `slots`), so that the whole rollback is batched updates:
+    /// deleting each would wait for running programs once per service, minutes for
+    /// a failed 10,000-service apply.
     public func restore(_ items: [(service: UInt32, table: AnyObject?)]) throws {
-        let kept = items.compactMap { item in (item.table as? Table).map { (item.service, $0) } }
-        try update(kept.map(\.0), kept.map(\.1), "restoring Maglev tables")
-        for item in items where item.table == nil {
-            var key = item.service
-            let rc = bpf_map_delete_elem(fd, &key)
-            if rc < 0 && rc != -ENOENT && !(rc == -1 && errno == ENOENT) {
-                try check(rc, "removing the Maglev table of service \(item.service)")
-            }
+        guard !items.isEmpty else { return }
+        if emptyTable == nil, items.contains(where: { !($0.table is Table) }) {
+            emptyTable = try make([], service: items[0].service)
+        }
+        for start in stride(from: 0, to: items.count, by: Self.chunk) {
+            let part = items[start..<min(start + Self.chunk, items.count)]
+            try update(part.map(\.service), part.map { ($0.table as? Table) ?? emptyTable! }, "restoring Maglev tables")
         }
     }
 
