@@ -83,6 +83,7 @@ final class BGPLab {
             guard let pid = Int32(ns.dropFirst(4).prefix { $0.isNumber }), pid != getpid(),
                 Glibc.kill(pid, 0) != 0 && errno == ESRCH
             else { continue }
+            Lab.stopProcesses(inDeadLab: ns)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             p.arguments = ["netns", "del", ns]

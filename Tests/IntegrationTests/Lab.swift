@@ -69,6 +69,24 @@ final class Lab {
     /// The balancer's lock file (see `Instance.lockPath`).
     var lockPath: String { Instance(netns: balancer, pinRoot: pinRoot).lockPath }
 
+    /// Stops the processes still running in a namespace of a dead test run (its
+    /// ppctld, nginx...: orphans once the test process crashed), by their PIDs as
+    /// `ip netns pids` lists them, before the namespace goes.
+    static func stopProcesses(inDeadLab ns: String) {
+        let p = Process()
+        let pipe = Pipe()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.arguments = ["netns", "pids", ns]
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return }
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        for pid in out.split(whereSeparator: \.isWhitespace).compactMap({ Int32($0) }) where pid != getpid() {
+            Glibc.kill(pid, SIGKILL)
+        }
+    }
+
     /// Namespaces, pin roots and lock files of labs whose test process is gone
     /// (a crash, a killed run): their names carry the pid.
     private static func removeLabsOfDeadProcesses() {
@@ -78,6 +96,7 @@ final class Lab {
         }
         let fm = FileManager.default
         for ns in (try? fm.contentsOfDirectory(atPath: "/run/netns")) ?? [] where deadPID(ns, after: "ppt-") {
+            stopProcesses(inDeadLab: ns)
             _ = try? Lab.shell("ip netns del \(ns)")
         }
         for dir in (try? fm.contentsOfDirectory(atPath: "/sys/fs/bpf")) ?? [] where deadPID(dir, after: "ppctl-test-") {
