@@ -36,7 +36,8 @@ final class BGPLab {
     /// The lab's files: configurations, logs, sockets.
     let dir: String
     let pinRoot: String
-    private var pids: [pid_t] = []
+    /// The processes `spawn` started, stopped by `kill` or at `close`.
+    private lazy var spawned = Spawned(pinRoot: pinRoot)
     private var closed = false
     private static var counter = 0
 
@@ -141,20 +142,7 @@ final class BGPLab {
     func close() {
         guard !closed else { return }
         closed = true
-        for pid in pids { Glibc.kill(pid, SIGTERM) }
-        let deadline = Date().addingTimeInterval(5)
-        for pid in pids {
-            var status: Int32 = 0
-            while waitpid(pid, &status, WNOHANG) == 0 {
-                if Date() > deadline {
-                    Glibc.kill(pid, SIGKILL)
-                    waitpid(pid, &status, 0)
-                    break
-                }
-                usleep(10_000)
-            }
-        }
-        pids = []
+        spawned.stopAll()
         for lb in balancers {
             _ = try? run([Lab.ppctlPath, "--netns", lb, "detach"], check: false)
             let instance = Instance(netns: lb, pinRoot: pinRoot)
@@ -206,55 +194,16 @@ final class BGPLab {
     /// Starts a long-running process in `ns` (stdout and stderr appended to `log`);
     /// `close()` stops it, `kill(pid)` does earlier.
     func spawn(_ ns: String, _ argv: [String], log: String) throws -> pid_t {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        p.arguments = ["netns", "exec", ns] + argv
-        var environment = ProcessInfo.processInfo.environment
-        environment["PPCTL_PIN_ROOT"] = pinRoot
-        p.environment = environment
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: log) else { throw LabError.system("open \(log)", errno) }
-        handle.seekToEndOfFile()
-        p.standardOutput = handle
-        p.standardError = handle
-        try p.run()
-        try? handle.close()
-        pids.append(p.processIdentifier)
-        return p.processIdentifier
+        try spawned.start(ns, argv, stdout: log, stderr: log)
     }
 
     /// SIGTERM (SIGKILL after `grace` seconds) to a process `spawn` started; its wait status.
     @discardableResult
-    func kill(_ pid: pid_t, grace: Double = 5) -> Int32 {
-        guard let i = pids.firstIndex(of: pid) else { return -1 }
-        pids.remove(at: i)
-        Glibc.kill(pid, SIGTERM)
-        return reap(pid, within: grace, orKill: true) ?? -1
-    }
+    func kill(_ pid: pid_t, grace: Double = 5) -> Int32 { spawned.stop(pid, grace: grace) }
 
     /// Waits for a process `spawn` started to exit by itself (at most `timeout`
     /// seconds, then it is killed and nil returned).
-    func wait(_ pid: pid_t, timeout: Double) -> Int32? {
-        let status = reap(pid, within: timeout, orKill: true)
-        pids.removeAll { $0 == pid }
-        return status
-    }
-
-    private func reap(_ pid: pid_t, within seconds: Double, orKill: Bool) -> Int32? {
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(seconds)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() > deadline {
-                if orKill {
-                    Glibc.kill(pid, SIGKILL)
-                    waitpid(pid, &status, 0)
-                }
-                return nil
-            }
-            usleep(10_000)
-        }
-        return status
-    }
+    func wait(_ pid: pid_t, timeout: Double) -> Int32? { spawned.wait(pid, timeout: timeout) }
 
     func waitFor(_ what: String, timeout: Double = 20, interval: Double = 0.02, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)

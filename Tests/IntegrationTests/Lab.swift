@@ -29,7 +29,8 @@ final class Lab {
     let client: String, balancer: String, backend: String
     /// PPCTL_PIN_ROOT of every command the lab runs.
     let pinRoot: String
-    private var pids: [pid_t] = []
+    /// The processes `spawn` started, stopped by `kill` or at `close`.
+    private lazy var spawned = Spawned(pinRoot: pinRoot)
     private var cgroups: [String] = []
     private var closed = false
     private static var counter = 0
@@ -134,11 +135,7 @@ final class Lab {
     func close() {
         guard !closed else { return }
         closed = true
-        for pid in pids { Glibc.kill(pid, SIGTERM) }
-        for pid in pids {
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-        }
+        spawned.stopAll()
         _ = try? ppctl(["detach"], check: false)
         for cg in cgroups.reversed() { rmdir(cg) }
         for ns in [client, balancer, backend] { _ = try? sh("ip netns del \(ns) 2>/dev/null", check: false) }
@@ -234,45 +231,13 @@ final class Lab {
     /// lab's (stdout discarded; stderr appended to the file `stderr` if given, else
     /// discarded); the lab stops it on close, or `kill(pid)` does earlier.
     func spawn(_ ns: String, _ argv: [String], stderr: String? = nil) throws -> pid_t {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        p.arguments = ["netns", "exec", ns] + argv
-        var environment = ProcessInfo.processInfo.environment
-        environment["PPCTL_PIN_ROOT"] = pinRoot
-        p.environment = environment
-        p.standardOutput = FileHandle.nullDevice
-        if let stderr {
-            if !FileManager.default.fileExists(atPath: stderr) { FileManager.default.createFile(atPath: stderr, contents: nil) }
-            guard let handle = FileHandle(forWritingAtPath: stderr) else { throw LabError.system("open \(stderr)", errno) }
-            handle.seekToEndOfFile()
-            p.standardError = handle
-        } else {
-            p.standardError = FileHandle.nullDevice
-        }
-        try p.run()
-        pids.append(p.processIdentifier)
-        return p.processIdentifier
+        try spawned.start(ns, argv, stderr: stderr)
     }
 
     /// Stops a process `spawn` started (SIGTERM, then SIGKILL after `grace`
     /// seconds) and reaps it; returns its wait status.
     @discardableResult
-    func kill(_ pid: pid_t, grace: Double = 5) -> Int32 {
-        guard let i = pids.firstIndex(of: pid) else { return -1 }
-        pids.remove(at: i)
-        Glibc.kill(pid, SIGTERM)
-        var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(grace)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() > deadline {
-                Glibc.kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                break
-            }
-            usleep(10_000)
-        }
-        return status
-    }
+    func kill(_ pid: pid_t, grace: Double = 5) -> Int32 { spawned.stop(pid, grace: grace) }
 
     /// scripts/lab.sh, which builds the namespaces of every lab (the tests', the
     /// demo's and the benchmark's).
