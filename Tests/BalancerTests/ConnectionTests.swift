@@ -8,15 +8,7 @@ import XCTest
 /// of a connection's two entries, without root.
 final class ConnectionTests: XCTestCase {
     private func key(_ s: String, _ d: String) throws -> ppctl_ct_key {
-        let a = try Endpoint(parsing: s), b = try Endpoint(parsing: d)
-        var k = ppctl_ct_key()
-        k.saddr = a.address.abi
-        k.daddr = b.address.abi
-        k.sport = a.port.bigEndian
-        k.dport = b.port.bigEndian
-        k.family = a.address.family
-        k.proto = UInt8(PPCTL_PROTO_TCP)
-        return k
+        FlowHash.key(client: try Endpoint(parsing: s), vip: try Endpoint(parsing: d))
     }
 
     private func entry(dir: Int32, to: String, from: String, state: UInt32, dirFlags: UInt32 = 0) throws -> ppctl_ct_entry {

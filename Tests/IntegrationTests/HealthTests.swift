@@ -85,10 +85,6 @@ final class HealthTests: XCTestCase {
         return text.components(separatedBy: "\r\n\r\n").last
     }
 
-    func stats() throws -> [String: Int] {
-        try JSONSerialization.jsonObject(with: Data(try lab.ppctl(["stats", "-o", "json"]).stdout.utf8)) as! [String: Int]
-    }
-
     // MARK: - The file
 
     func testBadHealthKeysAreRefusedWithFileLineAndKey() throws {
@@ -269,7 +265,7 @@ final class HealthTests: XCTestCase {
         print(
             "every backend down: both marked down \(String(format: "%.2f", Date().timeIntervalSince(started))) s after ppctld applied its file (fall 2 × 200 ms, active checks only)"
         )
-        let before = try stats()
+        let before = try lab.counters()
         var times: [Double] = []
         for _ in 0..<10 {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -278,7 +274,7 @@ final class HealthTests: XCTestCase {
             }
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
-        let after = try stats()
+        let after = try lab.counters()
         print("every backend down: connect() refused after \(times.map { String(format: "%.3f", $0) }.joined(separator: ", ")) ms")
         XCTAssertLessThan(times.sorted()[times.count / 2], 1.0, "the median refusal takes less than a millisecond")
         XCTAssertLessThan(times.max()!, 100, "no SYN was retransmitted (that takes 1 s)")

@@ -81,13 +81,13 @@ final class MigrationTests: XCTestCase {
 
         try lab.attach()
         XCTAssertFalse(FileManager.default.fileExists(atPath: old), "the ABI 1 pin is gone")
-        let json = try lab.ppctl(["stats", "-o", "json"]).stdout
-        let stats = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Int], json)
-        let cpus = Int(libbpf_num_possible_cpus())
-        XCTAssertEqual(stats["packets_to_backend"], 7 * cpus, json)
-        XCTAssertEqual(stats["fwd_errors"], 3 * cpus, json)
-        XCTAssertEqual(stats["dropped_no_route"], 0, json)
-        XCTAssertEqual(stats["passed_local_untracked"], 0, json)
+        let stats = try lab.counters()
+        let shown = "\(stats)"
+        let cpus = UInt64(libbpf_num_possible_cpus())
+        XCTAssertEqual(stats["packets_to_backend"], 7 * cpus, shown)
+        XCTAssertEqual(stats["fwd_errors"], 3 * cpus, shown)
+        XCTAssertEqual(stats["dropped_no_route"], 0, shown)
+        XCTAssertEqual(stats["passed_local_untracked"], 0, shown)
     }
 
     /// ABI 2 to 3: the 256-slot `ppctl_rings` gave way to per-service Maglev tables

@@ -57,16 +57,10 @@ final class SocketPathTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("attached to cgroup \(cgroup!)"), r.stdout)
     }
 
-    /// `ppctl stats -o json`, as numbers.
-    func counters() throws -> [String: Int] {
-        let json = try lab.ppctl(["stats", "-o", "json"]).stdout
-        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Int], json)
-    }
-
     /// Every header so far went in front of a first send (sk_msg), none at tc.
     func assertHeadersBySkMsg(_ n: Int, file: StaticString = #filePath, line: UInt = #line) throws {
-        let c = try counters()
-        XCTAssertEqual(c["local_headers_pushed"], n, "headers pushed by sk_msg: \(c)", file: file, line: line)
+        let c = try lab.counters()
+        XCTAssertEqual(c["local_headers_pushed"], UInt64(n), "headers pushed by sk_msg: \(c)", file: file, line: line)
         XCTAssertEqual(c["headers_injected"], 0, "no header at tc egress: \(c)", file: file, line: line)
     }
 
@@ -116,7 +110,7 @@ final class SocketPathTests: XCTestCase {
                 "the header arrives whole, with the first send's bytes, in one segment")
         }
         try assertHeadersBySkMsg(2)
-        XCTAssertEqual(try counters()["local_connects"], 2)
+        XCTAssertEqual(try lab.counters()["local_connects"], 2)
     }
 
     /// A dual-stack socket (AF_INET6, as the JVM makes them) connecting to an IPv4 VIP
@@ -359,7 +353,7 @@ final class SocketPathTests: XCTestCase {
         let n = try local(["banner", Lab.vip, "26"])
         XCTAssertEqual(n.banner, "\(n.sockname ?? "?") \(Lab.vip):26\n", "nginx's banner names the local client: \(n)")
 
-        let stats = try counters()
+        let stats = try lab.counters()
         XCTAssertEqual(stats["headers_injected"], 4, "every header went out at tc: \(stats)")
         let ct = try lab.ppctl(["conntrack", "list", "-o", "json"]).stdout
         XCTAssertTrue(ct.contains("\"local\""), "conntrack list marks local connections: \(ct)")
@@ -387,7 +381,7 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(rest, Array("ping".utf8))
         XCTAssertEqual(report.received, "pong\n")
         XCTAssertEqual(report.peername, "\(Lab.vip):80")
-        let stats = try counters()
+        let stats = try lab.counters()
         XCTAssertEqual(stats["headers_injected"], 1, "\(stats)")
         XCTAssertEqual(stats["local_headers_pushed"], 0, "\(stats)")
     }

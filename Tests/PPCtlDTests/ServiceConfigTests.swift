@@ -10,7 +10,7 @@ final class ServiceConfigTests: XCTestCase {
         try ConfigParser.parse("attach: {interfaces: [l0]}\nservices:\n  - " + service + "\n", file: "f.yaml")
     }
 
-    func testTableSizeFixesTheMaglevTableAsTableSizeDoes() throws {
+    func testTableSizeKeyFixesTheMaglevTableSize() throws {
         let fixed = try parse("{name: web, vip: 198.18.0.10:80, tableSize: 65537, backends: [{address: 198.18.2.2:8080}]}")
         XCTAssertEqual(fixed.services.first?.spec.tableSize, 65537)
         XCTAssertEqual(fixed.services.first?.spec.maglevSize, 65537)
