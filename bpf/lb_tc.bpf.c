@@ -392,7 +392,7 @@ __noinline int new_connection(struct __sk_buff *skb, struct packet *p,
 {
 	__u32 zero = 0;
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = coarse_now();
 	struct ppctl_ct_entry *fwd, *rev;
 	struct ppctl_service_stats *svc_stats;
 	struct ppctl_snat_pool *pool;
@@ -492,7 +492,7 @@ __noinline int open_connection(struct __sk_buff *skb, struct packet *p,
 	__u32 zero = 0;
 	struct ppctl_scratch *scratch = bpf_map_lookup_elem(&ppctl_scratch, &zero);
 	struct snat_hint *hint = reused ? bpf_map_lookup_elem(&ppctl_hint, &zero) : NULL;
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = coarse_now();
 	struct ppctl_service_stats *svc_stats;
 	struct ppctl_ct_entry *fwd;
 	int rc;
@@ -589,7 +589,7 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 	if (parse_or_count(skb, &p, stats) != PARSE_OK)
 		return TC_ACT_OK;
 
-	now = bpf_ktime_get_coarse_ns();
+	now = coarse_now();
 	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
 	if (e) {
 		if (e->dir == PPCTL_DIR_REPLY)
@@ -649,7 +649,7 @@ int ppctl_tc_egress(struct __sk_buff *skb)
 	if (parse_or_count(skb, &p, stats) != PARSE_OK)
 		return TC_ACT_OK;
 
-	now = bpf_ktime_get_coarse_ns();
+	now = coarse_now();
 	e = bpf_map_lookup_elem(&ppctl_conntrack, &p.key);
 	if (e) {
 		if (e->dir != PPCTL_DIR_ORIGINAL || !(e->dir_flags & PPCTL_CT_L_LOCAL))

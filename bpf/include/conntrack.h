@@ -48,6 +48,29 @@ static __always_inline void ct_set_state(struct ppctl_ct_entry *e, __u32 bits)
 		__sync_fetch_and_or(&peer->state, bits);
 }
 
+/* The coarse clock, read once per jiffy. bpf_ktime_get_coarse_ns() changes only
+ * at a tick anyway, but costs a helper call and a seqlock read on every packet;
+ * bpf_jiffies64() is one load (the verifier inlines it). Shared by all CPUs and
+ * written once per tick: two CPUs racing store about the same value, and a reader
+ * that sees a new jiffy with the old time is one tick late, which idle times
+ * measured in seconds do not notice. */
+struct coarse_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+static struct coarse_clock ppctl_clock;
+
+static __always_inline __u64 coarse_now(void)
+{
+	__u64 j = bpf_jiffies64();
+
+	if (*(volatile __u64 *)&ppctl_clock.jiffies != j) {
+		*(volatile __u64 *)&ppctl_clock.ns = bpf_ktime_get_coarse_ns();
+		*(volatile __u64 *)&ppctl_clock.jiffies = j;
+	}
+	return *(volatile __u64 *)&ppctl_clock.ns;
+}
+
 /* How long the entry has been idle at `now`. Another CPU (or the sweeper, which
  * reads the clock once per sweep) may have stamped it after `now` was read: that
  * is idle 0, not 584 years. */
@@ -208,7 +231,7 @@ static long gc_visit(struct bpf_map *map, struct ppctl_ct_key *key,
 
 static int gc_tick(void *map, __u32 *key, struct ppctl_gc_state *gc)
 {
-	struct gc_ctx ctx = { .now = bpf_ktime_get_coarse_ns() };
+	struct gc_ctx ctx = { .now = coarse_now() };
 	struct ppctl_stats *stats;
 	__u64 interval = PPCTL_DEFAULT_GC_INTERVAL * NS_PER_SEC;
 

@@ -118,6 +118,7 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 	struct tcphdr *tcp;
 	__u32 l4_diff, old_ports, new_ports;
 	__u16 ports[2] = { e->nat_sport, e->nat_dport };
+	__u32 ip_summed = skb_ip_summed(skb);
 	__s64 pseudo_diff;
 
 	pseudo_diff = rewrite_ip(skb, p, e, 0);
@@ -147,6 +148,11 @@ static __always_inline int rewrite_packet(struct __sk_buff *skb, const struct pa
 		tcp->ack_seq = ack;
 	}
 
+	if (ip_summed != PPCTL_CHECKSUM_COMPLETE) {
+		tcp->check = csum_tcp_update(tcp->check, ip_summed, (__u32)pseudo_diff, l4_diff);
+		return 0;
+	}
+	/* skb->csum covers the packet and must follow the change: the helpers. */
 	if (bpf_l4_csum_replace(skb, p->l4_off + TCP_CSUM_OFF, 0, (__u32)pseudo_diff,
 				BPF_F_PSEUDO_HDR))
 		return -1;

@@ -28,6 +28,7 @@ struct lb_tc {
 		struct bpf_map *ppctl_gc;
 		struct bpf_map *ppctl_sock_state;
 		struct bpf_map *rodata;
+		struct bpf_map *bss;
 	} maps;
 	struct {
 		struct bpf_program *ppctl_tc_ingress;
@@ -39,6 +40,8 @@ struct lb_tc {
 	} links;
 	struct lb_tc__rodata {
 	} *rodata;
+	struct lb_tc__bss {
+	} *bss;
 
 #ifdef __cplusplus
 	static inline struct lb_tc *open(const struct bpf_object_open_opts *opts = nullptr);
@@ -152,7 +155,7 @@ lb_tc__create_skeleton(struct lb_tc *obj)
 	s->obj = &obj->obj;
 
 	/* maps */
-	s->map_cnt = 16;
+	s->map_cnt = 17;
 	s->map_skel_sz = sizeof(*s->maps);
 	s->maps = (struct bpf_map_skeleton *)calloc(s->map_cnt, s->map_skel_sz);
 	if (!s->maps) {
@@ -208,6 +211,10 @@ lb_tc__create_skeleton(struct lb_tc *obj)
 	s->maps[15].name = "lb_tc.rodata";
 	s->maps[15].map = &obj->maps.rodata;
 	s->maps[15].mmaped = (void **)&obj->rodata;
+
+	s->maps[16].name = "lb_tc.bss";
+	s->maps[16].map = &obj->maps.bss;
+	s->maps[16].mmaped = (void **)&obj->bss;
 
 	/* programs */
 	s->prog_cnt = 2;
