@@ -10,7 +10,10 @@ json.dump(samples, open(f"{out_dir}/raw.json", "w"), indent=1)
 
 # A run with --only measures one group of paths: the other is left out of the table.
 measured = {s["path"] for s in samples}
-paths = [p for p in ["direct", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"] if p in measured]
+paths = [p for p in ["direct", "tc-forward", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"] if p in measured]
+# BPF ns per packet is shown for the paths that run a tc program: ppctl's, and the bare
+# forwarder (tc-forward), which is the yardstick ("x fwd": ratio to it, same workload).
+bpf_paths = ("tc-forward", "ppctl")
 workloads = [("throughput", "Gbit/s", 1e-9), ("conn-per-request", "req/s", 1),
              ("conn-per-request-wide", "req/s", 1), ("keep-alive", "req/s", 1)]
 
@@ -19,15 +22,16 @@ def pick(path, workload, key="value"):
     return [s[key] for s in samples if s["path"] == path and s["workload"] == workload and key in s]
 
 
-rows = ["| workload | path | median | min | max | ratio to direct | p50 / p99 ms | CPU µs/req | BPF ns/pkt |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] if paths else []
+rows = ["| workload | path | median | min | max | ratio to direct | p50 / p99 ms | CPU µs/req | BPF ns/pkt | BPF x fwd |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"] if paths else []
 ratios = {}
 for workload, unit, scale in workloads:
     base = statistics.median(pick("direct", workload) or [0])
+    fwd_bpf = statistics.median([v for v in pick("tc-forward", workload, "bpf_ns") if v] or [0])
     for path in paths:
         values = [v for v in pick(path, workload) if v]
         if not values:
-            rows.append(f"| {workload} | {path} | failed | | | | | | |")
+            rows.append(f"| {workload} | {path} | failed | | | | | | | |")
             continue
         med = statistics.median(values)
         ratio = med / base if base else 0
@@ -37,10 +41,12 @@ for workload, unit, scale in workloads:
         cpu = pick(path, workload, "cpu_us_per_request")
         bpf = [v for v in pick(path, workload, "bpf_ns") if v]
         lat = f"{statistics.median(p50):.2f} / {statistics.median(p99):.2f}" if p50 else "-"
+        bpf_ns = statistics.median(bpf) if bpf and path.startswith(bpf_paths) else None
         rows.append(f"| {workload} | {path} | {med * scale:,.2f} {unit} | {min(values) * scale:,.2f} | "
                     f"{max(values) * scale:,.2f} | {ratio:.2f} | {lat} | "
                     f"{statistics.median(cpu) if cpu else '-'} | "
-                    f"{statistics.median(bpf) if bpf and path.startswith('ppctl') else '-'} |")
+                    f"{bpf_ns if bpf_ns is not None else '-'} | "
+                    f"{f'{bpf_ns / fwd_bpf:.2f}' if bpf_ns is not None and fwd_bpf else '-'} |")
 
 # Local clients (the socket path): ratios to local-direct, and the extra CPU per
 # connection against it.
@@ -88,9 +94,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 fig, ax = plt.subplots(figsize=(9, 4))
-width = 0.15
-for i, path in enumerate(paths[1:]):
-    xs = [j + (i - 1.5) * width for j in range(len(workloads))]
+others = paths[1:]
+width = 0.8 / max(len(others), 1)
+for i, path in enumerate(others):
+    xs = [j + (i - (len(others) - 1) / 2) * width for j in range(len(workloads))]
     ax.bar(xs, [ratios.get((w, path), 0) for w, _, _ in workloads], width, label=path)
 ax.axhline(1.0, color="black", linewidth=0.8)
 ax.set_xticks(range(len(workloads)))
