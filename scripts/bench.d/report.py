@@ -51,7 +51,7 @@ for workload, unit, scale in workloads:
 # Local clients (the socket path): ratios to local-direct, and the extra CPU per
 # connection against it.
 local_paths = [p for p in ["local-direct", "local-ppctl", "local-ppctl-proxyv2"] if p in measured]
-rows += [] if not local_paths else ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn | client CPU µs/req (extra) | BPF ns/req |",
+rows += [] if not local_paths else ["", "| local clients | path | median | min | max | ratio to local-direct | p50 / p99 ms | CPU µs/req | extra CPU µs/conn | client CPU µs/req (extra) | ppctl BPF ns/req |",
          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 for workload in ["conn-per-request", "keep-alive"] if local_paths else []:
     base = statistics.median(pick("local-direct", workload) or [0])
