@@ -112,13 +112,31 @@ final class DatapathTests: XCTestCase {
     // MARK: - Checksums
 
     /// The datapath writes the TCP checksum of a translated segment itself, by what
-    /// the skb's checksum field holds (CHECKSUM_PARTIAL: the pseudo-header sum only).
-    /// A veth receiver never checks a partial checksum, so a wrong one would pass
-    /// every other test here and be dropped behind a real NIC: Scripts/
+    /// the skb's checksum field holds (CHECKSUM_PARTIAL: the pseudo-header sum only;
+    /// otherwise the full sum). A veth receiver checks neither (a partial checksum
+    /// is never checked, and veth marks the rest as verified), so a wrong one would
+    /// pass every other test here and be dropped behind a real NIC: Scripts/
     /// checksum_capture.py checks each segment the backend and the client receive
     /// against the kind the kernel reports (PACKET_AUXDATA).
     func testTranslatedSegmentsCarryTheChecksumTheirSkbCalls() throws {
         try addServices()
+        try exchangeAndCheckChecksums(expectPartial: true)
+    }
+
+    /// The same with checksum offload off on every interface: the senders sum whole
+    /// segments, and the datapath's rewrite must keep the full sum right.
+    func testTranslatedSegmentsKeepFullChecksumsWithOffloadOff() throws {
+        try addServices()
+        for (ns, dev) in [(lab.client, "c0"), (lab.balancer, "l0"), (lab.balancer, "l1"), (lab.backend, "b0")] {
+            try lab.exec(ns, ["ethtool", "-K", dev, "tx", "off"])
+        }
+        try exchangeAndCheckChecksums(expectPartial: false)
+    }
+
+    /// Three request/response rounds through the PROXY v2 service, captured on the
+    /// backend's and the client's interfaces; every segment's checksum right, and of
+    /// the kind expected (at least one).
+    func exchangeAndCheckChecksums(expectPartial: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Scripts/checksum_capture.py").path
         func capture(in ns: String, _ iface: String, port: UInt16) throws -> (Background<Lab.Result>, String) {
@@ -135,7 +153,7 @@ final class DatapathTests: XCTestCase {
         ]
         for (_, ready) in captures {
             for _ in 0..<100 where !FileManager.default.fileExists(atPath: ready) { usleep(20_000) }
-            XCTAssertTrue(FileManager.default.fileExists(atPath: ready), "the capture started")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: ready), "the capture started", file: file, line: line)
             try? FileManager.default.removeItem(atPath: ready)
         }
         let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8080)
@@ -151,16 +169,16 @@ final class DatapathTests: XCTestCase {
         let client = try TCP.connect(lab, from: lab.client, to: Lab.vip, 80)
         for i in 0..<3 {
             try client.write("ping \(i)\n")
-            XCTAssertEqual(String(decoding: try client.read(), as: UTF8.self), "pong \(i)\n")
+            XCTAssertEqual(String(decoding: try client.read(), as: UTF8.self), "pong \(i)\n", file: file, line: line)
         }
         try accepted.wait()
         for (name, (run, _)) in zip(["backend", "client"], captures) {
             let out = try run.wait(timeout: 20).stdout
             let report = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
             let partial = report?["partial"] as? Int ?? 0, full = report?["full"] as? Int ?? 0
-            XCTAssertEqual(report?["bad"] as? [String], [], "segments the \(name) received: \(out)")
-            XCTAssertGreaterThanOrEqual(partial + full, 6, "the \(name) received the exchange: \(out)")
-            XCTAssertGreaterThan(partial, 0, "veth carries the sender's partial checksums: the case under test (\(out))")
+            XCTAssertEqual(report?["bad"] as? [String], [], "segments the \(name) received: \(out)", file: file, line: line)
+            XCTAssertGreaterThanOrEqual(partial + full, 6, "the \(name) received the exchange: \(out)", file: file, line: line)
+            XCTAssertGreaterThan(expectPartial ? partial : full, 0, "segments of the kind under test (\(out))", file: file, line: line)
         }
     }
 

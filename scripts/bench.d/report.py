@@ -11,9 +11,11 @@ json.dump(samples, open(f"{out_dir}/raw.json", "w"), indent=1)
 # A run with --only measures one group of paths: the other is left out of the table.
 measured = {s["path"] for s in samples}
 paths = [p for p in ["direct", "tc-forward", "ppctl", "ppctl-proxyv2", "haproxy", "nftables"] if p in measured]
-# BPF ns per packet is shown for the paths that run a tc program: ppctl's, and the bare
-# forwarder (tc-forward), which is the yardstick ("x fwd": ratio to it, same workload).
-bpf_paths = ("tc-forward", "ppctl")
+# BPF ns per packet is shown for the paths that run a tc program: ppctl's, the bare
+# forwarder (tc-forward), which is the yardstick ("x fwd": ratio to it, same workload),
+# and direct, whose packets pass ppctl's ingress program untouched (a miss: what ppctl
+# costs traffic that is not its own).
+bpf_paths = ("direct", "tc-forward", "ppctl")
 workloads = [("throughput", "Gbit/s", 1e-9), ("conn-per-request", "req/s", 1),
              ("conn-per-request-wide", "req/s", 1), ("keep-alive", "req/s", 1)]
 
