@@ -149,7 +149,7 @@ final class DatapathTests: XCTestCase {
         }
         let captures = [
             try capture(in: lab.backend, "b0", port: 8080),  // to the backend: to_backend's rewrite
-            try capture(in: lab.client, "c0", port: 80),  // to the client: to_client's
+            try capture(in: lab.client, "c0", port: 80)  // to the client: to_client's
         ]
         for (_, ready) in captures {
             for _ in 0..<100 where !FileManager.default.fileExists(atPath: ready) { usleep(20_000) }
