@@ -34,7 +34,6 @@
 #include "sock_maps.h"
 #include "proxy_header.h"
 
-#define SOCK_STREAM    1
 #define ECONNREFUSED   111
 #define AF_INET        2
 #define AF_INET6       10

@@ -631,10 +631,11 @@ int ppctl_tc_ingress(struct __sk_buff *skb)
 
 /* At egress, only locally made packets: those of local clients of PROXY services,
  * whose header goes out here. Forwarded packets (no socket) pass after
- * one test, other local packets after one lookup. The lookup is by tuple, not by
- * socket, so that what the kernel sends for a connection from elsewhere (a
- * TIME_WAIT ack or a reset, from the namespace's control socket) is translated
- * too. Replies come in through ppctl_tc_ingress, which finds their REPLY entries. */
+ * one test, packets of the host's other TCP sockets after a read of the socket's
+ * storage (from_untracked_socket), the rest after one lookup. The lookup is by
+ * tuple, not by socket, so that what the kernel sends for a connection from
+ * elsewhere (a TIME_WAIT ack or a reset, from the namespace's control socket) is
+ * translated too. Replies come in through ppctl_tc_ingress, which finds their REPLY entries. */
 SEC("tc")
 int ppctl_tc_egress(struct __sk_buff *skb)
 {
@@ -643,7 +644,7 @@ int ppctl_tc_egress(struct __sk_buff *skb)
 	struct ppctl_stats *stats;
 	__u64 now;
 
-	if (!skb->sk)
+	if (!skb->sk || from_untracked_socket(skb))
 		return TC_ACT_OK;
 	stats = stats_get();
 	if (parse_or_count(skb, &p, stats) != PARSE_OK)

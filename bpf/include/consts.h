@@ -92,4 +92,7 @@
 /* PROXY protocol v1 (section 2.1): the longest line is 107 bytes. */
 #define PP1_MAX_LEN         PPCTL_PP1_MAX_LEN
 
+/* A socket's type (struct bpf_sock, bpf_sock_addr), as <sys/socket.h> has it. */
+#define SOCK_STREAM         1
+
 #endif /* PPCTL_CONSTS_H */

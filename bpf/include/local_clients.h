@@ -47,6 +47,28 @@ static __always_inline int local_header_tuple(struct __sk_buff *skb, const struc
 	return 0;
 }
 
+/* At tc egress, before any parsing: is the packet from a connected TCP socket of
+ * this host that owes no header at tc? Then it is none of ppctl's (most local
+ * traffic, the local clients of plain services included: connect4 sent them to
+ * their backend and nothing is tracked), and one socket-storage read says so where
+ * a conntrack lookup used to (a miss in the big table: about a third of the
+ * program's time). What a socket did not send itself goes on to the lookup by
+ * tuple: a TIME_WAIT ack or a SYN-ACK (no full socket), a reset from the
+ * namespace's control socket (SOCK_RAW). */
+static __always_inline int from_untracked_socket(struct __sk_buff *skb)
+{
+	struct ppctl_sock_state *st;
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return 0;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->type != SOCK_STREAM)
+		return 0;
+	st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+	return !st || !(st->flags & PPCTL_SOCK_HDR_AT_TC);
+}
+
 /*
  * A local client's SYN to a PROXY service's backend (the socket path sent it
  * there and owes the header at tc): two entries with no address rewrite, the
