@@ -6,7 +6,8 @@ import Foundation
 /// `BPF_FIB_LOOKUP_SRC` (Linux 6.7), which finds the SNAT address of a new connection
 /// (the route's source). Older kernels load the programs but refuse that flag at run
 /// time with EINVAL, and every SYN to a service without a SNAT pool would be dropped.
-/// The rest is older: `bpf_set_retval` in cgroup programs (5.18), `bpf_timer` (5.15),
+/// The rest is older: `bpf_cast_to_kern_ctx` (6.2, to read `skb->ip_summed` through
+/// CO-RE), `bpf_set_retval` in cgroup programs (5.18), `bpf_timer` (5.15),
 /// `bpf_for_each_map_elem` (5.13), global functions with pointer arguments (5.12),
 /// `bpf_ktime_get_coarse_ns` (5.11), `bpf_redirect_peer` and `bpf_redirect_neigh`
 /// (5.10), getpeername hooks (5.8), `bpf_get_netns_cookie` and cgroup bpf links (5.7).
