@@ -20,6 +20,27 @@
 #include "nat.h"
 #include "proxy_header.h"
 
+/* The full TCP socket that sent the packet (tc egress), or NULL: none (a forwarded
+ * packet), not a full socket (a TIME_WAIT ack, a SYN-ACK), or the namespace's control
+ * socket (SOCK_RAW: resets, acks for connections it has no socket for). */
+static __always_inline struct bpf_sock *stream_socket(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+
+	if (!sk)
+		return NULL;
+	sk = bpf_sk_fullsock(sk);
+	return sk && sk->type == SOCK_STREAM ? sk : NULL;
+}
+
+/* What the socket path noted on the socket, if it owes its header at tc. */
+static __always_inline struct ppctl_sock_state *header_owed_at_tc(struct bpf_sock *sk)
+{
+	struct ppctl_sock_state *st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
+
+	return st && (st->flags & PPCTL_SOCK_HDR_AT_TC) ? st : NULL;
+}
+
 /* For a local client's packet (tc egress, skb->sk is its socket): the tuple its
  * header names, the packet's own with the VIP the socket asked for (the socket
  * path's connect4 sent it to the backend) in place of the backend. Returns -1 if
@@ -28,16 +49,10 @@ static __always_inline int local_header_tuple(struct __sk_buff *skb, const struc
 					      struct ppctl_ct_key *tuple,
 					      struct ppctl_sock_state **state)
 {
-	struct ppctl_sock_state *st;
-	struct bpf_sock *sk = skb->sk;
+	struct bpf_sock *sk = stream_socket(skb);
+	struct ppctl_sock_state *st = sk ? header_owed_at_tc(sk) : NULL;
 
-	if (!sk)
-		return -1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return -1;
-	st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
-	if (!st || !(st->flags & PPCTL_SOCK_HDR_AT_TC) || st->family != p->key.family)
+	if (!st || st->family != p->key.family)
 		return -1;
 	*tuple = p->key;
 	tuple->daddr = st->vip;
@@ -47,26 +62,18 @@ static __always_inline int local_header_tuple(struct __sk_buff *skb, const struc
 	return 0;
 }
 
-/* At tc egress, before any parsing: is the packet from a connected TCP socket of
- * this host that owes no header at tc? Then it is none of ppctl's (most local
- * traffic, the local clients of plain services included: connect4 sent them to
- * their backend and nothing is tracked), and one socket-storage read says so where
- * a conntrack lookup used to (a miss in the big table: about a third of the
- * program's time). What a socket did not send itself goes on to the lookup by
- * tuple: a TIME_WAIT ack or a SYN-ACK (no full socket), a reset from the
- * namespace's control socket (SOCK_RAW). */
+/* At tc egress, before any parsing: is the packet from a TCP socket of this host
+ * that owes no header at tc? Then it is none of ppctl's (most local traffic, the
+ * local clients of plain services included: connect4 sent them to their backend and
+ * nothing is tracked), and one socket-storage read says so where a conntrack lookup
+ * used to (a miss in the big table: about a third of the program's time). What a
+ * socket did not send itself (stream_socket() is NULL) goes on to the lookup by
+ * tuple. */
 static __always_inline int from_untracked_socket(struct __sk_buff *skb)
 {
-	struct ppctl_sock_state *st;
-	struct bpf_sock *sk = skb->sk;
+	struct bpf_sock *sk = stream_socket(skb);
 
-	if (!sk)
-		return 0;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk || sk->type != SOCK_STREAM)
-		return 0;
-	st = bpf_sk_storage_get(&ppctl_sock_state, sk, 0, 0);
-	return !st || !(st->flags & PPCTL_SOCK_HDR_AT_TC);
+	return sk && !header_owed_at_tc(sk);
 }
 
 /*
