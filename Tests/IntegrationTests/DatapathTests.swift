@@ -134,28 +134,13 @@ final class DatapathTests: XCTestCase {
     }
 
     /// Three request/response rounds through the PROXY v2 service, captured on the
-    /// backend's and the client's interfaces; every segment's checksum right, and of
-    /// the kind expected (at least one).
+    /// backend's and the client's interfaces (ChecksumCapture); every segment's
+    /// checksum right, and of the kind expected (at least one).
     func exchangeAndCheckChecksums(expectPartial: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("Scripts/checksum_capture.py").path
-        func capture(in ns: String, _ iface: String, port: UInt16) throws -> (Background<Lab.Result>, String) {
-            let ready = NSTemporaryDirectory() + "\(ns)-\(iface)-capture-ready"
-            try? FileManager.default.removeItem(atPath: ready)
-            let run = Background { [lab] in
-                try lab!.exec(ns, ["/usr/bin/python3", script, iface, "\(port)", "3", ready])
-            }
-            return (run, ready)
-        }
         let captures = [
-            try capture(in: lab.backend, "b0", port: 8080),  // to the backend: to_backend's rewrite
-            try capture(in: lab.client, "c0", port: 80)  // to the client: to_client's
+            ("backend", try ChecksumCapture(lab, in: lab.backend, iface: "b0", port: 8080)),  // to_backend's rewrite
+            ("client", try ChecksumCapture(lab, in: lab.client, iface: "c0", port: 80))  // to_client's
         ]
-        for (_, ready) in captures {
-            for _ in 0..<100 where !FileManager.default.fileExists(atPath: ready) { usleep(20_000) }
-            XCTAssertTrue(FileManager.default.fileExists(atPath: ready), "the capture started", file: file, line: line)
-            try? FileManager.default.removeItem(atPath: ready)
-        }
         let server = try TCP.listen(lab, in: lab.backend, on: "0.0.0.0", 8080)
         let accepted = Background { () throws -> Void in
             let c = try server.accept()
@@ -172,13 +157,12 @@ final class DatapathTests: XCTestCase {
             XCTAssertEqual(String(decoding: try client.read(), as: UTF8.self), "pong \(i)\n", file: file, line: line)
         }
         try accepted.wait()
-        for (name, (run, _)) in zip(["backend", "client"], captures) {
-            let out = try run.wait(timeout: 20).stdout
-            let report = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
-            let partial = report?["partial"] as? Int ?? 0, full = report?["full"] as? Int ?? 0
-            XCTAssertEqual(report?["bad"] as? [String], [], "segments the \(name) received: \(out)", file: file, line: line)
-            XCTAssertGreaterThanOrEqual(partial + full, 6, "the \(name) received the exchange: \(out)", file: file, line: line)
-            XCTAssertGreaterThan(expectPartial ? partial : full, 0, "segments of the kind under test (\(out))", file: file, line: line)
+        for (name, capture) in captures {
+            let r = try capture.report()
+            XCTAssertEqual(r.bad, [], "segments the \(name) received: \(r.text)", file: file, line: line)
+            XCTAssertGreaterThanOrEqual(r.partial + r.full, 6, "the \(name) received the exchange: \(r.text)", file: file, line: line)
+            XCTAssertGreaterThan(
+                expectPartial ? r.partial : r.full, 0, "segments of the kind under test (\(r.text))", file: file, line: line)
         }
     }
 

@@ -386,6 +386,36 @@ final class SocketPathTests: XCTestCase {
         XCTAssertEqual(stats["local_headers_pushed"], 0, "\(stats)")
     }
 
+    /// A local client's segments are rewritten at tc egress (the header segment, the
+    /// sequence shift), where the skb is still CHECKSUM_PARTIAL: the field the program
+    /// writes is the seed the rest is summed from, by veth's receiver never (partial,
+    /// the default) or in software before the packet leaves (offload off: full). Both
+    /// as the backend receives them (ChecksumCapture: a veth receiver checks neither).
+    func testAtTcEgressTheClientsSegmentsKeepTheirChecksumRight() throws {
+        try lab.attach()
+        try attachCgroup()
+        try lab.ppctl(["service", "add", "\(Lab.vip):80", "--proxyv2", "--backend", "\(Lab.backendAddress):8080"])
+        let server = try TCP.listen(lab, in: lab.backend, on: Lab.backendAddress, 8080)
+        for offloadOff in [false, true] {
+            if offloadOff { try lab.exec(lab.balancer, ["ethtool", "-K", "l1", "tx", "off"]) }
+            let capture = try ChecksumCapture(lab, in: lab.backend, iface: "b0", port: 8080)
+            let got = Background { () throws -> [UInt8] in
+                let conn = try server.accept()
+                var (_, rest) = try conn.readHeader()
+                if rest.count < 4 { rest += try conn.readExactly(4 - rest.count) }
+                try conn.write("pong\n")
+                return rest
+            }
+            let report = try local(["send", Lab.vip, "80", "ping"])
+            XCTAssertEqual(try got.wait(), Array("ping".utf8))
+            XCTAssertEqual(report.received, "pong\n")
+            let r = try capture.report()
+            XCTAssertEqual(r.bad, [], "offload off: \(offloadOff): \(r.text)")
+            XCTAssertGreaterThan(offloadOff ? r.full : r.partial, 0, "segments of the kind under test: \(r.text)")
+        }
+        XCTAssertEqual(try lab.counter("headers_injected"), 2, "both headers at tc egress")
+    }
+
     func testWithoutTcTheHeaderFallsBackToTheFirstSend() throws {
         // No --iface: no tc egress sees the SYN, so the socket path keeps the header
         // for the first send rather than never sending it.
