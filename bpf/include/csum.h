@@ -10,7 +10,7 @@
  * says which (skb_ip_summed() reads it): with CHECKSUM_PARTIAL the field holds the
  * pseudo-header sum only and the rest is summed at transmit time, so only address
  * and length changes (pseudo header) touch it; otherwise it is the full checksum
- * and every change does. csum_update_tcp() applies a rewrite's diffs for both,
+ * and every change does. csum_tcp_update() applies a rewrite's diffs for both,
  * in the packet, without a helper call; for CHECKSUM_COMPLETE, where skb->csum
  * must follow too, it leaves the work to bpf_l4_csum_replace().
  */
